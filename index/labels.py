@@ -1,0 +1,90 @@
+"""Rules for label names and parsing of label lists typed by people.
+
+A label must work as a folder name on every common file system, because
+ImageFolder exports and `--labels-from-folders` imports use it as one.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from .errors import InvalidLabelError
+from .types import Label
+
+MAX_LABEL_LENGTH = 100
+_FORBIDDEN = set('/\\<>:"|?*')
+_RESERVED = {"con", "prn", "aux", "nul"} | {f"com{i}" for i in range(1, 10)} | {
+    f"lpt{i}" for i in range(1, 10)
+}
+
+
+def validate_label_name(name: str) -> str:
+    """Return `name` if it is a usable label, else raise InvalidLabelError saying why."""
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidLabelError("A label name is empty. Give every label a name, e.g. 'cat'.")
+    problem = _problem(name)
+    if problem:
+        suggestion = suggest_label_name(name)
+        hint = f" Try '{suggestion}'." if suggestion and suggestion != name else ""
+        raise InvalidLabelError(
+            f"The label {name!r} cannot be used: {problem}. Labels become folder names on "
+            f"export, so they must be valid folder names.{hint}"
+        )
+    return name
+
+
+def _problem(name: str) -> str | None:
+    if name != name.strip():
+        return "it starts or ends with a space"
+    if name in (".", "..") or name.startswith("."):
+        return "it starts with a dot"
+    bad = sorted({c for c in name if c in _FORBIDDEN})
+    if bad:
+        return "it contains " + " ".join(repr(c) for c in bad)
+    if any(unicodedata.category(c).startswith("C") for c in name):
+        return "it contains a control or invisible character"
+    if name.endswith("."):
+        return "it ends with a dot"
+    if name.split(".")[0].lower() in _RESERVED:
+        return "it is a reserved device name on Windows"
+    if len(name) > MAX_LABEL_LENGTH:
+        return f"it is {len(name)} characters long (at most {MAX_LABEL_LENGTH})"
+    return None
+
+
+def suggest_label_name(name: str) -> str:
+    """A usable name close to `name` (for error messages), or '' if none comes to mind."""
+    cleaned = "".join(
+        "-" if c in _FORBIDDEN else c
+        for c in name
+        if not unicodedata.category(c).startswith("C")
+    )
+    cleaned = re.sub(r"\s+", " ", cleaned).strip().strip(".").strip()
+    cleaned = cleaned[:MAX_LABEL_LENGTH].strip()
+    if not cleaned or _problem(cleaned):
+        return ""
+    return cleaned
+
+
+def parse_label_list(text: str) -> list[Label]:
+    """Labels from 'cat, dog, bird', 'cat; dog' or one per line; each validated.
+
+    A label may carry a description after '=': 'tabby = a striped domestic cat'.
+    """
+    separators = "\n" if "\n" in text.strip() else (";" if ";" in text else ",")
+    labels: list[Label] = []
+    seen: set[str] = set()
+    for part in text.split(separators):
+        if not part.strip():
+            continue
+        name, _, description = part.partition("=")
+        name = name.strip()
+        validate_label_name(name)
+        if name in seen:
+            raise InvalidLabelError(f"The label '{name}' is given twice; give each label once.")
+        seen.add(name)
+        labels.append(Label(name, description.strip() or None))
+    if not labels:
+        raise InvalidLabelError(f"No labels found in {text!r}. Give them like 'cat, dog, bird'.")
+    return labels

@@ -1,0 +1,136 @@
+"""Ordered schema migrations of the project database.
+
+Each migration is a named function applied once, in order, inside one
+transaction. `PRAGMA user_version` counts how many have been applied, so an
+older project is upgraded on open and a project written by a newer labelchat
+(user_version larger than len(MIGRATIONS)) is refused instead of damaged.
+
+Never edit a migration that has shipped: append a new one.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Callable
+
+Migration = Callable[[sqlite3.Connection], None]
+
+
+def run_statements(db: sqlite3.Connection, script: str) -> None:
+    """Execute a multi-statement script inside the caller's transaction.
+
+    `executescript` would commit first, which breaks one-transaction migrations.
+    """
+    statement = ""
+    for line in script.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
+            db.execute(statement)
+            statement = ""
+    if statement.strip():
+        raise ValueError(f"incomplete SQL statement in migration: {statement!r}")
+
+
+def m001_initial(db: sqlite3.Connection) -> None:
+    run_statements(
+        db,
+        """
+        CREATE TABLE settings (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        );
+        CREATE TABLE items (
+            id INTEGER PRIMARY KEY,
+            sha256 TEXT NOT NULL UNIQUE,
+            phash TEXT NOT NULL,
+            media_path TEXT NOT NULL,
+            width INTEGER NOT NULL,
+            height INTEGER NOT NULL,
+            format TEXT NOT NULL,
+            bytes INTEGER NOT NULL,
+            added_at TEXT NOT NULL
+        );
+        CREATE TABLE item_sources (
+            id INTEGER PRIMARY KEY,
+            item_id INTEGER NOT NULL REFERENCES items(id),
+            source TEXT NOT NULL,
+            page_url TEXT,
+            alt_text TEXT,
+            title TEXT,
+            added_at TEXT NOT NULL,
+            UNIQUE (item_id, source)
+        );
+        CREATE TABLE near_duplicates (
+            item_id INTEGER NOT NULL REFERENCES items(id),
+            other_id INTEGER NOT NULL REFERENCES items(id),
+            distance INTEGER NOT NULL,
+            PRIMARY KEY (item_id, other_id)
+        );
+        CREATE TABLE labels (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            description TEXT,
+            prompts TEXT NOT NULL DEFAULT '[]',
+            position INTEGER NOT NULL
+        );
+        CREATE TABLE decisions (
+            id INTEGER PRIMARY KEY,
+            item_id INTEGER NOT NULL REFERENCES items(id),
+            action TEXT NOT NULL
+                CHECK (action IN ('accept', 'reject', 'correct', 'skip', 'undo')),
+            label TEXT,
+            actor TEXT NOT NULL,
+            auto INTEGER NOT NULL DEFAULT 0,
+            undoes INTEGER REFERENCES decisions(id),
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX decisions_item ON decisions(item_id, id);
+        -- Derived from `decisions`, updated in the same transaction; rebuildable.
+        CREATE TABLE item_state (
+            item_id INTEGER PRIMARY KEY REFERENCES items(id),
+            status TEXT NOT NULL,
+            label TEXT,
+            rejected TEXT NOT NULL DEFAULT '[]',
+            last_decision_id INTEGER
+        );
+        CREATE INDEX item_state_status ON item_state(status, label);
+        CREATE TABLE suggestions (
+            item_id INTEGER NOT NULL REFERENCES items(id),
+            rank INTEGER NOT NULL,
+            label TEXT NOT NULL,
+            score REAL NOT NULL,
+            model TEXT NOT NULL,
+            method TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (item_id, rank)
+        );
+        CREATE TABLE models (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            kind TEXT NOT NULL,
+            base_model TEXT NOT NULL,
+            labels TEXT NOT NULL,
+            path TEXT,
+            config TEXT NOT NULL DEFAULT '{}',
+            metrics TEXT NOT NULL DEFAULT '{}',
+            active INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,
+            status TEXT NOT NULL,
+            done INTEGER NOT NULL DEFAULT 0,
+            total INTEGER,
+            message TEXT NOT NULL DEFAULT '',
+            params TEXT NOT NULL DEFAULT '{}',
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        """
+    )
+
+
+MIGRATIONS: list[tuple[str, Migration]] = [
+    ("initial", m001_initial),
+]

@@ -1,0 +1,739 @@
+"""The one module that owns SQL: the project database.
+
+SQLite in WAL mode is the source of truth. Every write is one short
+transaction (`BEGIN IMMEDIATE`), so a write that returned is on disk and a
+process killed mid-way leaves the database as it was before that write.
+Several processes (CLI, app, two browser tabs) may open the same project:
+writers are serialised by SQLite's lock, with a busy timeout.
+
+Decisions are an append-only log. `item_state` is derived from it in the same
+transaction as each decision, so reads are cheap, and `rebuild_state`
+recomputes it from the log to prove they agree.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+from .errors import (
+    InvalidLabelError,
+    LabelchatError,
+    LabelNotInSetError,
+    NothingToUndoError,
+    ProjectError,
+    SchemaTooNewError,
+    UnknownItemError,
+)
+from .labels import validate_label_name
+from .migrations import MIGRATIONS
+from .types import (
+    Action,
+    Decision,
+    Item,
+    ItemState,
+    Job,
+    JobStatus,
+    Label,
+    Origin,
+    LabelCount,
+    LabelSet,
+    ModelVersion,
+    Status,
+    StatusCounts,
+    Suggestion,
+)
+
+BUSY_TIMEOUT_S = 30.0
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+class Store:
+    """A project's SQLite database. Open with `Store(path)`; close with `close()`."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        try:
+            self._db = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+            )
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+        except sqlite3.DatabaseError as exc:
+            raise ProjectError(
+                f"{self.path} is not a labelchat project database ({exc}). "
+                f"Point --project at a project folder, or at a new folder to create one."
+            ) from exc
+        self._lock = threading.RLock()  # one connection, shared by threads of one process
+        self._migrate()
+
+    # -- plumbing -------------------------------------------------------------
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; committed when the block ends, rolled back on error."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _read(self, sql: str, params: Sequence | dict = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    def _migrate(self) -> None:
+        with self._lock:
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version > len(MIGRATIONS):
+                raise SchemaTooNewError(str(self.path), version, len(MIGRATIONS))
+            for number, (_name, migration) in enumerate(MIGRATIONS, start=1):
+                if number <= version:
+                    continue
+                with self._write() as db:
+                    migration(db)
+                    db.execute(f"PRAGMA user_version = {number}")
+
+    @property
+    def schema_version(self) -> int:
+        return self._read("PRAGMA user_version")[0][0]
+
+    # -- settings -------------------------------------------------------------
+
+    def get_setting(self, key: str, default: str | None = None) -> str | None:
+        rows = self._read("SELECT value FROM settings WHERE key = ?", (key,))
+        return rows[0]["value"] if rows else default
+
+    def set_setting(self, key: str, value: str) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO settings(key, value) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+
+    # -- items ----------------------------------------------------------------
+
+    def add_item(
+        self,
+        *,
+        sha256: str,
+        phash: str,
+        media_path: str,
+        width: int,
+        height: int,
+        format: str,
+        bytes: int,
+        origin: Origin,
+        near_duplicates: Iterable[tuple[int, int]] = (),
+        label: str | None = None,
+        actor: str = "import",
+    ) -> tuple[Item, bool]:
+        """Add an image, or a new source for an image already here (same sha256).
+
+        Returns the item and whether it is new. With `label`, the label is
+        recorded as a confirmed decision in the same transaction, so an item
+        never lands without the label it was imported with.
+        """
+        with self._write() as db:
+            row = db.execute("SELECT id FROM items WHERE sha256 = ?", (sha256,)).fetchone()
+            created = row is None
+            if created:
+                item_id = db.execute(
+                    "INSERT INTO items(sha256, phash, media_path, width, height, format, bytes,"
+                    " added_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (sha256, phash, media_path, width, height, format, bytes, now()),
+                ).lastrowid
+                db.execute(
+                    "INSERT INTO item_state(item_id, status) VALUES (?, ?)",
+                    (item_id, Status.PENDING.value),
+                )
+                db.executemany(
+                    "INSERT OR IGNORE INTO near_duplicates(item_id, other_id, distance)"
+                    " VALUES (?, ?, ?)",
+                    [(item_id, other, dist) for other, dist in near_duplicates],
+                )
+            else:
+                item_id = row["id"]
+            db.execute(
+                "INSERT OR IGNORE INTO item_sources(item_id, source, page_url, alt_text, title,"
+                " added_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (item_id, origin.source, origin.page_url, origin.alt_text, origin.title, now()),
+            )
+            if label is not None and not _confirmed_as(db, item_id, label):
+                self._check_label(db, label)
+                self._append_decision(db, item_id, Action.ACCEPT, label, actor, auto=False)
+        return self.get_item(item_id), created
+
+    def get_item(self, item_id: int) -> Item:
+        rows = self._read(_ITEM_SELECT + " WHERE i.id = ?", (item_id,))
+        if not rows:
+            raise UnknownItemError(item_id)
+        return _item(rows[0])
+
+    def item_by_sha256(self, sha256: str) -> Item | None:
+        rows = self._read(_ITEM_SELECT + " WHERE i.sha256 = ?", (sha256,))
+        return _item(rows[0]) if rows else None
+
+    def items(
+        self,
+        *,
+        status: Status | None = None,
+        label: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[Item]:
+        """Items in the order they were added, optionally filtered by current state."""
+        where, params = [], []
+        if status is not None:
+            where.append("s.status = ?")
+            params.append(status.value)
+        if label is not None:
+            where.append("s.label = ?")
+            params.append(label)
+        sql = _ITEM_SELECT + " JOIN item_state s ON s.item_id = i.id"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY i.id LIMIT ? OFFSET ?"
+        params += [-1 if limit is None else limit, offset]
+        return [_item(row) for row in self._read(sql, params)]
+
+    def item_count(self) -> int:
+        return self._read("SELECT count(*) FROM items")[0][0]
+
+    def origins(self, item_id: int) -> list[Origin]:
+        rows = self._read(
+            "SELECT source, page_url, alt_text, title FROM item_sources"
+            " WHERE item_id = ? ORDER BY id",
+            (item_id,),
+        )
+        return [Origin(**dict(row)) for row in rows]
+
+    def phashes(self) -> list[tuple[int, str]]:
+        """(item id, perceptual hash) of every item, for near-duplicate search."""
+        return [(r["id"], r["phash"]) for r in self._read("SELECT id, phash FROM items")]
+
+    def near_duplicates(self, item_id: int | None = None) -> list[tuple[int, int, int]]:
+        """(item, earlier item it resembles, Hamming distance of their hashes)."""
+        sql = "SELECT item_id, other_id, distance FROM near_duplicates"
+        params: tuple = ()
+        if item_id is not None:
+            sql += " WHERE item_id = ? OR other_id = ?"
+            params = (item_id, item_id)
+        return [tuple(row) for row in self._read(sql + " ORDER BY item_id", params)]
+
+    # -- labels ---------------------------------------------------------------
+
+    def label_set(self) -> LabelSet:
+        rows = self._read("SELECT name, description, prompts FROM labels ORDER BY position")
+        labels = tuple(
+            Label(r["name"], r["description"], tuple(json.loads(r["prompts"]))) for r in rows
+        )
+        return LabelSet(labels, int(self.get_setting("label_set_version", "0")))
+
+    def set_labels(self, labels: Sequence[Label]) -> LabelSet:
+        """Replace the label set. Decisions keep their labels; see `status()`."""
+        names = [validate_label_name(label.name) for label in labels]
+        _refuse_duplicates(names)
+        with self._write() as db:
+            db.execute("DELETE FROM labels")
+            for position, label in enumerate(labels):
+                db.execute(
+                    "INSERT INTO labels(name, description, prompts, position) VALUES (?,?,?,?)",
+                    (label.name, label.description, json.dumps(list(label.prompts)), position),
+                )
+            self._bump_label_version(db)
+        return self.label_set()
+
+    def add_labels(self, labels: Sequence[Label]) -> LabelSet:
+        """Add labels that are not in the set yet, keeping the existing ones and their order."""
+        for label in labels:
+            validate_label_name(label.name)
+        _refuse_duplicates([label.name for label in labels])
+        with self._write() as db:
+            added = 0
+            for label in labels:
+                position = db.execute("SELECT coalesce(max(position) + 1, 0) FROM labels")
+                added += db.execute(
+                    "INSERT OR IGNORE INTO labels(name, description, prompts, position)"
+                    " VALUES (?, ?, ?, ?)",
+                    (
+                        label.name,
+                        label.description,
+                        json.dumps(list(label.prompts)),
+                        position.fetchone()[0],
+                    ),
+                ).rowcount
+            if added:
+                self._bump_label_version(db)
+        return self.label_set()
+
+    def remove_labels(self, names: Sequence[str]) -> LabelSet:
+        known = self.label_set().names
+        for name in names:
+            if name not in known:
+                raise LabelNotInSetError(name, known)
+        with self._write() as db:
+            db.executemany("DELETE FROM labels WHERE name = ?", [(n,) for n in names])
+            self._bump_label_version(db)
+        return self.label_set()
+
+    @staticmethod
+    def _bump_label_version(db: sqlite3.Connection) -> None:
+        db.execute(
+            "INSERT INTO settings(key, value) VALUES ('label_set_version', '1') ON CONFLICT(key)"
+            " DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)"
+        )
+
+    @staticmethod
+    def _check_label(db: sqlite3.Connection, label: str) -> None:
+        if db.execute("SELECT 1 FROM labels WHERE name = ?", (label,)).fetchone() is None:
+            known = [r[0] for r in db.execute("SELECT name FROM labels ORDER BY position")]
+            raise LabelNotInSetError(label, known)
+
+    # -- decisions ------------------------------------------------------------
+
+    def decide(
+        self,
+        item_id: int,
+        action: Action,
+        label: str | None = None,
+        *,
+        actor: str = "user",
+        auto: bool = False,
+    ) -> Decision:
+        """Append one decision and update the item's derived state, atomically.
+
+        Defined behaviour for every case, no exceptions for repeats: a newer
+        decision simply supersedes the older one (the log keeps both).
+        """
+        action = Action(action)
+        if action is Action.UNDO:
+            return self.undo(item_id, actor=actor)
+        if action in (Action.ACCEPT, Action.CORRECT, Action.REJECT) and not label:
+            raise LabelchatError(f"A '{action.value}' decision needs a label; none was given.")
+        with self._write() as db:
+            if db.execute("SELECT 1 FROM items WHERE id = ?", (item_id,)).fetchone() is None:
+                raise UnknownItemError(item_id)
+            if action in (Action.ACCEPT, Action.CORRECT):
+                self._check_label(db, label)
+            decision_id = self._append_decision(db, item_id, action, label, actor, auto)
+        return self.decision(decision_id)
+
+    def decide_many(
+        self, decisions: Sequence[tuple[int, Action, str | None]], *, actor: str, auto: bool
+    ) -> int:
+        """Append many decisions in one transaction: all of them land, or none."""
+        with self._write() as db:
+            for item_id, action, label in decisions:
+                if db.execute("SELECT 1 FROM items WHERE id = ?", (item_id,)).fetchone() is None:
+                    raise UnknownItemError(item_id)
+                if Action(action) in (Action.ACCEPT, Action.CORRECT):
+                    self._check_label(db, label)
+                self._append_decision(db, item_id, Action(action), label, actor, auto)
+        return len(decisions)
+
+    def undo(self, item_id: int | None = None, *, actor: str = "user") -> Decision:
+        """Cancel the newest decision that is still in effect (of one item, or of the project).
+
+        Works across restarts: what is in effect is read from the log.
+        """
+        with self._write() as db:
+            target = _newest_effective(db, item_id)
+            if target is None:
+                where = f"item {item_id}" if item_id is not None else "this project"
+                raise NothingToUndoError(f"Nothing to undo in {where}: no decision is in effect.")
+            decision_id = db.execute(
+                "INSERT INTO decisions(item_id, action, label, actor, auto, undoes, created_at)"
+                " VALUES (?, 'undo', ?, ?, 0, ?, ?)",
+                (target["item_id"], target["label"], actor, target["id"], now()),
+            ).lastrowid
+            self._refresh_state(db, target["item_id"])
+        return self.decision(decision_id)
+
+    def _append_decision(
+        self,
+        db: sqlite3.Connection,
+        item_id: int,
+        action: Action,
+        label: str | None,
+        actor: str,
+        auto: bool,
+    ) -> int:
+        decision_id = db.execute(
+            "INSERT INTO decisions(item_id, action, label, actor, auto, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (item_id, action.value, label, actor, int(auto), now()),
+        ).lastrowid
+        self._refresh_state(db, item_id)
+        return decision_id
+
+    @staticmethod
+    def _refresh_state(db: sqlite3.Connection, item_id: int) -> None:
+        rows = db.execute(
+            "SELECT id, action, label, undoes FROM decisions WHERE item_id = ? ORDER BY id",
+            (item_id,),
+        ).fetchall()
+        state = derive_state(item_id, rows)
+        db.execute(
+            "INSERT INTO item_state(item_id, status, label, rejected, last_decision_id)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT(item_id) DO UPDATE SET status = excluded.status,"
+            " label = excluded.label, rejected = excluded.rejected,"
+            " last_decision_id = excluded.last_decision_id",
+            (
+                item_id,
+                state.status.value,
+                state.label,
+                json.dumps(list(state.rejected)),
+                state.last_decision_id,
+            ),
+        )
+
+    def decision(self, decision_id: int) -> Decision:
+        rows = self._read(_DECISION_SELECT + " WHERE id = ?", (decision_id,))
+        return _decision(rows[0])
+
+    def decisions(self, item_id: int | None = None, *, limit: int | None = None) -> list[Decision]:
+        """The log, oldest first (for one item, or the newest `limit` of the project)."""
+        if item_id is not None:
+            rows = self._read(_DECISION_SELECT + " WHERE item_id = ? ORDER BY id", (item_id,))
+        else:
+            rows = self._read(
+                f"SELECT * FROM ({_DECISION_SELECT} ORDER BY id DESC LIMIT ?) ORDER BY id",
+                (-1 if limit is None else limit,),
+            )
+        return [_decision(row) for row in rows]
+
+    def state(self, item_id: int) -> ItemState:
+        rows = self._read("SELECT * FROM item_state WHERE item_id = ?", (item_id,))
+        if not rows:
+            raise UnknownItemError(item_id)
+        return _state(rows[0])
+
+    def states(self, status: Status | None = None) -> list[ItemState]:
+        if status is None:
+            rows = self._read("SELECT * FROM item_state ORDER BY item_id")
+        else:
+            rows = self._read(
+                "SELECT * FROM item_state WHERE status = ? ORDER BY item_id", (status.value,)
+            )
+        return [_state(row) for row in rows]
+
+    def rebuild_state(self) -> int:
+        """Recompute every item's state from the log; returns how many rows changed."""
+        before = {s.item_id: s for s in self.states()}
+        with self._write() as db:
+            for (item_id,) in db.execute("SELECT id FROM items").fetchall():
+                self._refresh_state(db, item_id)
+        after = {s.item_id: s for s in self.states()}
+        return sum(1 for item_id, s in after.items() if before.get(item_id) != s)
+
+    def check(self) -> list[str]:
+        """Problems found in the database; an empty list means it is consistent."""
+        problems = [r[0] for r in self._read("PRAGMA integrity_check") if r[0] != "ok"]
+        problems += [f"foreign key: {tuple(r)}" for r in self._read("PRAGMA foreign_key_check")]
+        missing = self._read(
+            "SELECT id FROM items WHERE id NOT IN (SELECT item_id FROM item_state)"
+        )
+        problems += [f"item {r[0]} has no state row" for r in missing]
+        stored = {s.item_id: s for s in self.states()}
+        with self._lock:
+            for (item_id,) in self._db.execute("SELECT id FROM items").fetchall():
+                rows = self._db.execute(
+                    "SELECT id, action, label, undoes FROM decisions WHERE item_id = ?"
+                    " ORDER BY id",
+                    (item_id,),
+                ).fetchall()
+                if item_id in stored and derive_state(item_id, rows) != stored[item_id]:
+                    problems.append(f"item {item_id}: stored state disagrees with its decisions")
+        return problems
+
+    # -- status ---------------------------------------------------------------
+
+    def status(self) -> StatusCounts:
+        by_status = {s.value: 0 for s in Status}
+        for row in self._read("SELECT status, count(*) AS n FROM item_state GROUP BY status"):
+            by_status[row["status"]] = row["n"]
+        confirmed = {
+            r["label"]: r["n"]
+            for r in self._read(
+                "SELECT label, count(*) AS n FROM item_state WHERE status = 'confirmed'"
+                " GROUP BY label"
+            )
+        }
+        suggested = {
+            r["label"]: r["n"]
+            for r in self._read(
+                "SELECT g.label, count(*) AS n FROM suggestions g JOIN item_state s"
+                " ON s.item_id = g.item_id WHERE g.rank = 0 AND s.status != 'confirmed'"
+                " GROUP BY g.label"
+            )
+        }
+        names = self.label_set().names
+        extra = sorted((set(confirmed) | set(suggested)) - set(names))
+        by_label = tuple(
+            LabelCount(name, confirmed.get(name, 0), suggested.get(name, 0), name in names)
+            for name in names + extra
+        )
+        decisions = self._read("SELECT count(*) FROM decisions")[0][0]
+        return StatusCounts(self.item_count(), by_status, by_label, decisions)
+
+    # -- suggestions ----------------------------------------------------------
+
+    def put_suggestions(self, item_id: int, suggestions: Sequence[Suggestion]) -> None:
+        """Replace an item's suggestions (best first)."""
+        with self._write() as db:
+            db.execute("DELETE FROM suggestions WHERE item_id = ?", (item_id,))
+            db.executemany(
+                "INSERT INTO suggestions(item_id, rank, label, score, model, method, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(item_id, s.rank, s.label, s.score, s.model, s.method, now()) for s in suggestions],
+            )
+
+    def suggestions(self, item_id: int) -> list[Suggestion]:
+        rows = self._read(
+            "SELECT item_id, label, score, rank, model, method, created_at FROM suggestions"
+            " WHERE item_id = ? ORDER BY rank",
+            (item_id,),
+        )
+        return [Suggestion(**dict(row)) for row in rows]
+
+    def top_suggestions(self) -> dict[int, Suggestion]:
+        rows = self._read(
+            "SELECT item_id, label, score, rank, model, method, created_at FROM suggestions"
+            " WHERE rank = 0"
+        )
+        return {row["item_id"]: Suggestion(**dict(row)) for row in rows}
+
+    # -- model versions -------------------------------------------------------
+
+    def add_model_version(
+        self,
+        *,
+        name: str,
+        kind: str,
+        base_model: str,
+        labels: Sequence[str],
+        path: str | None,
+        config: dict,
+        metrics: dict,
+    ) -> ModelVersion:
+        with self._write() as db:
+            model_id = db.execute(
+                "INSERT INTO models(name, kind, base_model, labels, path, config, metrics,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    name,
+                    kind,
+                    base_model,
+                    json.dumps(list(labels)),
+                    path,
+                    json.dumps(config),
+                    json.dumps(metrics),
+                    now(),
+                ),
+            ).lastrowid
+        return self.model_version(model_id)
+
+    def model_version(self, model_id: int) -> ModelVersion:
+        rows = self._read("SELECT * FROM models WHERE id = ?", (model_id,))
+        if not rows:
+            raise ProjectError(f"There is no model version {model_id}; 'labelchat models' lists them.")
+        return _model(rows[0])
+
+    def model_versions(self) -> list[ModelVersion]:
+        return [_model(row) for row in self._read("SELECT * FROM models ORDER BY id")]
+
+    def activate_model(self, model_id: int | None) -> None:
+        """Make one version the active one (None: back to the base model)."""
+        with self._write() as db:
+            db.execute("UPDATE models SET active = 0")
+            if model_id is not None:
+                if db.execute("UPDATE models SET active = 1 WHERE id = ?", (model_id,)).rowcount == 0:
+                    raise ProjectError(f"There is no model version {model_id}.")
+
+    # -- jobs -----------------------------------------------------------------
+
+    def start_job(self, kind: str, params: dict, total: int | None = None) -> Job:
+        with self._write() as db:
+            job_id = db.execute(
+                "INSERT INTO jobs(kind, status, total, params, created_at, updated_at)"
+                " VALUES (?, 'running', ?, ?, ?, ?)",
+                (kind, total, json.dumps(params), now(), now()),
+            ).lastrowid
+        return self.job(job_id)
+
+    def update_job(
+        self,
+        job_id: int,
+        *,
+        done: int | None = None,
+        total: int | None = None,
+        message: str | None = None,
+        status: JobStatus | None = None,
+    ) -> None:
+        with self._write() as db:
+            db.execute(
+                "UPDATE jobs SET done = coalesce(?, done), total = coalesce(?, total),"
+                " message = coalesce(?, message), status = coalesce(?, status), updated_at = ?"
+                " WHERE id = ?",
+                (done, total, message, status.value if status else None, now(), job_id),
+            )
+
+    def job(self, job_id: int) -> Job:
+        return _job(self._read("SELECT * FROM jobs WHERE id = ?", (job_id,))[0])
+
+    def jobs(self, *, limit: int = 20) -> list[Job]:
+        rows = self._read("SELECT * FROM jobs ORDER BY id DESC LIMIT ?", (limit,))
+        return [_job(row) for row in rows]
+
+
+# -- derivation of state from the decision log (pure) ----------------------------
+
+
+def derive_state(item_id: int, rows: Sequence[sqlite3.Row | tuple]) -> ItemState:
+    """Replay an item's decisions (id, action, label, undoes; oldest first)."""
+    undone = {row[3] for row in rows if row[1] == Action.UNDO.value}
+    effective = [row for row in rows if row[1] != Action.UNDO.value and row[0] not in undone]
+    rejected: list[str] = []
+    status, label = Status.PENDING, None
+    for _id, action, row_label, _undoes in effective:
+        if action in (Action.ACCEPT.value, Action.CORRECT.value):
+            status, label = Status.CONFIRMED, row_label
+            rejected = [r for r in rejected if r != row_label]
+        elif action == Action.REJECT.value:
+            if row_label not in rejected:
+                rejected.append(row_label)
+            if label == row_label or status is not Status.CONFIRMED:
+                status, label = Status.REJECTED, None
+        elif action == Action.SKIP.value and status is not Status.CONFIRMED:
+            status = Status.SKIPPED
+    last = rows[-1][0] if rows else None
+    return ItemState(item_id, status, label, tuple(rejected), last)
+
+
+def _newest_effective(db: sqlite3.Connection, item_id: int | None) -> sqlite3.Row | None:
+    where = "AND d.item_id = ?" if item_id is not None else ""
+    params = (item_id,) if item_id is not None else ()
+    return db.execute(
+        "SELECT d.id, d.item_id, d.label FROM decisions d WHERE d.action != 'undo'"
+        f" {where} AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undoes = d.id)"
+        " ORDER BY d.id DESC LIMIT 1",
+        params,
+    ).fetchone()
+
+
+def _confirmed_as(db: sqlite3.Connection, item_id: int, label: str) -> bool:
+    row = db.execute(
+        "SELECT 1 FROM item_state WHERE item_id = ? AND status = 'confirmed' AND label = ?",
+        (item_id, label),
+    ).fetchone()
+    return row is not None
+
+
+def _refuse_duplicates(names: Sequence[str]) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise InvalidLabelError(f"The label '{name}' is given twice; give each label once.")
+        seen.add(name)
+
+
+# -- rows to records --------------------------------------------------------------
+
+_ITEM_SELECT = (
+    "SELECT i.*, (SELECT source FROM item_sources WHERE item_id = i.id ORDER BY id LIMIT 1)"
+    " AS source, (SELECT page_url FROM item_sources WHERE item_id = i.id ORDER BY id LIMIT 1)"
+    " AS page_url FROM items i"
+)
+_DECISION_SELECT = "SELECT id, item_id, action, label, actor, auto, created_at, undoes FROM decisions"
+
+
+def _item(row: sqlite3.Row) -> Item:
+    return Item(
+        id=row["id"],
+        sha256=row["sha256"],
+        phash=row["phash"],
+        media_path=row["media_path"],
+        source=row["source"] or "",
+        page_url=row["page_url"],
+        width=row["width"],
+        height=row["height"],
+        format=row["format"],
+        bytes=row["bytes"],
+        added_at=row["added_at"],
+    )
+
+
+def _decision(row: sqlite3.Row) -> Decision:
+    return Decision(
+        id=row["id"],
+        item_id=row["item_id"],
+        action=Action(row["action"]),
+        label=row["label"],
+        actor=row["actor"],
+        auto=bool(row["auto"]),
+        created_at=row["created_at"],
+        undoes=row["undoes"],
+    )
+
+
+def _state(row: sqlite3.Row) -> ItemState:
+    return ItemState(
+        item_id=row["item_id"],
+        status=Status(row["status"]),
+        label=row["label"],
+        rejected=tuple(json.loads(row["rejected"])),
+        last_decision_id=row["last_decision_id"],
+    )
+
+
+def _model(row: sqlite3.Row) -> ModelVersion:
+    return ModelVersion(
+        id=row["id"],
+        name=row["name"],
+        kind=row["kind"],
+        base_model=row["base_model"],
+        labels=tuple(json.loads(row["labels"])),
+        path=row["path"],
+        config=json.loads(row["config"]),
+        metrics=json.loads(row["metrics"]),
+        active=bool(row["active"]),
+        created_at=row["created_at"],
+    )
+
+
+def _job(row: sqlite3.Row) -> Job:
+    return Job(
+        id=row["id"],
+        kind=row["kind"],
+        status=JobStatus(row["status"]),
+        done=row["done"],
+        total=row["total"],
+        message=row["message"],
+        params=json.loads(row["params"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )

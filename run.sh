@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# One entry point for a fresh machine: sets up .venv (once), then
+#   ./run.sh app   [labelchat args]   builds the demo project (once) and opens it
+#   ./run.sh test  [pytest args]      runs the whole test suite
+# A second run reuses .venv and starts in seconds: the install is redone only
+# when pyproject.toml changes.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+# Nothing may phone home: no analytics, no telemetry, no hub lookups by surprise.
+export GRADIO_ANALYTICS_ENABLED=False HF_HUB_DISABLE_TELEMETRY=1 DO_NOT_TRACK=1
+
+PYTHON=${PYTHON:-}
+if [ -z "$PYTHON" ]; then
+  for candidate in python3.13 python3.12 python3.11 python3; do
+    if command -v "$candidate" >/dev/null && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+      PYTHON=$candidate; break
+    fi
+  done
+fi
+[ -n "$PYTHON" ] || { echo "labelchat needs Python 3.11 or newer; set PYTHON=/path/to/python3.11" >&2; exit 1; }
+
+setup() {
+  local extras=$1 stamp=".venv/.labelchat-$1" want
+  want="$(cat pyproject.toml | sha256sum | cut -c1-64)"
+  if [ -x .venv/bin/python ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    return
+  fi
+  echo "Setting up .venv (first run: a few minutes; torch is large)..." >&2
+  [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+  .venv/bin/python -m pip install --quiet --upgrade pip >&2
+  # One pip command for everything, so torch and torchvision are resolved together.
+  .venv/bin/python -m pip install --quiet -e ".[$extras]" >&2
+  echo "$want" > "$stamp"
+}
+
+command=${1:-app}
+shift || true
+case "$command" in
+  app)
+    setup app
+    exec .venv/bin/labelchat demo "$@"
+    ;;
+  test)
+    setup test
+    exec .venv/bin/python -m pytest "$@"
+    ;;
+  *)
+    echo "usage: ./run.sh app|test [args]" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,226 @@
+"""The project store: migrations, the decision log and derived state, labels, status."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+
+import pytest
+
+from index import migrations
+from index.errors import (
+    InvalidLabelError,
+    LabelchatError,
+    LabelNotInSetError,
+    NothingToUndoError,
+    ProjectError,
+    SchemaTooNewError,
+    UnknownItemError,
+)
+from index.project import Project
+from index.store import Store
+from index.types import Action, Label, Origin, Status, Suggestion
+
+
+def _add(store: Store, n: int) -> list[int]:
+    ids = []
+    for i in range(n):
+        item, created = store.add_item(
+            sha256=f"{i:064x}", phash=f"{i:016x}", media_path=f"media/{i}.jpg", width=10,
+            height=10, format="JPEG", bytes=100, origin=Origin(f"/photos/{i}.jpg"),
+        )
+        assert created
+        ids.append(item.id)
+    return ids
+
+
+@pytest.fixture
+def store(project):
+    project.store.set_labels([Label("cat"), Label("dog"), Label("bird")])
+    return project.store
+
+
+def test_new_project_is_wal_and_at_the_latest_schema(project):
+    assert project.store.schema_version == len(migrations.MIGRATIONS)
+    db = sqlite3.connect(project.folder / "project.db")
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_opening_an_older_project_applies_new_migrations_and_keeps_data(tmp_path, monkeypatch):
+    folder = tmp_path / "p"
+    with Project(folder) as project:
+        project.store.set_labels([Label("cat")])
+        _add(project.store, 2)
+
+    def m002_add_notes(db):
+        db.execute("ALTER TABLE items ADD COLUMN notes TEXT")
+
+    monkeypatch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS + [("notes", m002_add_notes)])
+    monkeypatch.setattr("index.store.MIGRATIONS", migrations.MIGRATIONS)
+    with Project(folder) as project:
+        assert project.store.schema_version == 2
+        assert project.store.item_count() == 2
+        assert project.store.label_set().names == ["cat"]
+        columns = [r[1] for r in sqlite3.connect(folder / "project.db").execute("PRAGMA table_info(items)")]
+        assert "notes" in columns
+
+
+def test_a_project_from_a_newer_labelchat_is_refused_untouched(tmp_path):
+    folder = tmp_path / "p"
+    Project(folder).close()
+    db_path = folder / "project.db"
+    db = sqlite3.connect(db_path)
+    db.execute("PRAGMA user_version = 99")
+    db.close()
+    before = hashlib.sha256(db_path.read_bytes()).hexdigest()
+    with pytest.raises(SchemaTooNewError) as error:
+        Project(folder)
+    assert "schema version 99" in str(error.value) and str(db_path) in str(error.value)
+    assert "Upgrade labelchat" in str(error.value)
+    assert hashlib.sha256(db_path.read_bytes()).hexdigest() == before
+
+
+def test_a_folder_with_other_files_is_not_turned_into_a_project(tmp_path):
+    (tmp_path / "holiday.txt").write_text("mine")
+    with pytest.raises(ProjectError, match="other files"):
+        Project(tmp_path)
+    with pytest.raises(ProjectError, match="No labelchat project"):
+        Project(tmp_path / "nothing", create=False)
+
+
+def test_a_database_that_is_not_sqlite_gives_a_clear_error(tmp_path):
+    (tmp_path / "project.db").write_bytes(b"this is not a database" * 100)
+    with pytest.raises(ProjectError, match="not a labelchat project database"):
+        Project(tmp_path)
+
+
+def test_same_bytes_twice_is_one_item_with_two_sources(store):
+    kwargs = dict(sha256="a" * 64, phash="0" * 16, media_path="media/a.jpg", width=1, height=1,
+                  format="JPEG", bytes=1)
+    first, created_first = store.add_item(**kwargs, origin=Origin("/a/x.jpg"))
+    second, created_second = store.add_item(**kwargs, origin=Origin("http://h/x.jpg", page_url="http://h/"))
+    assert created_first and not created_second and first.id == second.id
+    assert [o.source for o in store.origins(first.id)] == ["/a/x.jpg", "http://h/x.jpg"]
+    assert store.item_count() == 1
+
+
+def test_decisions_derive_status_and_label(store):
+    a, b, c, d = _add(store, 4)
+    store.decide(a, Action.ACCEPT, "cat")
+    store.decide(b, Action.REJECT, "dog")
+    store.decide(c, Action.SKIP)
+    store.decide(d, Action.ACCEPT, "cat")
+    store.decide(d, Action.CORRECT, "bird")
+    assert (store.state(a).status, store.state(a).label) == (Status.CONFIRMED, "cat")
+    assert (store.state(b).status, store.state(b).rejected) == (Status.REJECTED, ("dog",))
+    assert store.state(c).status is Status.SKIPPED
+    assert (store.state(d).status, store.state(d).label) == (Status.CONFIRMED, "bird")
+    counts = store.status()
+    assert counts.by_status == {"pending": 0, "confirmed": 2, "rejected": 1, "skipped": 0 + 1}
+    assert {c.label: c.confirmed for c in counts.by_label} == {"cat": 1, "dog": 0, "bird": 1}
+    assert store.check() == []
+
+
+def test_rejecting_the_confirmed_label_unconfirms_but_rejecting_another_does_not(store):
+    a, b = _add(store, 2)
+    store.decide(a, Action.ACCEPT, "cat")
+    store.decide(a, Action.REJECT, "dog")
+    assert (store.state(a).status, store.state(a).label) == (Status.CONFIRMED, "cat")
+    store.decide(b, Action.ACCEPT, "cat")
+    store.decide(b, Action.REJECT, "cat")
+    assert (store.state(b).status, store.state(b).label) == (Status.REJECTED, None)
+
+
+def test_undo_walks_back_one_decision_at_a_time_across_restarts(tmp_path):
+    folder = tmp_path / "p"
+    with Project(folder) as project:
+        project.store.set_labels([Label("cat"), Label("dog")])
+        a, b = _add(project.store, 2)
+        project.store.decide(a, Action.ACCEPT, "cat")
+        project.store.decide(a, Action.CORRECT, "dog")
+        project.store.decide(b, Action.ACCEPT, "cat")
+    with Project(folder) as project:  # a new process would see the same
+        store = project.store
+        undone = store.undo()
+        assert undone.item_id == b and store.state(b).status is Status.PENDING
+        store.undo()
+        assert store.state(a).label == "cat"
+        store.undo(a)
+        assert store.state(a).status is Status.PENDING
+        with pytest.raises(NothingToUndoError, match="Nothing to undo"):
+            store.undo()
+        assert [d.action for d in store.decisions(a)] == [
+            Action.ACCEPT, Action.CORRECT, Action.UNDO, Action.UNDO,
+        ]
+        assert store.check() == []
+
+
+def test_bad_decisions_are_refused_with_the_value_named(store):
+    (a,) = _add(store, 1)
+    with pytest.raises(UnknownItemError, match="12345"):
+        store.decide(12345, Action.ACCEPT, "cat")
+    with pytest.raises(LabelNotInSetError, match="labelchat labels add 'zebra'"):
+        store.decide(a, Action.ACCEPT, "zebra")
+    with pytest.raises(LabelchatError, match="needs a label"):
+        store.decide(a, Action.ACCEPT)
+    assert store.decisions(a) == [] and store.state(a).status is Status.PENDING
+
+
+def test_decide_many_is_all_or_nothing(store):
+    a, b = _add(store, 2)
+    with pytest.raises(LabelNotInSetError):
+        store.decide_many([(a, Action.ACCEPT, "cat"), (b, Action.ACCEPT, "zebra")], actor="rule", auto=True)
+    assert store.decisions() == []
+    store.decide_many([(a, Action.ACCEPT, "cat"), (b, Action.ACCEPT, "dog")], actor="rule", auto=True)
+    assert all(d.auto and d.actor == "rule" for d in store.decisions())
+
+
+def test_label_set_changes_bump_the_version_and_refuse_bad_names(store):
+    version = store.label_set().version
+    assert store.add_labels([Label("fish"), Label("cat")]).names == ["cat", "dog", "bird", "fish"]
+    assert store.label_set().version == version + 1
+    assert store.remove_labels(["dog"]).names == ["cat", "bird", "fish"]
+    with pytest.raises(InvalidLabelError, match="given twice"):
+        store.set_labels([Label("a"), Label("a")])
+    with pytest.raises(InvalidLabelError, match="'a-b'"):
+        store.set_labels([Label("a/b")])
+    with pytest.raises(LabelNotInSetError):
+        store.remove_labels(["zebra"])
+    assert store.label_set().names == ["cat", "bird", "fish"]
+
+
+def test_confirmed_labels_outside_the_label_set_still_show_in_status(store):
+    (a,) = _add(store, 1)
+    store.decide(a, Action.ACCEPT, "dog")
+    store.remove_labels(["dog"])
+    row = {c.label: c for c in store.status().by_label}["dog"]
+    assert row.confirmed == 1 and not row.in_label_set
+
+
+def test_suggestions_are_replaced_and_counted_for_undecided_items(store):
+    a, b = _add(store, 2)
+    store.put_suggestions(a, [Suggestion(a, "cat", 0.9, 0, "m", "zero-shot"), Suggestion(a, "dog", 0.1, 1, "m", "zero-shot")])
+    store.put_suggestions(a, [Suggestion(a, "dog", 0.7, 0, "m", "zero-shot")])
+    store.put_suggestions(b, [Suggestion(b, "dog", 0.6, 0, "m", "zero-shot")])
+    assert [s.label for s in store.suggestions(a)] == ["dog"]
+    assert {c.label: c.suggested for c in store.status().by_label}["dog"] == 2
+    store.decide(b, Action.ACCEPT, "dog")
+    assert {c.label: c.suggested for c in store.status().by_label}["dog"] == 1
+
+
+def test_check_finds_a_state_row_that_disagrees_with_the_log(project, store):
+    (a,) = _add(store, 1)
+    store.decide(a, Action.ACCEPT, "cat")
+    db = sqlite3.connect(project.folder / "project.db")
+    db.execute("UPDATE item_state SET label = 'dog'")
+    db.commit()
+    assert store.check() == [f"item {a}: stored state disagrees with its decisions"]
+    assert store.rebuild_state() == 1
+    assert store.check() == [] and store.state(a).label == "cat"
+
+
+def test_jobs_record_progress(store):
+    job = store.start_job("ingest", {"sources": ["x"]}, total=10)
+    store.update_job(job.id, done=4, message="4 of 10")
+    assert (store.job(job.id).done, store.job(job.id).message) == (4, "4 of 10")
+    assert store.jobs()[0].id == job.id

@@ -1,0 +1,189 @@
+"""Checking that bytes are a usable image, and hashing them (exact and perceptual).
+
+`inspect_image` never trusts a file name or a Content-Type: it sniffs the
+magic bytes, checks the pixel count before decoding (decompression bombs),
+then decodes the whole image (truncated files fail there, not later).
+Animated images (GIF, WebP, APNG) are kept as they are; models see their
+first frame.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+
+DEFAULT_MAX_PIXELS = 64_000_000  # about 8000 x 8000
+DEFAULT_MAX_BYTES = 50 * 1024 * 1024
+
+# magic bytes -> (format, file extension)
+_SIGNATURES: list[tuple[bytes, int, str, str]] = [
+    (b"\xff\xd8\xff", 0, "JPEG", "jpg"),
+    (b"\x89PNG\r\n\x1a\n", 0, "PNG", "png"),
+    (b"GIF87a", 0, "GIF", "gif"),
+    (b"GIF89a", 0, "GIF", "gif"),
+    (b"WEBP", 8, "WEBP", "webp"),
+    (b"BM", 0, "BMP", "bmp"),
+    (b"II*\x00", 0, "TIFF", "tif"),
+    (b"MM\x00*", 0, "TIFF", "tif"),
+]
+_EXT_BY_FORMAT = {fmt: ext for _, _, fmt, ext in _SIGNATURES}
+
+
+class Reason(str, Enum):
+    """Why an input was not added. Values are stable: scripts read them from --json."""
+
+    EMPTY = "empty file"
+    NOT_AN_IMAGE = "not an image"
+    CORRUPT = "corrupt image"
+    TOO_MANY_PIXELS = "too many pixels"
+    TOO_LARGE = "too large"
+    UNREADABLE = "unreadable"
+    SYMLINK_LOOP = "symlink loop"
+    UNSAFE_PATH = "unsafe path in archive"
+    BAD_ARCHIVE = "bad archive"
+    DOWNLOAD_FAILED = "download failed"
+    REFUSED_ADDRESS = "refused address"
+    INVALID_LABEL = "invalid label"
+    NOT_FOUND = "not found"
+
+
+class ImageRejected(Exception):
+    def __init__(self, reason: Reason, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    sha256: str
+    phash: str
+    width: int
+    height: int
+    format: str
+    ext: str
+    bytes: int
+
+
+def sniff_format(data: bytes) -> tuple[str, str] | None:
+    """(Pillow format name, extension) from the magic bytes, or None."""
+    for magic, offset, fmt, ext in _SIGNATURES:
+        if data[offset : offset + len(magic)] == magic:
+            if fmt == "WEBP" and data[:4] != b"RIFF":
+                continue
+            return fmt, ext
+    return None
+
+
+def inspect_image(
+    data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = DEFAULT_MAX_BYTES
+) -> ImageInfo:
+    """Validate and describe an image; raises ImageRejected with a reason."""
+    from PIL import Image, ImageOps
+
+    if not data:
+        raise ImageRejected(Reason.EMPTY, "the file is empty (0 bytes)")
+    if len(data) > max_bytes:
+        raise ImageRejected(
+            Reason.TOO_LARGE, f"{len(data):,} bytes is over the limit of {max_bytes:,} (--max-bytes)"
+        )
+    sniffed = sniff_format(data)
+    if sniffed is None:
+        raise ImageRejected(
+            Reason.NOT_AN_IMAGE,
+            f"not an image file (starts with {data[:8]!r}); supported: JPEG, PNG, GIF, WebP, BMP, TIFF",
+        )
+    fmt, ext = sniffed
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns past its own limit (about 89 Mpx) while reading the header;
+            # a warning becomes a refusal unless our limit is set higher than Pillow's.
+            bomb_action = "error" if max_pixels <= (Image.MAX_IMAGE_PIXELS or 0) else "ignore"
+            warnings.simplefilter(bomb_action, Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as probe:
+                width, height = probe.size
+                if width * height > max_pixels:
+                    raise ImageRejected(
+                        Reason.TOO_MANY_PIXELS,
+                        f"{width}x{height} = {width * height:,} pixels is over the limit of "
+                        f"{max_pixels:,} (--max-pixels); it may be a decompression bomb",
+                    )
+                probe.verify()
+            with Image.open(io.BytesIO(data)) as image:
+                image.load()
+                upright = ImageOps.exif_transpose(image)
+                phash = perceptual_hash(upright)
+                width, height = upright.size
+    except ImageRejected:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageRejected(
+            Reason.TOO_MANY_PIXELS,
+            f"over the limit of {max_pixels:,} pixels (--max-pixels); it may be a decompression "
+            f"bomb ({exc})",
+        ) from exc
+    except Exception as exc:  # Pillow raises many types for broken files
+        raise ImageRejected(Reason.CORRUPT, f"the {fmt} data cannot be decoded: {exc}") from exc
+    return ImageInfo(
+        sha256=hashlib.sha256(data).hexdigest(),
+        phash=phash,
+        width=width,
+        height=height,
+        format=fmt,
+        ext=_EXT_BY_FORMAT.get(fmt, ext),
+        bytes=len(data),
+    )
+
+
+def _dct_matrix(n: int) -> np.ndarray:
+    k = np.arange(n)[:, None]
+    x = np.arange(n)[None, :]
+    matrix = np.cos(np.pi * (2 * x + 1) * k / (2 * n)) * np.sqrt(2 / n)
+    matrix[0] /= np.sqrt(2)
+    return matrix
+
+
+_DCT32 = _dct_matrix(32)
+
+
+def perceptual_hash(image) -> str:
+    """64-bit DCT hash (pHash) as 16 hex digits: similar pictures get close hashes."""
+    from PIL import Image
+
+    grey = image.convert("L").resize((32, 32), Image.Resampling.LANCZOS)
+    pixels = np.asarray(grey, dtype=np.float64)
+    low = (_DCT32 @ pixels @ _DCT32.T)[:8, :8].flatten()
+    bits = low > np.median(low[1:])
+    return f"{int(''.join('1' if b else '0' for b in bits), 2):016x}"
+
+
+class NearDuplicateIndex:
+    """Finds earlier images whose perceptual hash is within `max_distance` bits."""
+
+    def __init__(self, entries: list[tuple[int, str]], max_distance: int):
+        self.max_distance = max_distance
+        self._ids = [item_id for item_id, _ in entries]
+        self._buffer = np.array([int(h, 16) for _, h in entries] or [0], dtype=np.uint64)
+
+    @property
+    def _hashes(self) -> np.ndarray:
+        return self._buffer[: len(self._ids)]
+
+    def add(self, item_id: int, phash: str) -> None:
+        if len(self._ids) == len(self._buffer):  # grow by doubling: amortised O(1)
+            self._buffer = np.concatenate([self._buffer, np.zeros_like(self._buffer)])
+        self._buffer[len(self._ids)] = np.uint64(int(phash, 16))
+        self._ids.append(item_id)
+
+    def matches(self, phash: str) -> list[tuple[int, int]]:
+        """(item id, Hamming distance), closest first."""
+        if self.max_distance < 0 or not len(self._hashes):
+            return []
+        distances = np.bitwise_count(self._hashes ^ np.uint64(int(phash, 16)))
+        close = np.flatnonzero(distances <= self.max_distance)
+        ordered = close[np.argsort(distances[close], kind="stable")]
+        return [(self._ids[i], int(distances[i])) for i in ordered]

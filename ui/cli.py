@@ -1,0 +1,369 @@
+"""The `labelchat` command line.
+
+Each subcommand parses its arguments, calls one function of `tools/` or the
+store, and prints the typed result: text for people, or one JSON object on
+stdout with --json. Progress and messages go to stderr.
+
+Exit codes: 0 done; 1 error (nothing was changed by the failing step);
+2 usage error; 3 done, but some inputs were skipped (see the summary);
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+from index.errors import LabelchatError
+from index.project import Project, default_project_dir
+
+from . import format as fmt
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+DEMO_PROJECT = Path("labelchat-data") / "demo"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "photos"
+
+
+# -- argument parsing ------------------------------------------------------------------
+
+
+def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """Options accepted both before and after the subcommand."""
+    default = None if top else argparse.SUPPRESS
+    parser.add_argument(
+        "--project",
+        metavar="DIR",
+        default=default,
+        help="project folder (default: $LABELCHAT_PROJECT or ./labelchat-data/default)",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        default=False if top else argparse.SUPPRESS,
+        help="print one machine-readable JSON object on stdout",
+    )
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=False if top else argparse.SUPPRESS,
+        help="no progress bars",
+    )
+
+
+def _limits(parser: argparse.ArgumentParser) -> None:
+    from tools.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
+
+    parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
+                        help="refuse images with more pixels (default %(default)s)")
+    parser.add_argument("--max-bytes", type=int, default=DEFAULT_MAX_BYTES, metavar="N",
+                        help="refuse files larger than this (default %(default)s)")
+    parser.add_argument("--near-dup-distance", type=int, default=4, metavar="BITS",
+                        help="report images within this many pHash bits of an earlier one "
+                        "as near-duplicates; -1 turns it off (default %(default)s)")
+    parser.add_argument("--allow-private", action="store_true",
+                        help="allow URLs on private, loopback or link-local addresses")
+    parser.add_argument("--workers", type=int, default=8, metavar="N",
+                        help="images read and decoded in parallel (default %(default)s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="labelchat",
+        description="Turn a pile of unlabelled images into a clean, labelled dataset.",
+        epilog="Run 'labelchat COMMAND --help' for the options of a command.",
+    )
+    _common(parser, top=True)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(name: str, help: str, handler: Callable) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        _common(sub, top=False)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    add = command("add", "add images from folders, files, zips, URL lists (.txt/.csv) or URLs", cmd_add)
+    add.add_argument("sources", nargs="+", metavar="SOURCE")
+    add.add_argument("--labels-from-folders", action="store_true",
+                     help="a folder laid out as <label>/<image>: record those labels as confirmed")
+    _limits(add)
+
+    imp = command("import", "import a labelled dataset: a labelchat export or an ImageFolder", cmd_import)
+    imp.add_argument("path", metavar="PATH")
+    _limits(imp)
+
+    labels = command("labels", "show or change the label set", cmd_labels)
+    labels.add_argument("action", nargs="?", default="show", choices=["show", "set", "add", "remove"])
+    labels.add_argument("names", nargs="*", metavar="LABEL",
+                        help="labels, as separate words or one list: 'cat, dog; bird'")
+    labels.add_argument("--file", metavar="F", help="read the labels from a file, one a line")
+
+    command("status", "counts per label and status", cmd_status).add_argument(
+        "--check", action="store_true", help="also verify the database's consistency"
+    )
+
+    items = command("items", "list items with their current state", cmd_items)
+    items.add_argument("--status", choices=["pending", "confirmed", "rejected", "skipped"])
+    items.add_argument("--label")
+    items.add_argument("--limit", type=int, default=50)
+
+    log = command("log", "the newest decisions", cmd_log)
+    log.add_argument("--limit", type=int, default=20)
+
+    export = command("export", "export the labels as a dataset", cmd_export)
+    export.add_argument("out", metavar="OUT_DIR")
+    export.add_argument("--format", default="imagefolder",
+                        choices=["imagefolder", "csv", "jsonl", "coco", "hf"])
+    export.add_argument("--include", default="confirmed", choices=["confirmed", "suggested"],
+                        help="confirmed labels only (default), or also the best suggestion of "
+                        "every other item")
+    export.add_argument("--link", action="store_true", help="hard-link images instead of copying")
+    export.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier labelchat export in OUT_DIR")
+
+    undo = command("undo", "undo the newest decision (of the project, or of one item)", cmd_undo)
+    undo.add_argument("--item", type=int, metavar="ID")
+
+    demo = command("demo", "build the demo project from the bundled photos (once) and open it", cmd_demo)
+    demo.add_argument("--from", dest="source", default=str(EXAMPLES), metavar="DIR",
+                      help="a <label>/<image> folder to build the demo from (default: the bundled photos)")
+    return parser
+
+
+# -- entry point ------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return args.handler(args)
+    except LabelchatError as exc:
+        _emit_error(args, str(exc))
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("\nInterrupted. Everything saved before this point is kept.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _emit_error(args: argparse.Namespace, message: str) -> None:
+    if args.json:
+        print(fmt.json_line({"ok": False, "error": message}))
+    print(f"error: {message}", file=sys.stderr)
+
+
+def _emit(args: argparse.Namespace, value: object, text: str) -> None:
+    print(fmt.json_line(value) if args.json else text)
+
+
+def _open(args: argparse.Namespace, *, create: bool = False) -> Project:
+    return Project(args.project or default_project_dir(), create=create)
+
+
+@contextmanager
+def _progress(args: argparse.Namespace, unit: str) -> Iterator[Callable[[int, int, str], None]]:
+    from tqdm import tqdm
+
+    bar = tqdm(unit=unit, file=sys.stderr, disable=True if args.quiet else None, dynamic_ncols=True)
+
+    def update(done: int, total: int, what: str) -> None:
+        bar.total = total
+        bar.n = done
+        bar.set_postfix_str(what[-30:], refresh=False)
+        bar.refresh()
+
+    try:
+        yield update
+    finally:
+        bar.close()
+
+
+@contextmanager
+def _graceful_stop() -> Iterator[Callable[[], bool]]:
+    """The first Ctrl-C asks the running job to stop after the current image; a second one aborts."""
+    requested = []
+
+    def handler(signum, frame):
+        if requested:
+            raise KeyboardInterrupt
+        requested.append(True)
+        print("\nStopping after the current image (Ctrl-C again to abort)...", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield lambda: bool(requested)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+# -- commands ----------------------------------------------------------------------------
+
+
+def _ingest_options(args: argparse.Namespace, labels_from_folders: bool = False):
+    from tools.ingest import IngestOptions
+
+    return IngestOptions(
+        labels_from_folders=labels_from_folders,
+        max_pixels=args.max_pixels,
+        max_bytes=args.max_bytes,
+        near_duplicate_distance=args.near_dup_distance,
+        allow_private=args.allow_private,
+        workers=args.workers,
+    )
+
+
+def _finish_ingest(args: argparse.Namespace, report) -> int:
+    _emit(args, {"ok": True, **fmt.to_jsonable(report), "skipped_by_reason": report.skipped_by_reason()},
+          fmt.format_ingest(report))
+    if report.cancelled:
+        return EXIT_INTERRUPTED
+    return EXIT_PARTIAL if report.problems else EXIT_OK
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    from tools.ingest import ingest
+
+    with _open(args, create=True) as project, _progress(args, "img") as progress, _graceful_stop() as stop:
+        report = ingest(
+            project,
+            args.sources,
+            _ingest_options(args, args.labels_from_folders),
+            on_progress=progress,
+            should_stop=stop,
+        )
+    return _finish_ingest(args, report)
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from tools.importing import import_dataset
+
+    with _open(args, create=True) as project, _progress(args, "img") as progress, _graceful_stop() as stop:
+        report = import_dataset(project, args.path, _ingest_options(args), on_progress=progress, should_stop=stop)
+    return _finish_ingest(args, report)
+
+
+def cmd_labels(args: argparse.Namespace) -> int:
+    from index.labels import parse_label_list
+
+    with _open(args, create=args.action != "show") as project:
+        store = project.store
+        text = "\n".join(args.names) if len(args.names) > 1 else " ".join(args.names)
+        if args.file:
+            try:
+                text = Path(args.file).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise LabelchatError(f"Cannot read labels from {args.file}: {exc}") from exc
+        if args.action != "show" and not text.strip():
+            raise LabelchatError(f"'labelchat labels {args.action}' needs labels, e.g. 'cat, dog'.")
+        if args.action == "set":
+            label_set = store.set_labels(parse_label_list(text))
+        elif args.action == "add":
+            label_set = store.add_labels(parse_label_list(text))
+        elif args.action == "remove":
+            label_set = store.remove_labels([label.name for label in parse_label_list(text)])
+        else:
+            label_set = store.label_set()
+        _emit(args, {"ok": True, "labels": label_set.labels, "version": label_set.version},
+              fmt.format_labels(label_set))
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    with _open(args) as project:
+        counts = project.store.status()
+        problems = project.store.check() if args.check else []
+        value = {"ok": not problems, "project": str(project.folder), **fmt.to_jsonable(counts)}
+        text = fmt.format_status(project.name, str(project.folder), counts)
+        if args.check:
+            value["problems"] = problems
+            text += "\n\n" + ("Database check: consistent." if not problems else
+                              "Database check found problems:\n  " + "\n  ".join(problems))
+        _emit(args, value, text)
+    return EXIT_OK if not problems else EXIT_ERROR
+
+
+def cmd_items(args: argparse.Namespace) -> int:
+    from index.types import Status
+
+    with _open(args) as project:
+        store = project.store
+        status = Status(args.status) if args.status else None
+        items = store.items(status=status, label=args.label, limit=args.limit)
+        rows = [{"item": item, "state": store.state(item.id)} for item in items]
+        lines = [
+            f"{r['item'].id:>6}  {r['state'].status.value:<9}  {r['state'].label or '-':<16}  {r['item'].source}"
+            for r in rows
+        ]
+        _emit(args, {"ok": True, "items": rows}, "\n".join(lines) or "No items match.")
+    return EXIT_OK
+
+
+def cmd_log(args: argparse.Namespace) -> int:
+    with _open(args) as project:
+        decisions = project.store.decisions(limit=args.limit)
+        lines = [
+            f"{d.id:>6}  {d.created_at}  item {d.item_id:<6} {d.action.value:<8} {d.label or '':<16} by {d.actor}"
+            for d in decisions
+        ]
+        _emit(args, {"ok": True, "decisions": decisions}, "\n".join(lines) or "No decisions yet.")
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from tools.export import export_dataset
+
+    with _open(args) as project:
+        report = export_dataset(
+            project, args.out, args.format, include=args.include, link=args.link, overwrite=args.overwrite
+        )
+        _emit(args, {"ok": True, **fmt.to_jsonable(report)}, fmt.format_export(report))
+    return EXIT_OK
+
+
+def cmd_undo(args: argparse.Namespace) -> int:
+    with _open(args) as project:
+        decision = project.store.undo(args.item)
+        state = project.store.state(decision.item_id)
+        _emit(args, {"ok": True, "decision": decision, "state": state},
+              fmt.format_decision(decision, state.label))
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Build the demo project once (unlabelled photos plus their label set), then open it."""
+    from index.types import Label
+    from tools.ingest import IngestOptions, ingest
+
+    folder = Path(args.project or DEMO_PROJECT)
+    source = Path(args.source)
+    with Project(folder, create=True) as project:
+        if project.store.item_count() == 0:
+            if not source.is_dir():
+                raise LabelchatError(
+                    f"The demo photos are not at {source}. Run from a labelchat checkout, or pass "
+                    f"--from DIR with a <label>/<image> folder."
+                )
+            names = sorted(p.name for p in source.iterdir() if p.is_dir() and not p.name.startswith("."))
+            project.store.set_labels([Label(name) for name in names])
+            with _progress(args, "img") as progress:
+                ingest(project, [str(source)], IngestOptions(), on_progress=progress)
+        counts = project.store.status()
+        text = fmt.format_status(project.name, str(project.folder), counts)
+        text += (
+            f"\n\nThe demo project is ready. Try:\n"
+            f"  .venv/bin/labelchat status --project {folder}\n"
+            f"  .venv/bin/labelchat export /tmp/demo-export --project {folder} --include suggested"
+        )
+        _emit(args, {"ok": True, "project": str(project.folder), **fmt.to_jsonable(counts)}, text)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

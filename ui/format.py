@@ -1,0 +1,114 @@
+"""Pure functions that turn typed results into text for people or JSON for scripts."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from index.types import StatusCounts
+
+
+def to_jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [to_jsonable(v) for v in value]
+    return value
+
+
+def json_line(value: Any) -> str:
+    return json.dumps(to_jsonable(value), ensure_ascii=False, sort_keys=False)
+
+
+def bar(count: int, biggest: int, width: int = 24) -> str:
+    if biggest <= 0:
+        return ""
+    filled = round(width * count / biggest)
+    return "█" * filled + ("▏" if count and not filled else "")
+
+
+def format_status(project_name: str, folder: str, counts: StatusCounts) -> str:
+    lines = [f"Project {project_name} ({folder})", f"  {counts.items} images, {counts.decisions} decisions"]
+    lines.append(
+        "  "
+        + ", ".join(f"{name} {n}" for name, n in counts.by_status.items())
+    )
+    if not counts.by_label:
+        lines.append("  No labels yet: set them with  labelchat labels set 'cat, dog, bird'")
+        return "\n".join(lines)
+    width = max(len(c.label) for c in counts.by_label)
+    biggest = max(max(c.confirmed, c.suggested) for c in counts.by_label)
+    lines.append("")
+    lines.append(f"  {'label'.ljust(width)}  confirmed  suggested")
+    for c in counts.by_label:
+        note = "" if c.in_label_set else "  (not in the label set)"
+        lines.append(
+            f"  {c.label.ljust(width)}  {c.confirmed:>9}  {c.suggested:>9}  "
+            f"{bar(c.confirmed, biggest)}{note}"
+        )
+    return "\n".join(lines)
+
+
+def format_ingest(report) -> str:
+    lines = [
+        f"Added {report.added} new images"
+        + (f", {report.duplicates} already here" if report.duplicates else "")
+        + (f", {report.labelled} with labels" if report.labelled else "")
+        + "."
+    ]
+    if report.labels_added:
+        lines.append("New labels: " + ", ".join(report.labels_added))
+    if report.near_duplicates:
+        lines.append(
+            f"{len(report.near_duplicates)} look like near-duplicates of earlier images (kept; "
+            f"e.g. item {report.near_duplicates[0].item_id} resembles item "
+            f"{report.near_duplicates[0].resembles})."
+        )
+    if report.ignored:
+        lines.append(f"Ignored {report.ignored} files that are not images by their extension.")
+    if report.problems:
+        summary = ", ".join(f"{reason} {n}" for reason, n in report.skipped_by_reason().items())
+        lines.append(f"Skipped {report.skipped}: {summary}")
+        for problem in report.problems[:20]:
+            lines.append(f"  - {problem.source}: {problem.message}")
+        if report.skipped > 20:
+            lines.append(f"  ... and {report.skipped - 20} more (--json lists them all)")
+    if report.cancelled:
+        lines.append("Stopped early on request; everything reported above is saved.")
+    return "\n".join(lines)
+
+
+def format_export(report) -> str:
+    per_label = ", ".join(f"{label} {n}" for label, n in report.per_label.items())
+    where = f" (manifest {report.manifest})" if report.manifest else ""
+    return f"Exported {report.count} images as {report.format.value} to {report.folder}{where}: {per_label}"
+
+
+def format_labels(label_set) -> str:
+    if not len(label_set):
+        return "No labels yet. Set them with: labelchat labels set 'cat, dog, bird'"
+    lines = [f"{len(label_set)} labels (version {label_set.version}):"]
+    for i, label in enumerate(label_set.labels, start=1):
+        text = f"  {i}. {label.name}"
+        if label.description:
+            text += f" = {label.description}"
+        lines.append(text)
+    return "\n".join(lines)
+
+
+def format_decision(decision, item_label: str | None) -> str:
+    if decision.action.value == "undo":
+        return (
+            f"Undid decision {decision.undoes} on item {decision.item_id}; "
+            f"it is now {item_label or 'unlabelled'}."
+        )
+    return f"Item {decision.item_id}: {decision.action.value} {decision.label or ''}".rstrip()
