@@ -48,6 +48,8 @@ def _problem(name: str) -> str | None:
         return "it ends with a dot"
     if name.split(".")[0].lower() in _RESERVED:
         return "it is a reserved device name on Windows"
+    if not any(c.isalnum() for c in name):
+        return "it has no letter or digit"
     if len(name) > MAX_LABEL_LENGTH:
         return f"it is {len(name)} characters long (at most {MAX_LABEL_LENGTH})"
     return None
@@ -76,7 +78,7 @@ def parse_label_list(text: str) -> list[Label]:
     labels: list[Label] = []
     seen: set[str] = set()
     for part in text.split(separators):
-        if not part.strip():
+        if not part.strip(" ,;\t"):
             continue
         name, _, description = part.partition("=")
         name = name.strip()

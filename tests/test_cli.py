@@ -1,0 +1,124 @@
+"""The `labelchat` command as a script would use it: exit codes, --json, --project anywhere."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import imagefiles
+import pytest
+
+LABELCHAT = Path(sys.executable).parent / "labelchat"
+
+
+def run(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(LABELCHAT), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_the_console_script_is_installed():
+    assert LABELCHAT.exists(), "pip install -e . should create the labelchat command"
+
+
+@pytest.mark.parametrize(
+    "command", ["", "add", "import", "labels", "status", "items", "log", "export", "undo", "demo"]
+)
+def test_help_everywhere(tmp_path, command):
+    result = run(*([command] if command else []), "--help", cwd=tmp_path)
+    assert result.returncode == 0 and "usage: labelchat" in result.stdout
+
+
+def test_add_status_export_undo_with_json(tmp_path, photos_dir):
+    result = run("add", str(photos_dir), "--labels-from-folders", "--json", "--project", "p", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["ok"] and report["added"] == 94 and report["labelled"] == 94
+
+    status = json.loads(run("--project", "p", "status", "--json", "--check", cwd=tmp_path).stdout)
+    assert status["items"] == 94 and status["by_status"]["confirmed"] == 94 and status["problems"] == []
+    assert {row["label"]: row["confirmed"] for row in status["by_label"]}["windmill"] == 14
+
+    undo = run("undo", "--json", "--project", "p", cwd=tmp_path)
+    assert undo.returncode == 0 and json.loads(undo.stdout)["state"]["status"] == "pending"
+
+    export = run("export", "out", "--format", "coco", "--json", "--project", "p", cwd=tmp_path)
+    assert export.returncode == 0 and json.loads(export.stdout)["count"] == 93
+    assert (tmp_path / "out" / "annotations.json").exists()
+    again = run("export", "out", "--project", "p", cwd=tmp_path)
+    assert again.returncode == 1 and "not empty" in again.stderr and "--overwrite" in again.stderr
+
+
+def test_project_from_the_environment_and_the_default(tmp_path):
+    (tmp_path / "a.jpg").write_bytes(imagefiles.jpeg(1))
+    run("add", "a.jpg", cwd=tmp_path, env={"LABELCHAT_PROJECT": str(tmp_path / "envproj")})
+    assert (tmp_path / "envproj" / "project.db").exists()
+    run("add", "a.jpg", cwd=tmp_path, env={"LABELCHAT_PROJECT": ""})
+    assert (tmp_path / "labelchat-data" / "default" / "project.db").exists()
+
+
+def test_partial_success_exits_3_and_lists_what_was_skipped(tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "ok.jpg").write_bytes(imagefiles.jpeg(1))
+    (tmp_path / "in" / "broken.jpg").write_bytes(b"not an image")
+    result = run("add", "in", "--project", "p", cwd=tmp_path)
+    assert result.returncode == 3
+    assert "Added 1 new images" in result.stdout
+    assert "broken.jpg" in result.stdout and "not an image" in result.stdout
+
+
+def test_errors_exit_1_with_a_message_and_usage_errors_exit_2(tmp_path):
+    missing = run("status", "--project", "nowhere", cwd=tmp_path)
+    assert missing.returncode == 1 and "No labelchat project at nowhere" in missing.stderr
+    bad_label = run("labels", "set", "cats/dogs", "--project", "p", cwd=tmp_path)
+    assert bad_label.returncode == 1 and "'cats-dogs'" in bad_label.stderr
+    as_json = run("labels", "add", "a, a", "--json", "--project", "p", cwd=tmp_path)
+    assert as_json.returncode == 1 and json.loads(as_json.stdout) == {
+        "ok": False, "error": "The label 'a' is given twice; give each label once."
+    }
+    nothing = run("undo", "--project", "p", cwd=tmp_path)
+    assert nothing.returncode == 1 and "Nothing to undo" in nothing.stderr
+    usage = run("export", cwd=tmp_path)
+    assert usage.returncode == 2
+    assert run(cwd=tmp_path).returncode == 2
+
+
+def test_labels_set_add_remove_and_show(tmp_path):
+    run("labels", "set", "windmill; dam; monument", "--project", "p", cwd=tmp_path)
+    run("labels", "add", "bridge", "--project", "p", cwd=tmp_path)
+    run("labels", "remove", "dam", "--project", "p", cwd=tmp_path)
+    shown = json.loads(run("labels", "--json", "--project", "p", cwd=tmp_path).stdout)
+    assert [label["name"] for label in shown["labels"]] == ["windmill", "monument", "bridge"]
+    (tmp_path / "labels.txt").write_text("red sneaker = a red running shoe\nboot\n")
+    run("labels", "set", "--file", "labels.txt", "--project", "p", cwd=tmp_path)
+    text = run("labels", "--project", "p", cwd=tmp_path).stdout
+    assert "1. red sneaker = a red running shoe" in text and "2. boot" in text
+
+
+def test_demo_builds_once_and_is_idempotent(tmp_path):
+    first = run("demo", "--json", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    status = json.loads(first.stdout)
+    assert status["items"] == 94 and status["by_status"]["pending"] == 94
+    assert [row["label"] for row in status["by_label"]] == ["fish", "mammal", "monument", "tool", "windmill"]
+    second = run("demo", "--json", cwd=tmp_path)
+    assert json.loads(second.stdout)["items"] == 94
+    jobs = run("status", "--project", "labelchat-data/demo", cwd=tmp_path)
+    assert "94 images" in jobs.stdout
+
+
+def test_import_cli_round_trip(tmp_path, photos_dir):
+    run("add", str(photos_dir), "--labels-from-folders", "--project", "a", cwd=tmp_path)
+    run("export", "out", "--format", "hf", "--project", "a", cwd=tmp_path)
+    result = run("import", "out", "--project", "b", "--json", cwd=tmp_path)
+    assert result.returncode == 0 and json.loads(result.stdout)["labelled"] == 94
+    items = json.loads(run("items", "--status", "confirmed", "--label", "tool", "--json", "--project", "b", cwd=tmp_path).stdout)
+    assert len(items["items"]) == 20 and items["items"][0]["state"]["label"] == "tool"
