@@ -131,6 +131,32 @@ def m001_initial(db: sqlite3.Connection) -> None:
     )
 
 
+def m002_embeddings_and_heads(db: sqlite3.Connection) -> None:
+    run_statements(
+        db,
+        """
+        -- Image features, once per item and model (float32 bytes).
+        CREATE TABLE embeddings (
+            model TEXT NOT NULL,
+            item_id INTEGER NOT NULL REFERENCES items(id),
+            vector BLOB NOT NULL,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (model, item_id)
+        );
+        -- Zero-shot heads (encoded label texts), keyed by model + labels + prompts.
+        CREATE TABLE heads (
+            key TEXT PRIMARY KEY,
+            model TEXT NOT NULL,
+            data BLOB NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        -- Which head produced a suggestion, so unchanged ones are not recomputed.
+        ALTER TABLE suggestions ADD COLUMN head_key TEXT;
+        """,
+    )
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("initial", m001_initial),
+    ("embeddings and zero-shot heads", m002_embeddings_and_heads),
 ]

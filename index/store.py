@@ -21,6 +21,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
+import numpy as np
+
 from .errors import (
     InvalidLabelError,
     LabelchatError,
@@ -526,6 +528,85 @@ class Store:
             " WHERE rank = 0"
         )
         return {row["item_id"]: Suggestion(**dict(row)) for row in rows}
+
+    def put_suggestions_many(
+        self, suggestions: dict[int, Sequence[Suggestion]], *, head_key: str | None = None
+    ) -> None:
+        """Replace the suggestions of many items in one transaction."""
+        created = now()
+        with self._write() as db:
+            db.executemany("DELETE FROM suggestions WHERE item_id = ?", [(i,) for i in suggestions])
+            db.executemany(
+                "INSERT INTO suggestions(item_id, rank, label, score, model, method, created_at,"
+                " head_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (item_id, s.rank, s.label, s.score, s.model, s.method, created, head_key)
+                    for item_id, rows in suggestions.items()
+                    for s in rows
+                ],
+            )
+
+    def items_without_suggestions_from(self, head_key: str) -> list[int]:
+        """Items whose best suggestion is missing or came from another head."""
+        rows = self._read(
+            "SELECT i.id FROM items i LEFT JOIN suggestions g ON g.item_id = i.id AND g.rank = 0"
+            " WHERE g.head_key IS NULL OR g.head_key != ? ORDER BY i.id",
+            (head_key,),
+        )
+        return [row[0] for row in rows]
+
+    # -- embeddings and heads ---------------------------------------------------
+
+    def put_embeddings(self, model: str, vectors: dict[int, "np.ndarray"]) -> None:
+        created = now()
+        with self._write() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO embeddings(model, item_id, vector, created_at)"
+                " VALUES (?, ?, ?, ?)",
+                [
+                    (model, item_id, np.asarray(v, dtype=np.float32).tobytes(), created)
+                    for item_id, v in vectors.items()
+                ],
+            )
+
+    def embedded_item_ids(self, model: str) -> set[int]:
+        rows = self._read("SELECT item_id FROM embeddings WHERE model = ?", (model,))
+        return {row[0] for row in rows}
+
+    def embeddings(
+        self, model: str, item_ids: Sequence[int] | None = None
+    ) -> tuple["np.ndarray", "np.ndarray"]:
+        """(item ids, float32 matrix) of the cached features of `model`, by item id."""
+        if item_ids is None:
+            rows = self._read(
+                "SELECT item_id, vector FROM embeddings WHERE model = ? ORDER BY item_id", (model,)
+            )
+        else:
+            wanted = sorted(set(item_ids))
+            rows = []
+            for start in range(0, len(wanted), 900):  # SQLite's variable limit
+                chunk = wanted[start : start + 900]
+                rows += self._read(
+                    f"SELECT item_id, vector FROM embeddings WHERE model = ? AND item_id IN"
+                    f" ({','.join('?' * len(chunk))}) ORDER BY item_id",
+                    (model, *chunk),
+                )
+        ids = np.array([row[0] for row in rows], dtype=np.int64)
+        if not rows:
+            return ids, np.zeros((0, 0), dtype=np.float32)
+        matrix = np.stack([np.frombuffer(row[1], dtype=np.float32) for row in rows])
+        return ids, matrix
+
+    def get_head(self, key: str) -> bytes | None:
+        rows = self._read("SELECT data FROM heads WHERE key = ?", (key,))
+        return rows[0][0] if rows else None
+
+    def put_head(self, key: str, model: str, data: bytes) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO heads(key, model, data, created_at) VALUES (?, ?, ?, ?)",
+                (key, model, data, now()),
+            )
 
     # -- model versions -------------------------------------------------------
 

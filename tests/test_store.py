@@ -48,21 +48,22 @@ def test_new_project_is_wal_and_at_the_latest_schema(project):
 
 def test_opening_an_older_project_applies_new_migrations_and_keeps_data(tmp_path, monkeypatch):
     folder = tmp_path / "p"
+    every = list(migrations.MIGRATIONS)
+    monkeypatch.setattr("index.store.MIGRATIONS", every[:1])  # a project made by the first release
     with Project(folder) as project:
         project.store.set_labels([Label("cat")])
-        _add(project.store, 2)
-
-    def m002_add_notes(db):
-        db.execute("ALTER TABLE items ADD COLUMN notes TEXT")
-
-    monkeypatch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS + [("notes", m002_add_notes)])
-    monkeypatch.setattr("index.store.MIGRATIONS", migrations.MIGRATIONS)
+        (a, _) = _add(project.store, 2)
+        project.store.decide(a, Action.ACCEPT, "cat")
+        assert project.store.schema_version == 1
+    monkeypatch.setattr("index.store.MIGRATIONS", every)
     with Project(folder) as project:
-        assert project.store.schema_version == 2
+        assert project.store.schema_version == len(every)
         assert project.store.item_count() == 2
         assert project.store.label_set().names == ["cat"]
-        columns = [r[1] for r in sqlite3.connect(folder / "project.db").execute("PRAGMA table_info(items)")]
-        assert "notes" in columns
+        assert project.store.state(a).label == "cat"
+        project.store.put_embeddings("m", {a: [1.0, 2.0]})  # a table the upgrade added
+        assert project.store.embedded_item_ids("m") == {a}
+        assert project.store.check() == []
 
 
 def test_a_project_from_a_newer_labelchat_is_refused_untouched(tmp_path):

@@ -128,10 +128,40 @@ def build_parser() -> argparse.ArgumentParser:
     undo = command("undo", "undo the newest decision (of the project, or of one item)", cmd_undo)
     undo.add_argument("--item", type=int, metavar="ID")
 
+    suggest = command("suggest", "zero-shot label suggestions for the project's images", cmd_suggest)
+    _model_options(suggest)
+
+    prelabel = command(
+        "prelabel", "label a folder of images in one go (no project needed); one prediction per image", cmd_prelabel
+    )
+    prelabel.add_argument("--images", nargs="+", required=True, metavar="SOURCE",
+                          help="folders, files, zips, URL lists or URLs, as for 'add'")
+    given = prelabel.add_mutually_exclusive_group(required=True)
+    given.add_argument("--labels", metavar="LIST", help="'cat, dog, bird' (or separated by ;)")
+    given.add_argument("--labels-file", metavar="F", help="one label a line; 'name = description' allowed")
+    prelabel.add_argument("--out", default="-", metavar="FILE", help="where to write (default: stdout)")
+    prelabel.add_argument("--format", default="jsonl", choices=["jsonl", "csv"])
+    prelabel.add_argument("--cache-project", metavar="DIR",
+                          help="keep images and features in this project to reuse them next time")
+    _model_options(prelabel)
+
+    model = command("model", "show or set the project's model (e.g. offline, openclip:ViT-B-32/laion2b_s34b_b79k)", cmd_model)
+    model.add_argument("spec", nargs="?", metavar="SPEC")
+
     demo = command("demo", "build the demo project from the bundled photos (once) and open it", cmd_demo)
     demo.add_argument("--from", dest="source", default=str(EXAMPLES), metavar="DIR",
                       help="a <label>/<image> folder to build the demo from (default: the bundled photos)")
     return parser
+
+
+def _model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", metavar="SPEC",
+                        help="openclip:<arch>/<pretrained>, hf:<hub-id-or-folder> or offline "
+                        "(default: $LABELCHAT_MODEL, the project's model, or CLIP ViT-B-32)")
+    parser.add_argument("--device", default=None, metavar="DEV", help="auto (default), cpu, cuda, cuda:N or mps")
+    parser.add_argument("--templates", default="default", choices=["default", "short"],
+                        help="the prompt ensemble (prompts/clip_templates.yaml)")
+    parser.add_argument("--batch-size", type=int, default=None, metavar="N")
 
 
 # -- entry point ------------------------------------------------------------------------
@@ -333,6 +363,65 @@ def cmd_undo(args: argparse.Namespace) -> int:
         state = project.store.state(decision.item_id)
         _emit(args, {"ok": True, "decision": decision, "state": state},
               fmt.format_decision(decision, state.label))
+    return EXIT_OK
+
+
+def _notice(text: str) -> None:
+    print(f"notice: {text}", file=sys.stderr)
+
+
+def cmd_suggest(args: argparse.Namespace) -> int:
+    from tools.zeroshot import suggest
+
+    with _open(args) as project, _progress(args, "img") as progress, _graceful_stop() as stop:
+        report = suggest(project, model=args.model, device=args.device, template_set=args.templates,
+                         batch_size=args.batch_size, on_progress=progress, on_notice=_notice, should_stop=stop)
+        counts = project.store.status()
+    _emit(args, {"ok": True, **fmt.to_jsonable(report)}, fmt.format_suggest(report, counts))
+    if report.embed and report.embed.cancelled:
+        return EXIT_INTERRUPTED
+    return EXIT_PARTIAL if report.embed and report.embed.problems else EXIT_OK
+
+
+def cmd_prelabel(args: argparse.Namespace) -> int:
+    from index.labels import parse_label_list
+    from tools.ingest import IngestOptions
+    from tools.prelabel import format_predictions, prelabel
+
+    if args.labels_file:
+        try:
+            text = Path(args.labels_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise LabelchatError(f"Cannot read labels from {args.labels_file}: {exc}") from exc
+    else:
+        text = args.labels
+    labels = parse_label_list(text)
+    with _progress(args, "img") as progress, _graceful_stop() as stop:
+        report = prelabel(args.images, labels, model=args.model, device=args.device,
+                          template_set=args.templates, project_dir=args.cache_project,
+                          ingest_options=IngestOptions(near_duplicate_distance=-1),
+                          on_progress=progress, on_notice=_notice, should_stop=stop)
+    output = format_predictions(report.predictions, args.format)
+    if args.out == "-":
+        sys.stdout.write(output)
+    else:
+        Path(args.out).expanduser().write_text(output, encoding="utf-8")
+    print(fmt.format_prelabel(report, args.out), file=sys.stderr)
+    if not report.predictions:
+        return EXIT_ERROR
+    return EXIT_PARTIAL if report.ingest and report.ingest.problems else EXIT_OK
+
+
+def cmd_model(args: argparse.Namespace) -> int:
+    from tools.models import DEFAULT_SPEC, MODEL_SETTING, parse_spec, resolve_spec
+
+    with _open(args, create=bool(args.spec)) as project:
+        if args.spec:
+            project.store.set_setting(MODEL_SETTING, str(parse_spec(args.spec)))
+        spec, implied = resolve_spec(None, project.store.get_setting(MODEL_SETTING))
+        note = " (the default; falls back to offline when CLIP weights cannot be had)" if implied else ""
+        _emit(args, {"ok": True, "model": spec, "default": DEFAULT_SPEC, "implied": implied},
+              f"Model: {spec}{note}")
     return EXIT_OK
 
 

@@ -112,3 +112,36 @@ def format_decision(decision, item_label: str | None) -> str:
             f"it is now {item_label or 'unlabelled'}."
         )
     return f"Item {decision.item_id}: {decision.action.value} {decision.label or ''}".rstrip()
+
+
+def format_suggest(report, counts: StatusCounts) -> str:
+    embed = report.embed
+    lines = [f"Suggested labels for {report.suggested} images with {report.model} ({report.labels} labels)."]
+    if report.up_to_date:
+        lines.append(f"{report.up_to_date} images already had current suggestions.")
+    if embed and embed.embedded:
+        lines.append(
+            f"Encoded {embed.embedded} images at {embed.images_per_second:.1f} images/s "
+            f"(batch {embed.batch_size}, {embed.precision}); {embed.cached} were cached."
+        )
+    if embed and embed.problems:
+        lines.append(f"Skipped {len(embed.problems)} images that could not be decoded:")
+        lines += [f"  - {p.source}: {p.message}" for p in embed.problems[:20]]
+    if counts.by_label:
+        biggest = max(c.suggested for c in counts.by_label) or 1
+        width = max(len(c.label) for c in counts.by_label)
+        lines.append("")
+        lines += [f"  {c.label.ljust(width)}  {c.suggested:>6}  {bar(c.suggested, biggest)}" for c in counts.by_label]
+    return "\n".join(lines)
+
+
+def format_prelabel(report, out: str) -> str:
+    where = "stdout" if out == "-" else out
+    lines = [f"Wrote {len(report.predictions)} predictions to {where}."]
+    if report.ingest and report.ingest.problems:
+        lines.append(f"Skipped {report.ingest.skipped} inputs: " + ", ".join(
+            f"{reason} {n}" for reason, n in report.ingest.skipped_by_reason().items()))
+        lines += [f"  - {p.source}: {p.message}" for p in report.ingest.problems[:20]]
+    if not report.predictions:
+        lines.append("Nothing could be labelled: no usable image was found.")
+    return "\n".join(lines)

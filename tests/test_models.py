@@ -1,0 +1,150 @@
+"""Model specs, the tiny random CLIPs (open_clip and transformers), precision and device choice."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import imagefiles
+from index.types import Label
+from tools.models import DEFAULT_SPEC, OFFLINE_SPEC, ModelError, load_backend, parse_spec
+from tools.models.base import BridgeHead, LinearHead, head_from_bytes, head_to_bytes, label_texts
+from tools.models.device import BF16_MIN_COSINE, pick_device
+from tools.zeroshot import templates
+
+
+@pytest.mark.parametrize(
+    "text, canonical",
+    [
+        ("openclip:ViT-B-32/laion2b_s34b_b79k", "openclip:ViT-B-32/laion2b_s34b_b79k"),
+        ("openclip:ViT-B-32//models/clip.safetensors", "openclip:ViT-B-32//models/clip.safetensors"),
+        ("hf:openai/clip-vit-base-patch32", "hf:openai/clip-vit-base-patch32"),
+        ("offline", OFFLINE_SPEC),
+        (" offline ", OFFLINE_SPEC),
+    ],
+)
+def test_model_specs_parse_to_one_canonical_form(text, canonical):
+    assert str(parse_spec(text)) == canonical
+
+
+@pytest.mark.parametrize("text", ["clip", "openclip:ViT-B-32", "hf:", "openai/clip", "offline:resnet"])
+def test_unknown_specs_say_which_forms_exist(text):
+    with pytest.raises(ModelError, match=r"openclip:<arch>/<pretrained>.*hf:<hub-id-or-folder>.*offline"):
+        parse_spec(text)
+
+
+def test_bad_openclip_names_and_missing_files_are_named(tmp_path):
+    with pytest.raises(ModelError, match="no model 'ViT-Q-99'"):
+        load_backend("openclip:ViT-Q-99/openai")
+    with pytest.raises(ModelError, match="knows no weights 'nonsense' for ViT-B-32"):
+        load_backend("openclip:ViT-B-32/nonsense")
+    missing = tmp_path / "nope.safetensors"
+    with pytest.raises(ModelError, match=f"{missing} does not exist"):
+        load_backend(f"openclip:ViT-B-32/{missing}")
+    with pytest.raises(ModelError, match="does not exist"):
+        load_backend(f"hf:{tmp_path / 'no-such-folder'}")
+
+
+def test_default_clip_without_weights_fails_fast_offline_and_falls_back_with_one_notice():
+    with pytest.raises(ModelError, match="Could not load the weights"):
+        load_backend(DEFAULT_SPEC)
+    notices: list[str] = []
+    backend = load_backend(DEFAULT_SPEC, fallback=True, on_notice=notices.append)
+    assert backend.spec == OFFLINE_SPEC
+    (notice,) = notices
+    assert "offline backend" in notice and "--model openclip:ViT-B-32/" in notice
+
+
+def test_device_choice():
+    assert pick_device("cpu") == "cpu"
+    assert pick_device("auto") in ("cpu", "cuda", "mps")
+    with pytest.raises(ModelError, match="Unknown device 'tpu'"):
+        pick_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ModelError, match="no CUDA GPU"):
+            pick_device("cuda")
+
+
+@pytest.fixture(scope="module", params=["openclip:tiny/random", "hf:tiny-random"])
+def tiny(request):
+    return load_backend(request.param, "cpu")
+
+
+def _pixels(backend, n=3):
+    return torch.stack([backend.preprocess(imagefiles.noise_image(i, (80, 60))) for i in range(n)])
+
+
+def test_tiny_clip_embeds_images_and_builds_a_prompt_ensemble_head(tiny):
+    features = tiny.encode_images(_pixels(tiny))
+    assert features.shape == (3, tiny.dim) and features.dtype == np.float32
+    labels = [Label("cat"), Label("dog", description="a small dog"), Label("bird", prompts=("a bird in flight",))]
+    head = tiny.zero_shot_head(labels, templates("default"))
+    assert isinstance(head, LinearHead) and head.weights.shape == (3, tiny.dim)
+    assert np.allclose(np.linalg.norm(head.weights, axis=1), 1, atol=1e-5)
+    probabilities = head.probabilities(features)
+    assert probabilities.shape == (3, 3) and np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)
+    again = head_from_bytes(head_to_bytes(head))
+    assert again.labels == ("cat", "dog", "bird") and np.allclose(again.probabilities(features), probabilities)
+
+
+def test_label_texts_use_the_description_and_add_the_labels_own_prompts():
+    texts = label_texts(Label("tabby", "a striped cat", ("my cat Felix",)), ["a photo of a {{ label }}."])
+    assert texts == ["a photo of a tabby, a striped cat.", "my cat Felix"]
+
+
+def test_prompts_cut_to_the_longest_give_the_same_text_features():
+    from tools.models.openclip import encode_text_truncated
+
+    backend = load_backend("openclip:tiny/random", "cpu")
+    tokens = backend.tokenizer(["a photo of a cat.", "a blurry photo of a small red sneaker."])
+    assert int((tokens != 0).sum(dim=1).max()) < tokens.shape[1] / 3  # the cut is real
+    with torch.inference_mode():
+        full = backend.model.float().encode_text(tokens)
+        cut = encode_text_truncated(backend.model, tokens)
+    assert torch.allclose(full, cut, atol=1e-5)
+
+
+def test_the_rebuilt_transformers_tokenizer_matches_open_clip():
+    import open_clip
+
+    from tools.models.hf import clip_tokenizer_from_open_clip, tokenizer_is_usable
+
+    ours = clip_tokenizer_from_open_clip()
+    reference = open_clip.get_tokenizer("ViT-B-32")
+    for text in ["a photo of a windmill.", "Red sneakers, size 42!", "Äpfel und Birnen"]:
+        expected = [t for t in reference([text])[0].tolist() if t]
+        assert ours(text)["input_ids"] == expected
+    assert tokenizer_is_usable(ours)
+    assert not tokenizer_is_usable(lambda text: {"input_ids": [49406, 0, 49407]})
+
+
+def test_bf16_is_adopted_on_cpu_only_when_it_agrees_with_fp32():
+    backend = load_backend("openclip:tiny/random", "cpu")
+    pixels = _pixels(backend, 4)
+    first = backend.encode_images(pixels)
+    chooser = backend.precision
+    if chooser.dtype == torch.bfloat16:
+        assert chooser.agreement >= BF16_MIN_COSINE
+    reference = backend.model.float().encode_image(pixels).detach().numpy()
+    backend.model.to(chooser.dtype)
+    cosine = (first * reference).sum(1) / np.linalg.norm(first, axis=1) / np.linalg.norm(reference, axis=1)
+    assert cosine.min() >= BF16_MIN_COSINE
+
+
+def test_offline_backend_is_real_and_honest():
+    backend = load_backend("offline", "cpu")
+    assert backend.spec == OFFLINE_SPEC and "CLIP" in backend.description
+    with Image.open(next(iter(sorted((imagefiles_dir() / "windmill").glob("*.jpg"))))) as image:
+        features = backend.encode_images(torch.stack([backend.preprocess(image)]))
+    head = backend.zero_shot_head([Label("windmill"), Label("fish"), Label("tool")], templates("default"))
+    assert isinstance(head, BridgeHead)
+    probabilities = head.probabilities(features)[0]
+    assert probabilities.argmax() == 0, f"a windmill photo should look like a windmill: {probabilities}"
+
+
+def imagefiles_dir():
+    from conftest import PHOTOS
+
+    return PHOTOS

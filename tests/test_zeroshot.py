@@ -1,0 +1,168 @@
+"""Suggestions end to end on real photos: caching, recomputation, bad input, prelabel."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import imagefiles
+from index.errors import LabelchatError
+from index.types import Label
+from tools.embed import embed_items
+from tools.ingest import ingest
+from tools.models import load_backend
+from tools.zeroshot import suggest
+
+TINY = "openclip:tiny/random"
+LABELCHAT = Path(sys.executable).parent / "labelchat"
+
+
+@pytest.fixture
+def photos_project(project, photos_dir):
+    ingest(project, [str(photos_dir)])
+    project.store.set_labels([Label(n) for n in ["fish", "mammal", "monument", "tool", "windmill"]])
+    return project
+
+
+def test_every_image_gets_ranked_calibrated_suggestions(photos_project):
+    report = suggest(photos_project, model=TINY)
+    assert report.suggested == 94 and report.embed.embedded == 94
+    for item in photos_project.store.items():
+        top = photos_project.store.suggestions(item.id)
+        scores = [s.score for s in top]
+        assert len(top) == 5 and scores == sorted(scores, reverse=True)
+        assert 0.99 <= sum(scores) <= 1.0 + 1e-6  # all five labels: a full distribution
+        assert {s.model for s in top} == {TINY} and {s.method for s in top} == {"zero-shot"}
+    counts = photos_project.store.status()
+    assert sum(c.suggested for c in counts.by_label) == 94
+
+
+def test_nothing_is_recomputed_until_labels_prompts_or_model_change(photos_project):
+    suggest(photos_project, model=TINY)
+    again = suggest(photos_project, model=TINY)
+    assert (again.suggested, again.up_to_date, again.embed.embedded) == (0, 94, 0)
+    photos_project.store.add_labels([Label("bird")])
+    changed = suggest(photos_project, model=TINY)
+    assert changed.suggested == 94 and changed.embed.embedded == 0  # features were cached
+    other_prompts = suggest(photos_project, model=TINY, template_set="short")
+    assert other_prompts.suggested == 94
+    other_model = suggest(photos_project, model="hf:tiny-random")
+    assert other_model.suggested == 94 and other_model.embed.embedded == 94
+    assert len(photos_project.store.embedded_item_ids(TINY)) == 94
+
+
+def test_the_project_model_setting_and_env_choose_the_backend(photos_project, monkeypatch):
+    photos_project.store.set_setting("model", "hf:tiny-random")
+    assert suggest(photos_project).model == "hf:tiny-random"
+    monkeypatch.setenv("LABELCHAT_MODEL", TINY)
+    assert suggest(photos_project).model == TINY
+
+
+def test_label_sets_that_cannot_work_are_refused(photos_project):
+    photos_project.store.set_labels([Label("fish")])
+    with pytest.raises(LabelchatError, match="at least two labels \\(only 'fish'\\)"):
+        suggest(photos_project, model=TINY)
+    photos_project.store.set_labels([])
+    with pytest.raises(LabelchatError, match="at least two labels"):
+        suggest(photos_project, model=TINY)
+
+
+def test_thousands_of_labels(photos_project):
+    photos_project.store.set_labels([Label(f"class {i}") for i in range(3000)])
+    report = suggest(photos_project, model=TINY, template_set="short")
+    assert report.suggested == 94 and report.labels == 3000
+    assert len(photos_project.store.suggestions(photos_project.store.items()[0].id)) == 5
+
+
+def test_a_file_damaged_after_ingest_is_skipped_and_the_rest_goes_on(photos_project):
+    victim = photos_project.store.items()[3]
+    photos_project.media.path(victim.media_path).write_bytes(b"\xff\xd8\xff garbage")
+    report = suggest(photos_project, model=TINY)
+    assert report.suggested == 93
+    (problem,) = report.embed.problems
+    assert f"item {victim.id} cannot be decoded" in problem.message
+    assert photos_project.store.suggestions(victim.id) == []
+
+
+def test_out_of_memory_halves_the_batch_and_loses_nothing(photos_project):
+    backend = load_backend(TINY, "cpu")
+
+    class SmallGpu(type(backend)):
+        """Stands in for a GPU this machine does not have: fails like CUDA on batches over 8."""
+
+        def encode_images(self, pixels):
+            if len(pixels) > 8:
+                raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            return super().encode_images(pixels)
+
+    small = SmallGpu.__new__(SmallGpu)
+    small.__dict__.update(backend.__dict__)
+    report = embed_items(photos_project, small, batch_size=32)
+    assert report.embedded == 94 and report.batch_size == 8
+    ids, vectors = photos_project.store.embeddings(TINY)
+    item = photos_project.store.get_item(int(ids[0]))
+    with Image.open(photos_project.media.path(item.media_path)) as image:
+        direct = backend.encode_images(torch.stack([backend.preprocess(image.convert("RGB"))]))
+    assert np.allclose(vectors[0], direct[0], atol=1e-2)
+
+
+def _prelabel(*args, cwd):
+    return subprocess.run(
+        [str(LABELCHAT), "prelabel", *args], cwd=cwd, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+
+
+def test_prelabel_writes_one_prediction_per_image_as_jsonl_and_csv(tmp_path, photos_dir):
+    result = _prelabel("--images", str(photos_dir / "fish"), str(photos_dir / "tool"), "--labels", "fish, tool, windmill",
+                       "--model", TINY, "--out", "preds.jsonl", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in (tmp_path / "preds.jsonl").read_text().splitlines()]
+    assert len(rows) == 40
+    assert set(rows[0]) >= {"path", "sha256", "label", "score", "top", "model"}
+    assert rows[0]["label"] == rows[0]["top"][0]["label"] and len(rows[0]["top"]) == 3
+    assert "Wrote 40 predictions" in result.stderr
+    as_csv = _prelabel("--images", str(photos_dir / "fish"), "--labels-file", str(_labels_file(tmp_path)),
+                       "--model", TINY, "--format", "csv", cwd=tmp_path)
+    table = list(csv.DictReader(io.StringIO(as_csv.stdout)))
+    assert len(table) == 20 and table[0]["label"] in {"fish", "tool"}
+
+
+def _labels_file(tmp_path):
+    path = tmp_path / "labels.txt"
+    path.write_text("fish = an animal that lives in water\ntool\n")
+    return path
+
+
+def test_prelabel_fails_clearly_when_nothing_can_be_labelled(tmp_path):
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "a.jpg").write_bytes(b"nope")
+    result = _prelabel("--images", "junk", "--labels", "a, b", "--model", TINY, cwd=tmp_path)
+    assert result.returncode == 1 and "Nothing could be labelled" in result.stderr
+    bad = _prelabel("--images", "junk", "--labels", "a", "--model", TINY, cwd=tmp_path)
+    assert bad.returncode == 1 and "at least two labels" in bad.stderr
+    unknown = _prelabel("--images", "junk", "--labels", "a, b", "--model", "clip-9000", cwd=tmp_path)
+    assert unknown.returncode == 1 and "Unknown model spec 'clip-9000'" in unknown.stderr
+
+
+def test_suggest_cli_prints_counts_per_label(tmp_path, photos_dir):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    run = lambda *a: subprocess.run([str(LABELCHAT), *a, "--project", "p"], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300)
+    run("add", str(photos_dir))
+    run("labels", "set", "fish, mammal, monument, tool, windmill")
+    run("model", TINY)
+    result = run("suggest", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["suggested"] == 94 and report["model"] == TINY
+    assert report["embed"]["embedded"] == 94

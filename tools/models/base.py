@@ -1,0 +1,155 @@
+"""What every vision model backend provides, and the zero-shot heads they build.
+
+A backend turns images into feature vectors and a label set into a
+`ZeroShotHead` that turns feature vectors into label probabilities. Features
+are what the project caches per item and model; heads are cached per label
+set, prompts and model. Nothing here imports torch at import time.
+"""
+
+from __future__ import annotations
+
+import io
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+from index.errors import LabelchatError
+from index.types import Label
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from PIL import Image
+
+
+class ModelError(LabelchatError):
+    """A model spec that cannot be used, weights that cannot be had, a device that is missing."""
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.maximum(norms, 1e-12)
+
+
+class ZeroShotHead(ABC):
+    """Turns image features (N, D) into probabilities over labels (N, C)."""
+
+    labels: tuple[str, ...]
+
+    @abstractmethod
+    def probabilities(self, features: np.ndarray) -> np.ndarray: ...
+
+    @abstractmethod
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Everything needed to rebuild the head (see `head_to_bytes`)."""
+
+
+@dataclass(frozen=True)
+class LinearHead(ZeroShotHead):
+    """CLIP-style: softmax(scale * normalize(f) @ weights.T), weights one unit row per label."""
+
+    labels: tuple[str, ...]
+    weights: np.ndarray  # (C, D), rows L2-normalised
+    scale: float  # inverse temperature (CLIP's learned logit scale, about 100)
+
+    def logits(self, features: np.ndarray) -> np.ndarray:
+        return self.scale * (l2_normalize(features.astype(np.float32)) @ self.weights.T)
+
+    def probabilities(self, features: np.ndarray) -> np.ndarray:
+        return softmax(self.logits(features))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"weights": self.weights, "scale": np.array(self.scale, dtype=np.float32)}
+
+
+@dataclass(frozen=True)
+class BridgeHead(ZeroShotHead):
+    """A closed-set classifier's probabilities spread over the user's labels.
+
+    p(label | x) = sum_k p(class k | x) * bridge[k, label], where p(class | x) =
+    softmax(features @ class_weights.T + class_bias) and each row of `bridge`
+    sums to one (how much each known class speaks for each label).
+    """
+
+    labels: tuple[str, ...]
+    class_weights: np.ndarray  # (K, D)
+    class_bias: np.ndarray  # (K,)
+    bridge: np.ndarray  # (K, C), rows sum to 1
+
+    def probabilities(self, features: np.ndarray) -> np.ndarray:
+        class_probs = softmax(features.astype(np.float32) @ self.class_weights.T + self.class_bias)
+        probs = class_probs @ self.bridge
+        return probs / probs.sum(axis=-1, keepdims=True)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "class_weights": self.class_weights,
+            "class_bias": self.class_bias,
+            "bridge": self.bridge,
+        }
+
+
+_HEAD_TYPES = {"LinearHead": LinearHead, "BridgeHead": BridgeHead}
+
+
+def head_to_bytes(head: ZeroShotHead) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, __type__=np.array(type(head).__name__), __labels__=np.array(head.labels, dtype=str), **head.arrays())
+    return buffer.getvalue()
+
+
+def head_from_bytes(data: bytes) -> ZeroShotHead:
+    with np.load(io.BytesIO(data), allow_pickle=False) as stored:
+        kind = str(stored["__type__"])
+        arrays = {k: stored[k] for k in stored.files if not k.startswith("__")}
+        labels = tuple(str(x) for x in stored["__labels__"])
+    if kind == "LinearHead":
+        return LinearHead(labels, arrays["weights"], float(arrays["scale"]))
+    return _HEAD_TYPES[kind](labels, **arrays)
+
+
+class Backend(ABC):
+    """A vision(-language) model that embeds images and builds zero-shot heads.
+
+    `preprocess` runs in worker threads (it must not touch shared mutable
+    state); `encode_images` runs in the main thread on batches.
+    """
+
+    spec: str  # canonical spec, e.g. "openclip:ViT-B-32/laion2b_s34b_b79k"
+    description: str  # one honest line for people: what this model is
+    dim: int  # length of a feature vector
+    device: str  # "cpu", "cuda", "mps"
+    default_batch_size: int = 32
+
+    @abstractmethod
+    def preprocess(self, image: "Image.Image") -> "torch.Tensor":
+        """A decoded RGB PIL image -> a (3, H, W) float tensor ready for `encode_images`."""
+
+    @abstractmethod
+    def encode_images(self, pixels: "torch.Tensor") -> np.ndarray:
+        """(N, 3, H, W) -> (N, dim) float32 features, as the backend's head expects them."""
+
+    @abstractmethod
+    def zero_shot_head(self, labels: Sequence[Label], templates: Sequence[str]) -> ZeroShotHead:
+        """A head for these labels; see `label_texts` for the texts of one label."""
+
+
+def label_texts(label: Label, templates: Sequence[str]) -> list[str]:
+    """The texts that describe one label to a model.
+
+    The templates are rendered with the label's name, followed by its
+    description when it has one ("a photo of a tabby, a striped cat."), and
+    the label's own prompts are added to them.
+    """
+    from prompts import render
+
+    subject = f"{label.name}, {label.description}" if label.description else label.name
+    texts = [render(template, label=subject) for template in templates]
+    return texts + [p for p in label.prompts if p not in texts]

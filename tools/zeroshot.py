@@ -1,0 +1,138 @@
+"""Zero-shot label suggestions: features + a head built from the label texts -> probabilities.
+
+The head (encoded prompts) is cached in the store under a key made of the
+model, the labels with their descriptions and prompts, and the templates; a
+suggestion remembers that key, so `suggest` recomputes only what a change of
+labels, prompts or model made stale. Features come from `embed_items`, which
+never encodes an item twice for the same model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+import prompts
+from index.errors import LabelchatError
+from index.project import Project
+from index.types import Label, Suggestion
+
+from .embed import EmbedReport, embed_items
+from .models import MODEL_SETTING, load_backend, resolve_spec
+from .models.base import Backend, ZeroShotHead, head_from_bytes, head_to_bytes
+
+TEMPLATES_FILE = "clip_templates.yaml"
+DEFAULT_TEMPLATES = "default"
+TOP_K = 5
+MAX_SCORES_PER_CHUNK = 8_000_000  # items x labels held in memory at once
+
+
+@dataclass
+class SuggestReport:
+    model: str
+    method: str
+    labels: int
+    suggested: int = 0
+    up_to_date: int = 0  # items whose suggestions already came from this head
+    embed: EmbedReport | None = None
+    seconds: float = 0.0
+    notices: list[str] = field(default_factory=list)
+
+
+def templates(name: str = DEFAULT_TEMPLATES) -> list[str]:
+    ensembles = prompts.load_yaml(TEMPLATES_FILE)["ensembles"]
+    if name not in ensembles:
+        raise LabelchatError(f"No prompt ensemble {name!r}; known: {', '.join(ensembles)}.")
+    return list(ensembles[name])
+
+
+def check_label_set(labels: Sequence[Label]) -> None:
+    if len(labels) < 2:
+        shown = f" (only {labels[0].name!r})" if labels else ""
+        raise LabelchatError(
+            f"Zero-shot suggestions need at least two labels{shown}: with one label every image "
+            f"gets probability 1. Add more, e.g. labelchat labels add 'other'."
+        )
+
+
+def head_key(spec: str, labels: Sequence[Label], template_list: Sequence[str]) -> str:
+    payload = json.dumps(
+        [spec, [[l.name, l.description, list(l.prompts)] for l in labels], list(template_list)]
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:24]
+
+
+def zero_shot_head(
+    project: Project, backend: Backend, labels: Sequence[Label], template_list: Sequence[str]
+) -> tuple[str, ZeroShotHead]:
+    """The head for these labels, from the store's cache or built (and cached) now."""
+    key = head_key(backend.spec, labels, template_list)
+    cached = project.store.get_head(key)
+    if cached is not None:
+        return key, head_from_bytes(cached)
+    head = backend.zero_shot_head(labels, template_list)
+    project.store.put_head(key, backend.spec, head_to_bytes(head))
+    return key, head
+
+
+def top_suggestions(
+    item_ids: np.ndarray, probabilities: np.ndarray, labels: Sequence[str], *, model: str, k: int = TOP_K
+) -> dict[int, list[Suggestion]]:
+    k = min(k, probabilities.shape[1])
+    best = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+    return {
+        int(item_id): [
+            Suggestion(int(item_id), labels[j], float(row[j]), rank, model, "zero-shot")
+            for rank, j in enumerate(order)
+        ]
+        for item_id, row, order in zip(item_ids, probabilities, best)
+    }
+
+
+def suggest(
+    project: Project,
+    *,
+    model: str | None = None,
+    device: str | None = None,
+    template_set: str = DEFAULT_TEMPLATES,
+    batch_size: int | None = None,
+    on_progress: Callable[[int, int, str], None] | None = None,
+    on_notice: Callable[[str], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> SuggestReport:
+    """Compute zero-shot suggestions for every item whose suggestions are stale or missing."""
+    started = time.perf_counter()
+    store = project.store
+    labels = list(store.label_set().labels)
+    check_label_set(labels)
+    notices: list[str] = []
+    spec, implied = resolve_spec(model, store.get_setting(MODEL_SETTING))
+    backend = load_backend(spec, device, fallback=implied, on_notice=lambda text: _notice(text, notices, on_notice))
+    template_list = templates(template_set)
+    key, head = zero_shot_head(project, backend, labels, template_list)
+    stale = store.items_without_suggestions_from(key)
+    report = SuggestReport(backend.spec, "zero-shot", len(labels), notices=notices)
+    report.up_to_date = store.item_count() - len(stale)
+    report.embed = embed_items(
+        project, backend, stale, batch_size=batch_size, on_progress=on_progress, should_stop=should_stop
+    )
+    ids, features = store.embeddings(backend.spec, stale)
+    chunk = max(1, MAX_SCORES_PER_CHUNK // max(1, len(labels)))
+    for start in range(0, len(ids), chunk):
+        probabilities = head.probabilities(features[start : start + chunk])
+        rows = top_suggestions(ids[start : start + chunk], probabilities, head.labels, model=backend.spec)
+        store.put_suggestions_many(rows, head_key=key)
+        report.suggested += len(rows)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _notice(text: str, notices: list[str], forward: Callable[[str], None] | None) -> None:
+    notices.append(text)
+    if forward:
+        forward(text)
