@@ -156,7 +156,21 @@ def m002_embeddings_and_heads(db: sqlite3.Connection) -> None:
     )
 
 
+def m003_suggestion_reasons(db: sqlite3.Connection) -> None:
+    run_statements(
+        db,
+        """
+        -- Why a label is suggested: its zero-shot probability, the confirmed examples'
+        -- vote for it, and the ids of the examples that voted for it.
+        ALTER TABLE suggestions ADD COLUMN zero_shot REAL;
+        ALTER TABLE suggestions ADD COLUMN examples REAL;
+        ALTER TABLE suggestions ADD COLUMN voters TEXT;
+        """,
+    )
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("initial", m001_initial),
     ("embeddings and zero-shot heads", m002_embeddings_and_heads),
+    ("suggestion reasons", m003_suggestion_reasons),
 ]

@@ -443,6 +443,30 @@ class Store:
             )
         return [_state(row) for row in rows]
 
+    def item_ids_where(self, *, status: Status | None = None, label: str | None = None) -> list[int]:
+        where, params = ["1"], []
+        if status is not None:
+            where.append("status = ?")
+            params.append(status.value)
+        if label is not None:
+            where.append("label = ?")
+            params.append(label)
+        sql = f"SELECT item_id FROM item_state WHERE {' AND '.join(where)} ORDER BY item_id"
+        return [row[0] for row in self._read(sql, params)]
+
+    def labels_of(self, item_ids: Sequence[int]) -> dict[int, str | None]:
+        """Current labels of these items (None where not confirmed)."""
+        result: dict[int, str | None] = {}
+        ids = list(item_ids)
+        for start in range(0, len(ids), 900):
+            chunk = ids[start : start + 900]
+            rows = self._read(
+                f"SELECT item_id, label FROM item_state WHERE item_id IN ({','.join('?' * len(chunk))})",
+                chunk,
+            )
+            result.update({row[0]: row[1] for row in rows})
+        return result
+
     def rebuild_state(self) -> int:
         """Recompute every item's state from the log; returns how many rows changed."""
         before = {s.item_id: s for s in self.states()}
@@ -506,28 +530,15 @@ class Store:
 
     def put_suggestions(self, item_id: int, suggestions: Sequence[Suggestion]) -> None:
         """Replace an item's suggestions (best first)."""
-        with self._write() as db:
-            db.execute("DELETE FROM suggestions WHERE item_id = ?", (item_id,))
-            db.executemany(
-                "INSERT INTO suggestions(item_id, rank, label, score, model, method, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(item_id, s.rank, s.label, s.score, s.model, s.method, now()) for s in suggestions],
-            )
+        self.put_suggestions_many({item_id: suggestions})
 
     def suggestions(self, item_id: int) -> list[Suggestion]:
-        rows = self._read(
-            "SELECT item_id, label, score, rank, model, method, created_at FROM suggestions"
-            " WHERE item_id = ? ORDER BY rank",
-            (item_id,),
-        )
-        return [Suggestion(**dict(row)) for row in rows]
+        rows = self._read(_SUGGESTION_SELECT + " WHERE item_id = ? ORDER BY rank", (item_id,))
+        return [_suggestion(row) for row in rows]
 
     def top_suggestions(self) -> dict[int, Suggestion]:
-        rows = self._read(
-            "SELECT item_id, label, score, rank, model, method, created_at FROM suggestions"
-            " WHERE rank = 0"
-        )
-        return {row["item_id"]: Suggestion(**dict(row)) for row in rows}
+        rows = self._read(_SUGGESTION_SELECT + " WHERE rank = 0")
+        return {row["item_id"]: _suggestion(row) for row in rows}
 
     def put_suggestions_many(
         self, suggestions: dict[int, Sequence[Suggestion]], *, head_key: str | None = None
@@ -538,9 +549,10 @@ class Store:
             db.executemany("DELETE FROM suggestions WHERE item_id = ?", [(i,) for i in suggestions])
             db.executemany(
                 "INSERT INTO suggestions(item_id, rank, label, score, model, method, created_at,"
-                " head_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " head_key, zero_shot, examples, voters) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (item_id, s.rank, s.label, s.score, s.model, s.method, created, head_key)
+                    (item_id, s.rank, s.label, s.score, s.model, s.method, created, head_key,
+                     s.zero_shot, s.examples, json.dumps(list(s.voters)) if s.voters else None)
                     for item_id, rows in suggestions.items()
                     for s in rows
                 ],
@@ -750,6 +762,18 @@ _ITEM_SELECT = (
     " AS page_url FROM items i"
 )
 _DECISION_SELECT = "SELECT id, item_id, action, label, actor, auto, created_at, undoes FROM decisions"
+
+
+_SUGGESTION_SELECT = (
+    "SELECT item_id, label, score, rank, model, method, created_at, zero_shot, examples, voters"
+    " FROM suggestions"
+)
+
+
+def _suggestion(row: sqlite3.Row) -> Suggestion:
+    values = dict(row)
+    values["voters"] = tuple(json.loads(values["voters"])) if values["voters"] else ()
+    return Suggestion(**values)
 
 
 def _item(row: sqlite3.Row) -> Item:

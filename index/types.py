@@ -92,8 +92,11 @@ class Suggestion:
     score: float  # calibrated probability in [0, 1]
     rank: int  # 0 is the best guess
     model: str  # the model spec or version that produced it
-    method: str  # "zero-shot", "knn", "fine-tuned", ...
+    method: str  # "zero-shot", "zero-shot+examples", "fine-tuned", ...
     created_at: str = ""
+    zero_shot: float | None = None  # why: this label's zero-shot probability
+    examples: float | None = None  # why: the confirmed examples' vote for it (0..1)
+    voters: tuple[int, ...] = ()  # why: the examples that voted for it
 
 
 @dataclass(frozen=True)

@@ -48,13 +48,14 @@ def test_bad_openclip_names_and_missing_files_are_named(tmp_path):
 
 
 def test_default_clip_without_weights_fails_fast_offline_and_falls_back_with_one_notice():
-    with pytest.raises(ModelError, match="Could not load the weights"):
+    with pytest.raises(ModelError, match="not in the local Hugging Face cache"):
         load_backend(DEFAULT_SPEC)
     notices: list[str] = []
     backend = load_backend(DEFAULT_SPEC, fallback=True, on_notice=notices.append)
     assert backend.spec == OFFLINE_SPEC
     (notice,) = notices
-    assert "offline backend" in notice and "--model openclip:ViT-B-32/" in notice
+    assert "offline backend" in notice and "labelchat fetch-model" in notice
+    assert "--model openclip:ViT-B-32/" in notice
 
 
 def test_device_choice():

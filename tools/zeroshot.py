@@ -23,13 +23,14 @@ from index.project import Project
 from index.types import Label, Suggestion
 
 from .embed import EmbedReport, embed_items
-from .models import MODEL_SETTING, load_backend, resolve_spec
+from .models import MODEL_SETTING, load_backend, parse_spec, resolve_spec
 from .models.base import Backend, ZeroShotHead, head_from_bytes, head_to_bytes
 
 TEMPLATES_FILE = "clip_templates.yaml"
 DEFAULT_TEMPLATES = "default"
 TOP_K = 5
 MAX_SCORES_PER_CHUNK = 8_000_000  # items x labels held in memory at once
+FALLBACK_SETTING = "fallback_model"  # the model used when the default could not be loaded
 
 
 @dataclass
@@ -110,10 +111,20 @@ def suggest(
     store = project.store
     labels = list(store.label_set().labels)
     check_label_set(labels)
-    notices: list[str] = []
-    spec, implied = resolve_spec(model, store.get_setting(MODEL_SETTING))
-    backend = load_backend(spec, device, fallback=implied, on_notice=lambda text: _notice(text, notices, on_notice))
     template_list = templates(template_set)
+    spec, implied = resolve_spec(model, store.get_setting(MODEL_SETTING))
+    if implied and store.get_setting(FALLBACK_SETTING):
+        spec, implied = store.get_setting(FALLBACK_SETTING), False  # tried before: no second notice
+    canonical = str(parse_spec(spec))
+    key = head_key(canonical, labels, template_list)
+    if store.get_head(key) is not None and not store.items_without_suggestions_from(key):
+        # Everything is current: answer without loading a model at all.
+        return SuggestReport(canonical, "zero-shot", len(labels), up_to_date=store.item_count(),
+                             seconds=time.perf_counter() - started)
+    notices: list[str] = []
+    backend = load_backend(spec, device, fallback=implied, on_notice=lambda text: _notice(text, notices, on_notice))
+    if implied and backend.spec != canonical:
+        store.set_setting(FALLBACK_SETTING, backend.spec)
     key, head = zero_shot_head(project, backend, labels, template_list)
     stale = store.items_without_suggestions_from(key)
     report = SuggestReport(backend.spec, "zero-shot", len(labels), notices=notices)

@@ -148,6 +148,54 @@ def build_parser() -> argparse.ArgumentParser:
     model = command("model", "show or set the project's model (e.g. offline, openclip:ViT-B-32/laion2b_s34b_b79k)", cmd_model)
     model.add_argument("spec", nargs="?", metavar="SPEC")
 
+    review = command("review", "show the next batch to review; with --answer, decide each in the terminal", cmd_review)
+    review.add_argument("--strategy", default="uncertain", choices=["uncertain", "balanced", "confident", "random"])
+    review.add_argument("--size", type=int, default=20)
+    review.add_argument("--label", help="only items whose best suggestion is this label")
+    review.add_argument("--answer", action="store_true",
+                        help="read an answer per card from stdin: y (accept), n (reject), a label's "
+                        "number or name (correct), s (skip), u (undo), q (quit)")
+    _model_options(review)
+
+    for name, help_text in [
+        ("accept", "accept items: their best suggestion, or --label; or every item above --min-prob"),
+        ("reject", "reject items' best suggestion (or --label): evidence against it"),
+        ("skip", "skip items for now"),
+    ]:
+        decide = command(name, help_text, cmd_decide)
+        decide.add_argument("items", nargs="*", type=int, metavar="ID")
+        decide.add_argument("--label")
+        if name == "accept":
+            decide.add_argument("--min-prob", type=float, metavar="P",
+                                help="accept every pending item whose best suggestion (of --label, if "
+                                "given) has at least this probability")
+        _model_options(decide)
+
+    correct = command("correct", "give an item its right label", cmd_correct)
+    correct.add_argument("item", type=int, metavar="ID")
+    correct.add_argument("label", metavar="LABEL")
+    _model_options(correct)
+
+    auto = command("auto-accept", "accept every pending item above a probability, after a small audit", cmd_auto_accept)
+    auto.add_argument("--min-prob", type=float, required=True, metavar="P")
+    auto.add_argument("--label", help="only items suggested as this label")
+    auto.add_argument("--audit", type=int, default=20, metavar="N",
+                      help="random candidates to check first (answers on stdin); 0: no audit")
+    auto.add_argument("--seed", type=int, default=None)
+    _model_options(auto)
+
+    similar = command("similar", "the items most like an item, a text or an image", cmd_similar)
+    similar.add_argument("item", nargs="?", type=int, metavar="ID")
+    similar.add_argument("--text", help="e.g. 'red sneakers' (CLIP models only)")
+    similar.add_argument("--image", metavar="PATH")
+    similar.add_argument("--k", type=int, default=10)
+    similar.add_argument("--confirmed", action="store_true", help="only confirmed items")
+    similar.add_argument("--label", help="only confirmed items with this label")
+    _model_options(similar)
+
+    fetch = command("fetch-model", "download a model's weights into the local cache (needs network)", cmd_fetch_model)
+    fetch.add_argument("spec", nargs="?", metavar="SPEC", help="default: the project's model, else CLIP ViT-B-32")
+
     demo = command("demo", "build the demo project from the bundled photos (once) and open it", cmd_demo)
     demo.add_argument("--from", dest="source", default=str(EXAMPLES), metavar="DIR",
                       help="a <label>/<image> folder to build the demo from (default: the bundled photos)")
@@ -326,11 +374,9 @@ def cmd_items(args: argparse.Namespace) -> int:
         store = project.store
         status = Status(args.status) if args.status else None
         items = store.items(status=status, label=args.label, limit=args.limit)
-        rows = [{"item": item, "state": store.state(item.id)} for item in items]
-        lines = [
-            f"{r['item'].id:>6}  {r['state'].status.value:<9}  {r['state'].label or '-':<16}  {r['item'].source}"
-            for r in rows
-        ]
+        top = store.top_suggestions()
+        rows = [{"item": item, "state": store.state(item.id), "suggestion": top.get(item.id)} for item in items]
+        lines = [fmt.format_item_row(r["item"], r["state"], r["suggestion"]) for r in rows]
         _emit(args, {"ok": True, "items": rows}, "\n".join(lines) or "No items match.")
     return EXIT_OK
 
@@ -425,10 +471,153 @@ def cmd_model(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _reviewer(args: argparse.Namespace, project: Project):
+    from tools.review import Reviewer
+
+    with _progress(args, "img") as progress:
+        return Reviewer(project, model=args.model, device=args.device, template_set=args.templates,
+                        on_notice=_notice, on_progress=progress)
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    with _open(args) as project:
+        reviewer = _reviewer(args, project)
+        cards = reviewer.batch(args.strategy, args.size, label=args.label)
+        if not args.answer:
+            _emit(args, {"ok": True, "cards": cards}, fmt.format_cards(cards, reviewer.labels))
+            return EXIT_OK
+        decided = _answer_cards(reviewer, cards)
+        refresh = reviewer.refresh()
+        _emit(args, {"ok": True, "decided": decided, "refresh": refresh},
+              f"{decided} decisions saved; suggestions of {refresh.written} items updated.")
+    return EXIT_OK
+
+
+def _answer_cards(reviewer, cards) -> int:
+    """Ask for one answer per card on stdin; each decision is saved before the next card."""
+    from index.types import Action
+
+    decided = 0
+    for card in cards:
+        print(fmt.format_cards([card], reviewer.labels), file=sys.stderr)
+        while True:
+            print("answer [y/n/s/u/q, a label's number or name]: ", end="", file=sys.stderr, flush=True)
+            answer = sys.stdin.readline()
+            if not answer:  # end of input
+                return decided
+            action = fmt.parse_answer(answer, reviewer.labels)
+            if action is None:
+                print(f"  not understood: {answer.strip()!r}", file=sys.stderr)
+                continue
+            if action[0] == "quit":
+                return decided
+            if action[0] == "undo":
+                decision = reviewer.store.undo(actor="user")
+                print(f"  undid decision {decision.undoes} (item {decision.item_id})", file=sys.stderr)
+                continue
+            reviewer.decide(card.item.id, Action(action[0]), action[1])
+            decided += 1
+            break
+    return decided
+
+
+def cmd_decide(args: argparse.Namespace) -> int:
+    from index.types import Action
+
+    action = Action(args.command)
+    with _open(args) as project:
+        reviewer = _reviewer(args, project)
+        if getattr(args, "min_prob", None) is not None:
+            if args.items:
+                raise LabelchatError("Give item ids or --min-prob, not both.")
+            report = reviewer.accept_above(args.min_prob, args.label)
+            text = f"Accepted {report.accepted} items" + (f" suggested as {args.label}" if args.label else "") + \
+                f" with probability >= {args.min_prob}. 'labelchat undo' takes back one at a time."
+            value = {"ok": True, "accepted": report.accepted}
+        else:
+            if not args.items:
+                raise LabelchatError(f"Give the ids of the items to {action.value}, e.g. labelchat {action.value} 12 13.")
+            decisions = [reviewer.decide(i, action, args.label) for i in args.items]
+            text = "\n".join(fmt.format_decision(d, d.label) for d in decisions)
+            value = {"ok": True, "decisions": decisions}
+        value["refresh"] = reviewer.refresh()
+        _emit(args, value, text)
+    return EXIT_OK
+
+
+def cmd_correct(args: argparse.Namespace) -> int:
+    from index.types import Action
+
+    with _open(args) as project:
+        reviewer = _reviewer(args, project)
+        decision = reviewer.decide(args.item, Action.CORRECT, args.label)
+        refresh = reviewer.refresh()
+        _emit(args, {"ok": True, "decision": decision, "refresh": refresh}, fmt.format_decision(decision, args.label))
+    return EXIT_OK
+
+
+def cmd_auto_accept(args: argparse.Namespace) -> int:
+    from tools.review import finish_auto_accept, plan_auto_accept
+
+    with _open(args) as project:
+        reviewer = _reviewer(args, project)
+        plan = plan_auto_accept(reviewer, args.min_prob, label=args.label, audit_size=args.audit, seed=args.seed)
+        print(f"{len(plan.candidates)} pending items have a suggestion with probability >= {args.min_prob}.",
+              file=sys.stderr)
+        suggested = {i: project.store.suggestions(i)[0].label for i in plan.audit}
+        if plan.audit:
+            print(f"Check these {len(plan.audit)} random ones first:", file=sys.stderr)
+            _answer_cards(reviewer, [reviewer.card(i) for i in plan.audit])
+        report = finish_auto_accept(reviewer, plan, suggested)
+        reviewer.refresh()
+        _emit(args, {"ok": True, **fmt.to_jsonable(report)}, fmt.format_auto_accept(report))
+    return EXIT_OK
+
+
+def cmd_similar(args: argparse.Namespace) -> int:
+    filters = {"confirmed_only": args.confirmed, "label": args.label}
+    with _open(args) as project:
+        reviewer = _reviewer(args, project)
+        if args.text:
+            found = reviewer.similar_to_text(args.text, args.k, **filters)
+        elif args.image:
+            from PIL import Image
+
+            try:
+                with Image.open(args.image) as image:
+                    found = reviewer.similar_to_image(image, args.k, **filters)
+            except OSError as exc:
+                raise LabelchatError(f"Cannot read the image {args.image}: {exc}") from exc
+        elif args.item is not None:
+            found = reviewer.similar(args.item, args.k, **filters)
+        else:
+            raise LabelchatError("Give an item id, --text or --image.")
+        sources = {n.item_id: project.store.get_item(n.item_id).source for n in found}
+        lines = [f"{n.item_id:>6}  {n.similarity:.3f}  {n.label or '-':<14}  {sources[n.item_id]}" for n in found]
+        _emit(args, {"ok": True, "neighbors": found}, "\n".join(lines) or "Nothing found.")
+    return EXIT_OK
+
+
+def cmd_fetch_model(args: argparse.Namespace) -> int:
+    from tools.models import MODEL_SETTING, load_backend, resolve_spec
+
+    setting = None
+    if args.project or default_project_dir().joinpath("project.db").exists():
+        with _open(args) as project:
+            setting = project.store.get_setting(MODEL_SETTING)
+    spec, _ = resolve_spec(args.spec, setting)
+    print(f"Fetching {spec} (this needs network access)...", file=sys.stderr)
+    backend = load_backend(spec, "cpu", allow_download=True)
+    _emit(args, {"ok": True, "model": backend.spec, "description": backend.description},
+          f"Ready: {backend.description}. It now loads without network.")
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Build the demo project once (unlabelled photos plus their label set), then open it."""
+    """Build the demo project once (unlabelled photos plus their label set), suggest, open it."""
     from index.types import Label
     from tools.ingest import IngestOptions, ingest
+    from tools.zeroshot import suggest
 
     folder = Path(args.project or DEMO_PROJECT)
     source = Path(args.source)
@@ -443,14 +632,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
             project.store.set_labels([Label(name) for name in names])
             with _progress(args, "img") as progress:
                 ingest(project, [str(source)], IngestOptions(), on_progress=progress)
+        with _progress(args, "img") as progress:
+            report = suggest(project, on_progress=progress, on_notice=_notice)
         counts = project.store.status()
         text = fmt.format_status(project.name, str(project.folder), counts)
         text += (
-            f"\n\nThe demo project is ready. Try:\n"
-            f"  .venv/bin/labelchat status --project {folder}\n"
+            f"\n\nThe demo project is ready, with suggestions from {report.model}. Try:\n"
+            f"  .venv/bin/labelchat items --project {folder} --limit 10\n"
             f"  .venv/bin/labelchat export /tmp/demo-export --project {folder} --include suggested"
         )
-        _emit(args, {"ok": True, "project": str(project.folder), **fmt.to_jsonable(counts)}, text)
+        _emit(args, {"ok": True, "project": str(project.folder), "model": report.model,
+                     **fmt.to_jsonable(counts)}, text)
     return EXIT_OK
 
 

@@ -145,3 +145,56 @@ def format_prelabel(report, out: str) -> str:
     if not report.predictions:
         lines.append("Nothing could be labelled: no usable image was found.")
     return "\n".join(lines)
+
+
+def format_item_row(item, state, suggestion) -> str:
+    guess = f"{suggestion.label} {suggestion.score:.2f}" if suggestion else "-"
+    return f"{item.id:>6}  {state.status.value:<9}  {state.label or '-':<14}  {guess:<20}  {item.source}"
+
+
+def format_cards(cards, labels: list[str]) -> str:
+    keys = "  ".join(f"{i}={name}" for i, name in enumerate(labels, start=1))
+    lines = []
+    for card in cards:
+        best = card.suggestions[0] if card.suggestions else None
+        head = f"#{card.item.id}  {card.item.source}"
+        if best:
+            head += f"\n    suggested: {best.label} {best.score:.2f}"
+            if best.examples is not None:
+                head += f"  (zero-shot {best.zero_shot:.2f}, examples {best.examples:.2f})"
+            others = ", ".join(f"{s.label} {s.score:.2f}" for s in card.suggestions[1:3])
+            if others:
+                head += f"  | next: {others}"
+        if card.neighbors:
+            head += "\n    like: " + ", ".join(
+                f"#{n.item_id} {n.label} ({n.similarity:.2f})" for n in card.neighbors[:5])
+        lines.append(head)
+    if not cards:
+        return "Nothing left to review."
+    return "\n".join(lines) + f"\n  keys: y accept, n reject, s skip, u undo, q quit, {keys}"
+
+
+def parse_answer(answer: str, labels: list[str]) -> tuple[str, str | None] | None:
+    """('accept'|'reject'|'skip'|'correct'|'undo'|'quit', label or None) from a typed answer."""
+    text = answer.strip()
+    simple = {"y": "accept", "": "accept", "n": "reject", "s": "skip", "u": "undo", "q": "quit"}
+    if text.lower() in simple:
+        return simple[text.lower()], None
+    if text.isdigit() and 1 <= int(text) <= len(labels):
+        return "correct", labels[int(text) - 1]
+    if text in labels:
+        return "correct", text
+    lowered = {name.lower(): name for name in labels}
+    if text.lower() in lowered:
+        return "correct", lowered[text.lower()]
+    return None
+
+
+def format_auto_accept(report) -> str:
+    text = f"Accepted {report.accepted} items automatically (marked 'auto-accept' in the log)."
+    if report.precision is None:
+        return text + " No audit was answered, so their precision is unknown."
+    return text + (
+        f" Audit: {report.audit_correct} of {report.audited} right: estimated precision "
+        f"{report.precision:.0%} (95% interval {report.precision_low:.0%} to {report.precision_high:.0%})."
+    )

@@ -6,8 +6,11 @@
     openclip:tiny/random, hf:tiny-random   tiny random CLIPs, for tests and benchmarks
 
 The spec comes from --model, else $LABELCHAT_MODEL, else the project's setting,
-else the default. When the default's weights cannot be had (no network and not
-cached), labelchat falls back to `offline` with one notice saying how to get CLIP.
+else the default. Weights are read from the local Hugging Face cache only:
+nothing is downloaded unless asked for (`labelchat fetch-model`, or
+LABELCHAT_ALLOW_DOWNLOAD=1), so no run touches the network by surprise. When
+the default's weights are not there, labelchat falls back to `offline` with
+one notice saying how to get CLIP.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ DEFAULT_SPEC = "openclip:ViT-B-32/laion2b_s34b_b79k"
 OFFLINE_SPEC = "offline:efficientnet-lite0+minilm"
 MODEL_ENV = "LABELCHAT_MODEL"
 MODEL_SETTING = "model"
+DOWNLOAD_ENV = "LABELCHAT_ALLOW_DOWNLOAD"
 
 _loaded: dict[tuple[str, str], Backend] = {}
 _lock = threading.Lock()
@@ -70,6 +74,7 @@ def load_backend(
     *,
     fallback: bool = False,
     on_notice: Callable[[str], None] | None = None,
+    allow_download: bool | None = None,
 ) -> Backend:
     """The backend for `spec`, loaded once per process and device.
 
@@ -80,6 +85,9 @@ def load_backend(
 
     parsed = parse_spec(spec)
     device = pick_device(device)
+    if allow_download is None:
+        allow_download = os.environ.get(DOWNLOAD_ENV, "").lower() in ("1", "true", "yes")
+    _hub_offline(not allow_download)
     with _lock:
         try:
             return _cached(parsed, device)
@@ -96,6 +104,16 @@ def _cached(spec: ModelSpec, device: str) -> Backend:
     if key not in _loaded:
         _loaded[key] = _load(spec, device)
     return _loaded[key]
+
+
+def _hub_offline(offline: bool) -> None:
+    """Tell huggingface_hub (and so open_clip and transformers) whether it may use the network."""
+    os.environ["HF_HUB_OFFLINE"] = "1" if offline else "0"
+    import sys
+
+    constants = sys.modules.get("huggingface_hub.constants")
+    if constants is not None:  # already imported: it read the variable at import time
+        constants.HF_HUB_OFFLINE = offline
 
 
 def _load(spec: ModelSpec, device: str) -> Backend:
@@ -128,7 +146,7 @@ def _fallback_notice(spec: str, error: ModelError) -> str:
         f"CLIP weights for {spec} could not be had ({error}). Using the offline backend instead "
         f"({OFFLINE_SPEC}: an ImageNet EfficientNet-Lite0 bridged to your labels by text "
         f"similarity; it works without network but is less accurate than CLIP). To use CLIP, run "
-        f"once with network access so the weights reach the Hugging Face cache, or pass a local "
+        f"'labelchat fetch-model' once on a machine with network access, or pass a local weights "
         f"file: --model openclip:ViT-B-32/path/to/open_clip_model.safetensors"
     )
 

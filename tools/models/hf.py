@@ -29,6 +29,7 @@ def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
 
 
+
 class HFClipBackend(Backend):
     def __init__(self, model, image_processor, tokenizer, *, spec: str, device: str, description: str):
         self.model = model.eval().to(device)

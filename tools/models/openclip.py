@@ -58,6 +58,8 @@ class OpenClipBackend(Backend):
         elif not open_clip.get_pretrained_cfg(arch, pretrained):
             tags = ", ".join(tag for a, tag in open_clip.list_pretrained() if a == arch) or "none"
             raise ModelError(f"open_clip knows no weights {pretrained!r} for {arch}; known: {tags}.")
+        elif os.environ.get("HF_HUB_OFFLINE") == "1" and not _in_hub_cache(arch, pretrained):
+            raise ModelError(f"the weights {arch}/{pretrained} are not in the local Hugging Face cache")
         try:
             logging.disable(logging.ERROR)  # open_clip logs the failure it is about to raise
             model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=weights, device=device)
@@ -88,6 +90,19 @@ class OpenClipBackend(Backend):
     def zero_shot_head(self, labels: Sequence[Label], templates: Sequence[str]) -> LinearHead:
         scale = float(self.model.logit_scale.exp().item())
         return text_head(labels, templates, self.encode_texts, scale)
+
+
+def _in_hub_cache(arch: str, pretrained: str) -> bool:
+    """Whether open_clip would find these weights without the network (checked in milliseconds,
+    before building a model that would only fail to load)."""
+    import open_clip
+    from huggingface_hub import try_to_load_from_cache
+
+    repo = open_clip.get_pretrained_cfg(arch, pretrained).get("hf_hub", "").strip("/")
+    if not repo:
+        return True  # a URL download: let open_clip look in its own cache
+    names = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+    return any(isinstance(try_to_load_from_cache(repo, name), str) for name in names)
 
 
 def encode_text_truncated(model, tokens):

@@ -1,0 +1,227 @@
+"""The FAISS index of one embedding model in one project: a cache of the store's vectors.
+
+Vectors are L2-normalised and searched by inner product (cosine similarity).
+Below APPROXIMATE_FROM vectors the index is exact (flat); from there on it is
+an IVF index whose recall@10 against exact search is measured on a sample when
+it is built and kept with it. Item ids are the FAISS ids, so adding and
+removing items is incremental.
+
+On disk: vectors/<model-slug>.faiss and .json (what it holds), each written
+to a temporary file and renamed into place. A missing, unreadable or stale
+file (its ids differ from the store's) is rebuilt from the store: the store
+is the source of truth.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+APPROXIMATE_FROM = 200_000  # measured: bench/similar.py (exact p95 passes 20 ms above ~2e5 x 512-d)
+BLAS_THRESHOLD = 16  # faiss's default (128000) made batched flat queries ~7x slower here
+RECALL_SAMPLE = 200
+MIN_RECALL = 0.95
+
+
+def _faiss():
+    import faiss
+
+    faiss.cvar.distance_compute_blas_threshold = BLAS_THRESHOLD
+    return faiss
+
+
+def normalize(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+def ids_digest(ids: Sequence[int] | np.ndarray) -> str:
+    return hashlib.sha256(np.sort(np.asarray(ids, dtype=np.int64)).tobytes()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    model: str
+    kind: str  # "flat" or "ivf"
+    count: int
+    dim: int
+    ids_digest: str
+    recall_at_10: float | None = None  # approximate indexes: measured when built
+    nprobe: int | None = None
+    built_seconds: float = 0.0
+
+
+class VectorIndex:
+    def __init__(self, index, info: IndexInfo, folder: Path):
+        self.index = index
+        self.info = info
+        self.folder = folder
+
+    # -- building and loading ---------------------------------------------------
+
+    @classmethod
+    def build(cls, folder: Path, model: str, ids: np.ndarray, vectors: np.ndarray) -> "VectorIndex":
+        faiss = _faiss()
+        started = time.perf_counter()
+        vectors = normalize(vectors)
+        ids = np.asarray(ids, dtype=np.int64)
+        dim = vectors.shape[1] if len(vectors) else 0
+        recall = nprobe = None
+        if len(ids) >= APPROXIMATE_FROM:
+            index, nprobe, recall = _build_ivf(faiss, ids, vectors)
+            kind = "ivf"
+        else:
+            index = faiss.IndexIDMap2(faiss.IndexFlatIP(max(dim, 1)))
+            if len(ids):
+                index.add_with_ids(vectors, ids)
+            kind = "flat"
+        info = IndexInfo(model, kind, len(ids), dim, ids_digest(ids), recall, nprobe,
+                         round(time.perf_counter() - started, 3))
+        built = cls(index, info, Path(folder))
+        built.save()
+        return built
+
+    @classmethod
+    def open(cls, folder: Path, model: str, ids: np.ndarray, vectors_fn) -> "VectorIndex":
+        """The saved index if it matches the store's ids, else one rebuilt from `vectors_fn()`."""
+        loaded = cls._load(Path(folder), model)
+        if loaded is not None and loaded.info.ids_digest == ids_digest(ids) and loaded.info.count == len(ids):
+            return loaded
+        stored_ids, vectors = vectors_fn()
+        return cls.build(folder, model, stored_ids, vectors)
+
+    @classmethod
+    def _load(cls, folder: Path, model: str) -> "VectorIndex | None":
+        faiss = _faiss()
+        index_path, info_path = _paths(folder, model)
+        try:
+            info = IndexInfo(**json.loads(info_path.read_text()))
+            index = faiss.read_index(str(index_path))
+        except (OSError, ValueError, TypeError, RuntimeError, json.JSONDecodeError):
+            return None  # missing, truncated or from another version: rebuild
+        if info.model != model or index.ntotal != info.count:
+            return None
+        if info.nprobe:
+            faiss.extract_index_ivf(index).nprobe = info.nprobe
+        return cls(index, info, folder)
+
+    def save(self) -> None:
+        faiss = _faiss()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        index_path, info_path = _paths(self.folder, self.info.model)
+        for path, write in (
+            (index_path, lambda tmp: faiss.write_index(self.index, tmp)),
+            (info_path, lambda tmp: Path(tmp).write_text(json.dumps(asdict(self.info)))),
+        ):
+            fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".tmp-")
+            os.close(fd)
+            try:
+                write(tmp)
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+
+    # -- changes ------------------------------------------------------------------
+
+    def add(self, ids: Sequence[int], vectors: np.ndarray) -> None:
+        ids = np.asarray(ids, dtype=np.int64)
+        if not len(ids):
+            return
+        self.remove(ids)  # re-adding an id replaces its vector
+        if self.info.dim == 0:  # the first vectors decide the dimension
+            self.index = _faiss().IndexIDMap2(_faiss().IndexFlatIP(vectors.shape[1]))
+        self.index.add_with_ids(normalize(vectors), ids)
+        self._changed()
+
+    def remove(self, ids: Sequence[int]) -> int:
+        ids = np.asarray(ids, dtype=np.int64)
+        removed = int(self.index.remove_ids(_faiss().IDSelectorBatch(ids))) if len(ids) and self.info.count else 0
+        if removed:
+            self._changed()
+        return removed
+
+    def _changed(self) -> None:
+        ids = self.ids()
+        self.info = IndexInfo(
+            self.info.model, self.info.kind, len(ids), self.index.d, ids_digest(ids),
+            self.info.recall_at_10, self.info.nprobe, self.info.built_seconds,
+        )
+
+    def ids(self) -> np.ndarray:
+        faiss = _faiss()
+        if not self.index.ntotal:
+            return np.zeros(0, dtype=np.int64)
+        if self.info.kind == "flat":
+            return faiss.vector_to_array(self.index.id_map).astype(np.int64)
+        lists = faiss.extract_index_ivf(self.index).invlists
+        parts = [
+            faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
+            for i in range(lists.nlist)
+            if lists.list_size(i)
+        ]
+        return np.concatenate(parts).astype(np.int64)
+
+    # -- queries --------------------------------------------------------------------
+
+    def search(
+        self, queries: np.ndarray, k: int, *, among: Sequence[int] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(similarities, item ids) of the k nearest, best first; id -1 where fewer exist.
+
+        `among` restricts the search to those item ids (e.g. the confirmed ones).
+        """
+        faiss = _faiss()
+        queries = normalize(np.atleast_2d(queries))
+        if not self.index.ntotal:
+            return np.zeros((len(queries), k), np.float32), -np.ones((len(queries), k), np.int64)
+        params = None
+        if among is not None:
+            selector = faiss.IDSelectorBatch(np.asarray(among, dtype=np.int64))
+            params = faiss.SearchParameters(sel=selector)
+            if self.info.kind == "ivf":
+                params = faiss.SearchParametersIVF(sel=selector, nprobe=self.info.nprobe)
+        similarities, ids = self.index.search(queries, k, params=params)
+        return similarities, ids
+
+
+def _paths(folder: Path, model: str) -> tuple[Path, Path]:
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", model).strip("_")[:80]
+    slug += "-" + hashlib.sha256(model.encode()).hexdigest()[:8]
+    return folder / f"{slug}.faiss", folder / f"{slug}.json"
+
+
+def _build_ivf(faiss, ids: np.ndarray, vectors: np.ndarray):
+    """IVF-Flat with nlist ~ 4 sqrt(N); nprobe doubled until recall@10 >= MIN_RECALL on a sample."""
+    n, dim = vectors.shape
+    nlist = int(4 * np.sqrt(n))
+    quantizer = faiss.IndexFlatIP(dim)
+    ivf = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    rng = np.random.default_rng(0)
+    train = vectors[rng.choice(n, size=min(n, 40 * nlist), replace=False)]
+    ivf.train(train)
+    ivf.add_with_ids(vectors, ids)
+    sample = vectors[rng.choice(n, size=min(n, RECALL_SAMPLE), replace=False)]
+    exact = faiss.IndexFlatIP(dim)
+    exact.add(vectors)
+    _, truth = exact.search(sample, 10)
+    truth = ids[truth]
+    nprobe, recall = 1, 0.0
+    while nprobe <= nlist:
+        ivf.nprobe = nprobe
+        _, found = ivf.search(sample, 10)
+        recall = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, truth)]))
+        if recall >= MIN_RECALL:
+            break
+        nprobe *= 2
+    return ivf, nprobe, round(recall, 4)

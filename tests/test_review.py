@@ -1,0 +1,224 @@
+"""The FAISS index, learning from decisions, review batches, bulk and audited auto-accept."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from index.errors import LabelchatError, LabelNotInSetError, UnknownItemError
+from index.types import Action, Label, Status
+import index.vectors as vectors
+from index.vectors import VectorIndex
+from tools.ingest import ingest
+from tools.learn import BlendConfig, ExampleVotes
+from tools.review import Reviewer, Strategy, finish_auto_accept, plan_auto_accept, wilson_interval
+
+TINY = "openclip:tiny/random"
+LABELS = ["fish", "mammal", "monument", "tool", "windmill"]
+
+
+# -- the vector index -------------------------------------------------------------------
+
+
+def _clusters(n_per=50, classes=4, dim=32, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((classes, dim))
+    x = np.concatenate([c + 0.3 * rng.standard_normal((n_per, dim)) for c in centres]).astype(np.float32)
+    y = np.repeat(np.arange(classes), n_per)
+    return x, y
+
+
+def test_index_is_saved_reopened_and_rebuilt_when_stale_or_corrupt(tmp_path):
+    x, _ = _clusters()
+    ids = np.arange(len(x)) + 1
+    built = VectorIndex.build(tmp_path, "m", ids, x)
+    calls = []
+
+    def from_store():
+        calls.append(1)
+        return ids, x
+
+    reopened = VectorIndex.open(tmp_path, "m", ids, from_store)
+    assert calls == [] and reopened.info == built.info  # read from disk, not rebuilt
+    sims, found = reopened.search(x[:1], 3)
+    assert found[0][0] == 1 and sims[0][0] == pytest.approx(1.0, abs=1e-5)
+
+    stale_ids = ids[:-1]
+    VectorIndex.open(tmp_path, "m", stale_ids, lambda: (stale_ids, x[:-1]))
+    faiss_file = next(tmp_path.glob("*.faiss"))
+    faiss_file.write_bytes(faiss_file.read_bytes()[:100])  # truncated on disk
+    rebuilt = VectorIndex.open(tmp_path, "m", ids, from_store)
+    assert calls == [1] and rebuilt.info.count == len(ids)
+    assert not list(tmp_path.glob(".tmp-*"))  # atomic writes leave nothing behind
+
+
+def test_index_adds_removes_and_filters(tmp_path):
+    x, _ = _clusters()
+    index = VectorIndex.build(tmp_path, "m", np.arange(100), x[:100])
+    index.add(np.arange(100, 200), x[100:])
+    index.remove([0, 1])
+    assert index.info.count == 198 and 0 not in set(index.ids())
+    _, found = index.search(x[:1], 5, among=[150, 160, 170])
+    assert set(found[0][:3]) == {150, 160, 170} and list(found[0][3:]) == [-1, -1]
+
+
+def test_large_indexes_are_approximate_with_measured_recall(tmp_path, monkeypatch):
+    monkeypatch.setattr(vectors, "APPROXIMATE_FROM", 1000)
+    x, _ = _clusters(n_per=1000, classes=8, dim=32)
+    index = VectorIndex.build(tmp_path, "m", np.arange(len(x)), x)
+    assert index.info.kind == "ivf" and index.info.recall_at_10 >= vectors.MIN_RECALL
+    _, found = index.search(x[:5], 10)
+    assert (found[:, 0] == np.arange(5)).all()
+
+
+# -- learning from examples ----------------------------------------------------------------
+
+
+def test_confirmed_examples_pull_their_neighbours_and_rejections_count():
+    x, y = _clusters(n_per=30, classes=3)
+    ids = np.arange(len(x)) + 10
+    votes = ExampleVotes(ids, x, BlendConfig(k=8))
+    zero_shot = np.full((len(x), 3), 1 / 3)
+    examples = {int(ids[i]): int(y[i]) for i in (0, 1, 30, 31)}  # two of class 0, two of class 1
+    votes.set_examples(examples)
+    blended = votes.blend(ids, zero_shot, examples, rejected={int(ids[5]): [0]})
+    predicted = blended.probabilities.argmax(axis=1)
+    assert (predicted[2:30][:3] == 0).all() and predicted[40] == 1
+    assert blended.probabilities[5, 0] == 0  # rejected for that item
+    # class 2 has no example: its items keep zero-shot mass for it, never zero
+    assert (blended.probabilities[60:, 2] > 0.05).all()
+    assert blended.weight[70] < blended.weight[2]
+
+
+def test_incremental_updates_match_a_fresh_start():
+    x, _ = _clusters(n_per=40, classes=3, seed=1)
+    ids = np.arange(len(x))
+    incremental = ExampleVotes(ids, x)
+    incremental.set_examples(range(0, 60))
+    incremental.set_examples(list(range(10, 60)) + [100, 101])  # 10 removed, 2 added
+    fresh = ExampleVotes(ids, x)
+    fresh.set_examples(list(range(10, 60)) + [100, 101])
+    for a, b in zip(incremental.neighbor_ids, fresh.neighbor_ids):
+        assert set(a) == set(b)
+
+
+# -- the review loop on real photos ---------------------------------------------------------
+
+
+@pytest.fixture
+def reviewer(project, photos_dir):
+    ingest(project, [str(photos_dir)])
+    project.store.set_labels([Label(n) for n in LABELS])
+    return Reviewer(project, model=TINY)
+
+
+def test_batches_follow_their_strategy(reviewer):
+    reviewer.refresh()
+    confident = reviewer.batch(Strategy.CONFIDENT, 10)
+    scores = [c.suggestions[0].score for c in confident]
+    assert len(confident) == 10 and scores == sorted(scores, reverse=True)
+    uncertain = reviewer.batch(Strategy.UNCERTAIN, 10)
+    margins = [c.suggestions[0].score - c.suggestions[1].score for c in uncertain]
+    assert np.mean(margins) <= np.mean([c.suggestions[0].score - c.suggestions[1].score for c in confident])
+    balanced = reviewer.batch(Strategy.BALANCED, 10)
+    assert len({c.suggestions[0].label for c in balanced}) >= 3
+    assert [c.item.id for c in reviewer.batch(Strategy.RANDOM, 5, seed=3)] == \
+        [c.item.id for c in reviewer.batch(Strategy.RANDOM, 5, seed=3)]
+    only_fish = reviewer.batch(Strategy.UNCERTAIN, 50, label="fish")
+    assert all(c.suggestions[0].label == "fish" for c in only_fish)
+
+
+def test_a_batch_never_holds_two_near_duplicates(project, photos_dir, tmp_path):
+    from PIL import Image
+
+    source = next(photos_dir.glob("tool/*.jpg"))
+    with Image.open(source) as image:
+        image.resize((image.width // 2, image.height // 2)).save(tmp_path / "small-copy.jpg")
+    ingest(project, [str(source), str(tmp_path / "small-copy.jpg"), str(photos_dir / "fish")])
+    project.store.set_labels([Label(n) for n in LABELS])
+    reviewer = Reviewer(project, model=TINY)
+    pair = {project.store.items()[0].id, project.store.items()[1].id}
+    for strategy in Strategy:
+        ids = {c.item.id for c in reviewer.batch(strategy, 22, seed=0)}
+        assert len(ids & pair) <= 1
+
+
+def test_decisions_learn_and_say_why(reviewer):
+    reviewer.refresh()
+    first = reviewer.batch(Strategy.UNCERTAIN, 3)
+    accepted = reviewer.decide(first[0].item.id, Action.ACCEPT)  # no label: takes the suggestion
+    assert accepted.label == first[0].suggestions[0].label
+    rejected = reviewer.decide(first[1].item.id, Action.REJECT)
+    assert rejected.label == first[1].suggestions[0].label
+    reviewer.decide(first[2].item.id, Action.CORRECT, "windmill")
+    report = reviewer.refresh()
+    assert report.examples == 2 and report.items == 92
+    neighbour = reviewer.similar(first[2].item.id, 1)[0].item_id
+    top = reviewer.store.suggestions(neighbour)
+    assert top[0].method == "zero-shot+examples"
+    voted = [s for s in top if s.voters]
+    assert voted and all(s.examples is not None and s.zero_shot is not None for s in top)
+    assert reviewer.store.suggestions(first[1].item.id)[0].label != rejected.label
+    card = reviewer.card(neighbour)
+    assert {n.label for n in card.neighbors} <= {accepted.label, "windmill"}
+
+
+def test_bad_decisions_have_defined_answers(reviewer):
+    with pytest.raises(UnknownItemError):
+        reviewer.decide(99999, Action.ACCEPT)
+    with pytest.raises(LabelNotInSetError, match="labelchat labels add 'zebra'"):
+        reviewer.decide(1, Action.CORRECT, "zebra")
+    with pytest.raises(LabelchatError, match=r"in \(0, 1\]"):
+        reviewer.accept_above(1.5)
+    with pytest.raises(LabelchatError, match=r"in \(0, 1\]"):
+        reviewer.accept_above(0)
+    reviewer.decide(1, Action.ACCEPT, "fish")
+    reviewer.decide(1, Action.ACCEPT, "fish")  # again: defined, the log keeps both
+    assert reviewer.store.state(1).label == "fish" and len(reviewer.store.decisions(1)) == 2
+    reviewer.decide(2, Action.REJECT, "fish")
+    reviewer.decide(2, Action.CORRECT, "tool")  # a rejected item can still be labelled
+    assert reviewer.store.state(2).status is Status.CONFIRMED
+
+
+def test_bulk_accept_counts_and_marks_the_decisions(reviewer):
+    reviewer.refresh()
+    expected = reviewer.candidates(0.2, "monument")
+    report = reviewer.accept_above(0.2, "monument")
+    assert report.accepted == len(expected) > 0
+    decisions = reviewer.store.decisions()
+    assert all(d.auto and d.actor.startswith("bulk") and d.label == "monument" for d in decisions)
+
+
+def test_auto_accept_audits_first_and_estimates_precision(reviewer):
+    reviewer.refresh()
+    plan = plan_auto_accept(reviewer, 0.2, audit_size=6, seed=0)
+    assert len(plan.audit) == 6 and set(plan.audit) <= set(plan.candidates)
+    suggested = {i: reviewer.store.suggestions(i)[0].label for i in plan.audit}
+    for n, item_id in enumerate(plan.audit):  # a person checks the audit: 4 right, 2 wrong
+        reviewer.decide(item_id, Action.ACCEPT if n < 4 else Action.REJECT)
+    report = finish_auto_accept(reviewer, plan, suggested)
+    assert (report.audited, report.audit_correct) == (6, 4)
+    assert report.precision == pytest.approx(4 / 6)
+    assert report.precision_low < 4 / 6 < report.precision_high
+    assert report.accepted == len(plan.candidates) - 6
+    automatic = [d for d in reviewer.store.decisions() if d.actor == "auto-accept"]
+    assert len(automatic) == report.accepted and all(d.auto for d in automatic)
+
+
+def test_wilson_interval():
+    low, high = wilson_interval(19, 20)
+    assert 0.75 < low < 0.95 < high <= 1.0
+    assert wilson_interval(0, 0) == (None, None)
+
+
+def test_vectors_of_another_model_are_kept_apart(reviewer, project):
+    other = Reviewer(project, model="hf:tiny-random")
+    assert other.model != reviewer.model
+    assert len(project.store.embedded_item_ids(TINY)) == len(project.store.embedded_item_ids("hf:tiny-random")) == 94
+    assert other.similar(1, 3) and reviewer.similar(1, 3)
+    assert len(list(project.vectors_dir.glob("*.faiss"))) == 2
+
+
+def test_search_by_text_needs_a_clip_model(reviewer):
+    found = reviewer.similar_to_text("a red windmill", 3)
+    assert len(found) == 3

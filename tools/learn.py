@@ -1,0 +1,143 @@
+"""Suggestions that learn from every decision, without training (a Tip-Adapter-style cache).
+
+Every confirmed item is an example. For an item x, its k nearest examples
+vote for their labels with weight exp(-beta * (1 - cos(x, example))). The
+votes are blended with the zero-shot probabilities z:
+
+    p = (1 - lam) * z + lam * votes / sum(votes),   lam = W / (W + tau)
+
+where W is the total vote weight. An item close to many confirmed examples
+follows them; an item far from all of them (or of a class nobody has
+confirmed yet) keeps its zero-shot suggestion, so classes with few examples
+never lose all probability. Labels a person rejected for an item get
+probability zero for that item.
+
+`ExampleVotes` keeps each item's k nearest examples in memory and updates
+them incrementally: after a batch of decisions only the new examples are
+compared with every item (one matrix product), so refreshing 100k pending
+items takes a fraction of a second.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class BlendConfig:
+    k: int = 16  # nearest examples that vote
+    beta: float = 5.5  # sharpness of the affinity exp(-beta (1 - cos))
+    tau: float = 1.0  # vote weight at which examples and zero-shot count equally
+
+
+@dataclass(frozen=True)
+class Blended:
+    """Probabilities and their parts, row-aligned with the items asked for."""
+
+    probabilities: np.ndarray  # (N, C)
+    zero_shot: np.ndarray  # (N, C)
+    votes: np.ndarray  # (N, C), normalised to sum to 1 where any example voted
+    weight: np.ndarray  # (N,) lam: how much the examples count
+    neighbor_ids: np.ndarray  # (N, k) example item ids, -1 where fewer exist
+    neighbor_sims: np.ndarray  # (N, k)
+
+
+def _normalize(x: np.ndarray) -> np.ndarray:
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+class ExampleVotes:
+    """Each item's nearest confirmed examples, kept up to date as examples come and go."""
+
+    def __init__(self, item_ids: np.ndarray, features: np.ndarray, config: BlendConfig = BlendConfig()):
+        self.config = config
+        order = np.argsort(item_ids, kind="stable")
+        self.item_ids = np.asarray(item_ids, dtype=np.int64)[order]  # sorted: rows by searchsorted
+        self.row_of = {int(i): r for r, i in enumerate(self.item_ids)}
+        self.features = _normalize(np.asarray(features)[order])
+        n = len(self.item_ids)
+        self.neighbor_ids = -np.ones((n, config.k), dtype=np.int64)
+        self.neighbor_sims = np.full((n, config.k), -np.inf, dtype=np.float32)
+        self.examples: set[int] = set()
+
+    def set_examples(self, example_ids) -> None:
+        """Bring the example set to exactly `example_ids` (incrementally)."""
+        wanted = {int(i) for i in example_ids if int(i) in self.row_of}
+        removed = self.examples - wanted
+        added = wanted - self.examples
+        if removed:
+            self._remove(removed)
+        if added:
+            self._add(sorted(added))
+
+    def _add(self, ids: list[int]) -> None:
+        rows = np.array([self.row_of[i] for i in ids])
+        sims = self.features @ self.features[rows].T  # (N, new)
+        sims[rows, np.arange(len(rows))] = -np.inf  # an example never votes for itself
+        new_ids = np.broadcast_to(np.array(ids, dtype=np.int64), sims.shape)
+        all_sims = np.concatenate([self.neighbor_sims, sims.astype(np.float32)], axis=1)
+        all_ids = np.concatenate([self.neighbor_ids, new_ids], axis=1)
+        keep = np.argpartition(-all_sims, self.config.k - 1, axis=1)[:, : self.config.k]
+        self.neighbor_sims = np.take_along_axis(all_sims, keep, axis=1)
+        self.neighbor_ids = np.take_along_axis(all_ids, keep, axis=1)
+        self.examples.update(ids)
+
+    def _remove(self, ids: set[int]) -> None:
+        self.examples -= ids
+        affected = np.flatnonzero(np.isin(self.neighbor_ids, list(ids)).any(axis=1))
+        if not len(affected):
+            return
+        example_ids = np.array(sorted(self.examples), dtype=np.int64)
+        self.neighbor_ids[affected] = -1
+        self.neighbor_sims[affected] = -np.inf
+        if not len(example_ids):
+            return
+        rows = np.array([self.row_of[i] for i in example_ids])
+        sims = self.features[affected] @ self.features[rows].T
+        sims[self.item_ids[affected][:, None] == example_ids[None, :]] = -np.inf  # not itself
+        k = min(self.config.k, len(example_ids))
+        keep = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        self.neighbor_sims[affected, :k] = np.take_along_axis(sims, keep, axis=1)
+        self.neighbor_ids[affected, :k] = example_ids[keep]
+
+    def blend(
+        self,
+        item_ids: np.ndarray,
+        zero_shot: np.ndarray,
+        label_of: dict[int, int],
+        rejected: dict[int, list[int]] | None = None,
+    ) -> Blended:
+        """Blend zero-shot probabilities (rows of `item_ids`) with the examples' votes.
+
+        `label_of` maps an example's item id to its label's column; `rejected`
+        maps an item id to the columns a person rejected for it.
+        """
+        rows = np.searchsorted(self.item_ids, np.asarray(item_ids, dtype=np.int64))
+        ids = self.neighbor_ids[rows]
+        sims = self.neighbor_sims[rows]
+        n, c = zero_shot.shape
+        column_of_row = np.full(len(self.item_ids) + 1, -1, dtype=np.int64)  # last slot: "no neighbour"
+        for example_id, column in label_of.items():
+            if example_id in self.row_of:
+                column_of_row[self.row_of[example_id]] = column
+        neighbor_rows = np.where(ids >= 0, np.searchsorted(self.item_ids, ids), len(self.item_ids))
+        columns = column_of_row[neighbor_rows]
+        valid = (columns >= 0) & np.isfinite(sims)
+        weights = np.where(valid, np.exp(-self.config.beta * (1.0 - np.where(valid, sims, 1.0))), 0.0)
+        flat = (np.arange(n)[:, None] * c + np.where(valid, columns, 0)).ravel()
+        votes = np.bincount(flat, weights=weights.ravel(), minlength=n * c).reshape(n, c)
+        total = votes.sum(axis=1)
+        lam = total / (total + self.config.tau)
+        normalised = np.divide(votes, total[:, None], out=np.zeros_like(votes), where=total[:, None] > 0)
+        probabilities = (1 - lam)[:, None] * zero_shot + lam[:, None] * normalised
+        if rejected:
+            for r, item_id in enumerate(item_ids):
+                for column in rejected.get(int(item_id), ()):
+                    probabilities[r, column] = 0.0
+        sums = probabilities.sum(axis=1, keepdims=True)
+        probabilities = np.divide(probabilities, sums, out=np.full_like(probabilities, 1.0 / c), where=sums > 0)
+        return Blended(probabilities.astype(np.float32), zero_shot, normalised.astype(np.float32),
+                       lam.astype(np.float32), ids, sims)

@@ -1,0 +1,432 @@
+"""The review loop: batches to look at, decisions, and suggestions that improve with each one.
+
+A `Reviewer` holds, for one project and model, every item's features and
+zero-shot probabilities in memory, plus each item's nearest confirmed
+examples (`ExampleVotes`). After decisions, `refresh()` recomputes every
+undecided item's suggestions from those arrays (matrix products, nothing is
+re-encoded) and stores the ones that changed, with the reasons.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from enum import Enum
+from typing import Callable, Sequence
+
+import numpy as np
+
+from index.errors import LabelchatError, LabelNotInSetError
+from index.project import Project
+from index.types import Action, Decision, Item, ItemState, Status, Suggestion
+from index.vectors import VectorIndex
+
+from .learn import BlendConfig, Blended, ExampleVotes
+from .models import load_backend
+from .models.base import head_from_bytes
+from .zeroshot import DEFAULT_TEMPLATES, check_label_set, head_key, suggest, templates
+
+TOP_K = 5
+NEAR_DUPLICATE_COSINE = 0.97  # two items this similar are not shown in the same batch
+CHANGED = 1e-3
+ORDER_LIMIT = 5000  # batches are drawn from this many of the least certain items  # a suggestion whose probabilities moved less than this is not rewritten
+
+
+class Strategy(str, Enum):
+    UNCERTAIN = "uncertain"  # smallest margin between the two best labels first
+    BALANCED = "balanced"  # round-robin over suggested labels, least certain first
+    CONFIDENT = "confident"  # most confident first: for fast bulk approval
+    RANDOM = "random"  # for auditing
+
+
+@dataclass(frozen=True)
+class Neighbor:
+    item_id: int
+    label: str
+    similarity: float
+
+
+@dataclass(frozen=True)
+class Card:
+    """One item to review: what is suggested, and the confirmed examples that explain it."""
+
+    item: Item
+    state: ItemState
+    suggestions: tuple[Suggestion, ...]
+    neighbors: tuple[Neighbor, ...]
+
+
+@dataclass(frozen=True)
+class RefreshReport:
+    items: int  # undecided items whose suggestions were recomputed
+    written: int  # of those, how many changed enough to be stored
+    examples: int  # confirmed items that voted
+
+
+@dataclass(frozen=True)
+class BulkReport:
+    accepted: int
+    label: str | None
+    min_prob: float
+
+
+class Reviewer:
+    def __init__(
+        self,
+        project: Project,
+        *,
+        model: str | None = None,
+        device: str | None = None,
+        template_set: str = DEFAULT_TEMPLATES,
+        config: BlendConfig = BlendConfig(),
+        on_notice: Callable[[str], None] | None = None,
+        on_progress: Callable[[int, int, str], None] | None = None,
+    ):
+        self.project = project
+        self.store = project.store
+        label_set = self.store.label_set()
+        check_label_set(label_set.labels)
+        report = suggest(project, model=model, device=device, template_set=template_set,
+                         on_notice=on_notice, on_progress=on_progress)
+        self.model = report.model
+        self.device = device
+        self.labels = list(label_set.names)
+        self.column = {name: i for i, name in enumerate(self.labels)}
+        self.head_key = head_key(self.model, label_set.labels, templates(template_set))
+        head = head_from_bytes(self.store.get_head(self.head_key))
+        self.item_ids, features = self.store.embeddings(self.model)
+        self.zero_shot = head.probabilities(features).astype(np.float32)
+        self.votes = ExampleVotes(self.item_ids, features, config)
+        self.config = config
+        self.features = self.votes.features  # normalised, sorted like votes.item_ids
+        self.zero_shot = self.zero_shot[np.argsort(self.item_ids, kind="stable")]
+        self.item_ids = self.votes.item_ids
+        self.current: Blended | None = None
+        self.current_ids = np.zeros(0, dtype=np.int64)
+        self.example_labels: dict[int, str] = {}
+        self._index: VectorIndex | None = None
+
+    # -- suggestions ------------------------------------------------------------------
+
+    def refresh(self) -> RefreshReport:
+        """Recompute the suggestions of every undecided item from the current decisions."""
+        states = {s.item_id: s for s in self.store.states()}
+        examples = {
+            item_id: self.column[s.label]
+            for item_id, s in states.items()
+            if s.status is Status.CONFIRMED and s.label in self.column
+        }
+        self.votes.set_examples(examples)
+        self.example_labels = {i: self.labels[c] for i, c in examples.items()}
+        undecided = np.array(
+            [i for i in self.item_ids if states.get(int(i)) and states[int(i)].status is not Status.CONFIRMED],
+            dtype=np.int64,
+        )
+        rejected = {
+            item_id: [self.column[l] for l in s.rejected if l in self.column]
+            for item_id, s in states.items()
+            if s.rejected
+        }
+        rows = np.searchsorted(self.item_ids, undecided)
+        blended = self.votes.blend(undecided, self.zero_shot[rows], examples, rejected)
+        written = self._store_changed(undecided, blended)
+        self.current, self.current_ids = blended, undecided
+        return RefreshReport(len(undecided), written, len(examples))
+
+    def _store_changed(self, item_ids: np.ndarray, blended: Blended) -> int:
+        previous = self.current
+        changed = np.ones(len(item_ids), dtype=bool)
+        if previous is not None and len(self.current_ids):
+            index = {int(i): r for r, i in enumerate(self.current_ids)}
+            for r, item_id in enumerate(item_ids):
+                old = index.get(int(item_id))
+                if old is not None:
+                    delta = np.abs(previous.probabilities[old] - blended.probabilities[r]).max()
+                    changed[r] = delta > CHANGED
+        rows = {
+            int(item_ids[r]): self._suggestions(int(item_ids[r]), blended, r)
+            for r in np.flatnonzero(changed)
+        }
+        if rows:
+            self.store.put_suggestions_many(rows, head_key=self.head_key)
+        return len(rows)
+
+    def _suggestions(self, item_id: int, blended: Blended, row: int) -> list[Suggestion]:
+        probabilities = blended.probabilities[row]
+        order = np.argsort(-probabilities, kind="stable")[:TOP_K]
+        weight = float(blended.weight[row])
+        method = "zero-shot+examples" if weight > 0 else "zero-shot"
+        neighbors = blended.neighbor_ids[row]
+        result = []
+        for rank, column in enumerate(order):
+            label = self.labels[column]
+            voters = tuple(int(n) for n in neighbors if self.example_labels.get(int(n)) == label)
+            result.append(Suggestion(
+                item_id, label, float(probabilities[column]), rank, self.model, method,
+                zero_shot=float(blended.zero_shot[row, column]),
+                examples=float(blended.votes[row, column]) if weight > 0 else None,
+                voters=voters,
+            ))
+        return result
+
+    # -- batches --------------------------------------------------------------------
+
+    def batch(self, strategy: Strategy | str = Strategy.UNCERTAIN, size: int = 20, *,
+              label: str | None = None, seed: int | None = None) -> list[Card]:
+        """The next items to review: pending (and skipped) ones, ordered by `strategy`."""
+        strategy = Strategy(strategy)
+        if self.current is None:
+            self.refresh()
+        states = {s.item_id: s for s in self.store.states()}
+        open_rows = [
+            r for r, item_id in enumerate(self.current_ids)
+            if states[int(item_id)].status in (Status.PENDING, Status.SKIPPED)
+        ]
+        probabilities = self.current.probabilities[open_rows]
+        ids = self.current_ids[open_rows]
+        if label is not None:
+            if label not in self.column:
+                raise LabelNotInSetError(label, self.labels)
+            keep = probabilities.argmax(axis=1) == self.column[label]
+            probabilities, ids = probabilities[keep], ids[keep]
+        order = _order(strategy, probabilities, seed)
+        chosen = self._without_near_duplicates(ids[order], size)
+        return [self.card(int(i)) for i in chosen]
+
+    def _without_near_duplicates(self, ordered_ids: np.ndarray, size: int) -> list[int]:
+        chosen: list[int] = []
+        vectors: list[np.ndarray] = []
+        for item_id in ordered_ids:
+            vector = self.features[np.searchsorted(self.item_ids, item_id)]
+            if vectors and float(np.max(np.stack(vectors) @ vector)) >= NEAR_DUPLICATE_COSINE:
+                continue
+            chosen.append(int(item_id))
+            vectors.append(vector)
+            if len(chosen) == size:
+                break
+        return chosen
+
+    def card(self, item_id: int, k: int = 5) -> Card:
+        return Card(
+            self.store.get_item(item_id),
+            self.store.state(item_id),
+            tuple(self.store.suggestions(item_id)),
+            tuple(self.similar(item_id, k, confirmed_only=True)),
+        )
+
+    def similar(self, item_id: int, k: int = 10, *, confirmed_only: bool = False,
+                label: str | None = None) -> list[Neighbor]:
+        """The k items most like `item_id` (cosine similarity of features), with their labels."""
+        if item_id not in self.votes.row_of:
+            self.store.get_item(item_id)  # raises UnknownItemError for a wrong id
+            raise LabelchatError(f"Item {item_id} has no features for {self.model} (it could not be decoded).")
+        return self.similar_to_vector(self.features[self.votes.row_of[item_id]], k, exclude=item_id,
+                                      confirmed_only=confirmed_only, label=label)
+
+    def similar_to_vector(self, vector: np.ndarray, k: int = 10, *, exclude: int | None = None,
+                          confirmed_only: bool = False, label: str | None = None) -> list[Neighbor]:
+        """Nearest items through the project's FAISS index, optionally only confirmed ones / one label."""
+        among = None
+        if confirmed_only or label is not None:
+            among = self.store.item_ids_where(status=Status.CONFIRMED, label=label)
+            if not among:
+                return []
+        sims, ids = self.index().search(vector[None, :], k + (exclude is not None), among=among)
+        found = [(int(i), float(s)) for i, s in zip(ids[0], sims[0]) if i >= 0 and i != exclude][:k]
+        labels = self.store.labels_of([i for i, _ in found])
+        return [Neighbor(i, labels.get(i) or "", s) for i, s in found]
+
+    def index(self) -> VectorIndex:
+        """The FAISS index of this model's features (rebuilt from the store when stale)."""
+        if self._index is None:
+            self._index = VectorIndex.open(
+                self.project.vectors_dir, self.model, self.item_ids,
+                lambda: self.store.embeddings(self.model),
+            )
+        return self._index
+
+    @property
+    def backend(self):
+        """The model itself, loaded only for searches by text or image."""
+        return load_backend(self.model, self.device)
+
+    def similar_to_text(self, text: str, k: int = 10, **filters) -> list[Neighbor]:
+        encode = getattr(self.backend, "encode_texts", None)
+        if encode is None:
+            raise LabelchatError(
+                f"Search by text needs a CLIP model; {self.model} cannot compare text with images. "
+                f"Use --model openclip:... or hf:..."
+            )
+        return self.similar_to_vector(encode([text])[0], k, **filters)
+
+    def similar_to_image(self, image, k: int = 10, **filters) -> list[Neighbor]:
+        import torch
+
+        features = self.backend.encode_images(torch.stack([self.backend.preprocess(image.convert("RGB"))]))
+        return self.similar_to_vector(features[0], k, **filters)
+
+    # -- decisions --------------------------------------------------------------------
+
+    def decide(self, item_id: int, action: Action | str, label: str | None = None, *,
+               actor: str = "user") -> Decision:
+        """One decision. accept without a label takes the current best suggestion;
+        reject without a label rejects it."""
+        action = Action(action)
+        if action is Action.UNDO:
+            return self.store.undo(item_id, actor=actor)
+        if action in (Action.ACCEPT, Action.REJECT) and label is None:
+            label = self._best_label(item_id)
+        if action is Action.CORRECT and not label:
+            raise LabelchatError("A correction needs the right label, e.g. 'correct 42 windmill'.")
+        return self.store.decide(item_id, action, label, actor=actor)
+
+    def _best_label(self, item_id: int) -> str:
+        top = self.store.suggestions(item_id)
+        if not top:
+            self.store.get_item(item_id)
+            raise LabelchatError(f"Item {item_id} has no suggestion yet; give the label: accept {item_id} LABEL.")
+        return top[0].label
+
+    def decide_many(self, item_ids: Sequence[int], action: Action | str, *, actor: str = "user") -> int:
+        """Accept or reject the current best suggestion of each listed item, all or none."""
+        action = Action(action)
+        if action not in (Action.ACCEPT, Action.REJECT):
+            raise LabelchatError("Lists of items can be accepted or rejected; correct them one by one.")
+        rows = [(int(i), action, self._best_label(int(i))) for i in item_ids]
+        return self.store.decide_many(rows, actor=actor, auto=False)
+
+    def candidates(self, min_prob: float, label: str | None = None) -> list[tuple[int, str, float]]:
+        """Pending items whose best suggestion is `label` (any label) with probability >= min_prob."""
+        if not 0 < min_prob <= 1:
+            raise LabelchatError(f"A probability threshold must be in (0, 1]; got {min_prob}.")
+        if label is not None and label not in self.column:
+            raise LabelNotInSetError(label, self.labels)
+        if self.current is None:
+            self.refresh()
+        pending = {s.item_id for s in self.store.states(Status.PENDING)}
+        best = self.current.probabilities.argmax(axis=1)
+        result = []
+        for r, item_id in enumerate(self.current_ids):
+            column, p = int(best[r]), float(self.current.probabilities[r, best[r]])
+            if int(item_id) in pending and p >= min_prob and (label is None or self.labels[column] == label):
+                result.append((int(item_id), self.labels[column], p))
+        return result
+
+    def accept_above(self, min_prob: float, label: str | None = None, *, actor: str = "bulk") -> BulkReport:
+        """Accept every pending item whose best suggestion reaches `min_prob` (one transaction)."""
+        rows = [(i, Action.ACCEPT, l) for i, l, _ in self.candidates(min_prob, label)]
+        self.store.decide_many(rows, actor=f"{actor}:p>={min_prob}", auto=True)
+        return BulkReport(len(rows), label, min_prob)
+
+
+def _order(strategy: Strategy, probabilities: np.ndarray, seed: int | None) -> np.ndarray:
+    n = len(probabilities)
+    if not n:
+        return np.zeros(0, dtype=np.int64)
+    top2 = -np.sort(-probabilities, axis=1)[:, :2]
+    margin = top2[:, 0] - (top2[:, 1] if probabilities.shape[1] > 1 else 0)
+    if strategy is Strategy.CONFIDENT:
+        return np.argsort(-top2[:, 0], kind="stable")
+    if strategy is Strategy.RANDOM:
+        return np.random.default_rng(seed).permutation(n)
+    by_margin = np.argsort(margin, kind="stable")[:ORDER_LIMIT]
+    if strategy is Strategy.UNCERTAIN:
+        return _spread_over_labels(by_margin, probabilities.argmax(axis=1), cap_share=0.5)
+    return _spread_over_labels(by_margin, probabilities.argmax(axis=1), cap_share=None)
+
+
+def _spread_over_labels(order: np.ndarray, predicted: np.ndarray, cap_share: float | None) -> np.ndarray:
+    """Interleave the order across suggested labels, so no batch is all one class.
+
+    cap_share None: strict round-robin over labels (class-balanced). Otherwise
+    uncertainty order, except that one label may not take more than that share
+    of any 20 consecutive places.
+    """
+    queues: dict[int, list[int]] = {}
+    for index in order:
+        queues.setdefault(int(predicted[index]), []).append(int(index))
+    if cap_share is None:
+        result, lists = [], [q for q in queues.values()]
+        while any(lists):
+            for q in lists:
+                if q:
+                    result.append(q.pop(0))
+        return np.array(result, dtype=np.int64)
+    window, cap = 20, max(1, math.ceil(20 * cap_share))
+    result, recent = [], []
+    remaining = list(order)
+    while remaining:
+        for position, index in enumerate(remaining):
+            label = int(predicted[index])
+            if recent[-window + 1:].count(label) < cap or position == len(remaining) - 1:
+                result.append(index)
+                recent.append(label)
+                remaining.pop(position)
+                break
+    return np.array(result, dtype=np.int64)
+
+
+# -- auto-accept with an audit ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AuditPlan:
+    min_prob: float
+    label: str | None
+    candidates: tuple[int, ...]  # items that would be accepted
+    audit: tuple[int, ...]  # a random sample of them for a person to check first
+
+
+@dataclass(frozen=True)
+class AutoAcceptReport:
+    accepted: int
+    audited: int
+    audit_correct: int
+    precision: float | None  # estimated precision of the accepted labels
+    precision_low: float | None  # 95% Wilson interval
+    precision_high: float | None
+
+
+def plan_auto_accept(reviewer: Reviewer, min_prob: float, *, label: str | None = None,
+                     audit_size: int = 20, seed: int | None = None) -> AuditPlan:
+    candidates = [item_id for item_id, _, _ in reviewer.candidates(min_prob, label)]
+    rng = random.Random(seed)
+    audit = rng.sample(candidates, min(audit_size, len(candidates)))
+    return AuditPlan(min_prob, label, tuple(candidates), tuple(audit))
+
+
+def finish_auto_accept(reviewer: Reviewer, plan: AuditPlan, suggested: dict[int, str]) -> AutoAcceptReport:
+    """Score the audit from the decisions a person made on it, then accept the rest.
+
+    `suggested` holds the label each audit item was suggested when it was shown.
+    Decisions made here are marked automatic (actor "auto-accept") so they can
+    be told apart, and undone, later.
+    """
+    store = reviewer.store
+    audited = correct = 0
+    for item_id in plan.audit:
+        state = store.state(item_id)
+        if state.status is Status.CONFIRMED:
+            audited += 1
+            correct += state.label == suggested.get(item_id)
+        elif state.status is Status.REJECTED:
+            audited += 1
+    still = {item_id: l for item_id, l, _ in reviewer.candidates(plan.min_prob, plan.label)}
+    rest = [(i, Action.ACCEPT, still[i]) for i in plan.candidates if i in still and i not in plan.audit]
+    store.decide_many(rest, actor="auto-accept", auto=True)
+    low, high = wilson_interval(correct, audited)
+    precision = correct / audited if audited else None
+    return AutoAcceptReport(len(rest), audited, correct, precision, low, high)
+
+
+def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float | None, float | None]:
+    if trials == 0:
+        return None, None
+    p = successes / trials
+    denominator = 1 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / denominator
+    spread = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
+    return max(0.0, centre - spread), min(1.0, centre + spread)
+
+
