@@ -219,6 +219,38 @@ def test_vectors_of_another_model_are_kept_apart(reviewer, project):
     assert len(list(project.vectors_dir.glob("*.faiss"))) == 2
 
 
-def test_search_by_text_needs_a_clip_model(reviewer):
-    found = reviewer.similar_to_text("a red windmill", 3)
-    assert len(found) == 3
+def test_similar_items_by_text_image_and_filters(reviewer, photos_dir):
+    from PIL import Image
+
+    assert len(reviewer.similar_to_text("a red windmill", 3)) == 3
+    with Image.open(next(photos_dir.glob("fish/*.jpg"))) as image:
+        found = reviewer.similar_to_image(image, 1)
+    assert found[0].similarity > 0.99  # the same photo is in the project
+    reviewer.decide(5, Action.ACCEPT, "tool")
+    reviewer.decide(6, Action.SKIP)
+    assert [n.item_id for n in reviewer.similar(1, 5, label="tool")] == [5]
+    assert [n.item_id for n in reviewer.similar(1, 5, status=Status.SKIPPED)] == [6]
+    assert reviewer.similar(1, 5, label="fish") == []
+
+
+def test_learning_from_decisions_saves_work_for_a_simulated_annotator(tmp_path, photos_dir):
+    """The headline behaviour: with learning, 95% dataset accuracy takes far fewer actions.
+
+    Floors measured with bench/labelling.py on photos-tiny (offline backend,
+    batches of 20): learning reached 95% after 21% of the items, while
+    reviewing zero-shot suggestions with no learning needed 64%.
+    """
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("labelling", photos_dir.parents[1] / "bench" / "labelling.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    project, truth = bench.build_project(tmp_path / "learn", photos_dir)
+    learned = bench.simulate(project, truth, Strategy.UNCERTAIN, 20, "offline", learn=True)
+    project.close()
+    project, truth = bench.build_project(tmp_path / "static", photos_dir)
+    static = bench.simulate(project, truth, Strategy.RANDOM, 20, "offline", learn=False)
+    project.close()
+    assert learned[0][1] >= 0.8  # the offline zero-shot start
+    assert bench.needed(learned, 0.95) <= 0.30
+    assert bench.needed(static, 0.95) > bench.needed(learned, 0.95)

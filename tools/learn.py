@@ -1,16 +1,25 @@
-"""Suggestions that learn from every decision, without training (a Tip-Adapter-style cache).
+"""Suggestions that learn from every decision, without gradient training.
 
-Every confirmed item is an example. For an item x, its k nearest examples
-vote for their labels with weight exp(-beta * (1 - cos(x, example))). The
-votes are blended with the zero-shot probabilities z:
+Every confirmed item is an example, and two cheap learners use them:
 
-    p = (1 - lam) * z + lam * votes / sum(votes),   lam = W / (W + tau)
+1. a Tip-Adapter-style cache: an item's k nearest examples vote for their
+   labels with weight exp(-beta * (1 - cos)), blended with the zero-shot
+   probabilities z as  knn = (1 - lam) z + lam votes/sum(votes),
+   lam = W / (W + tau), W the total vote weight;
+2. a closed-form ridge classifier on the examples' features, trusted per
+   class as that class gathers examples:  probe_c = w_c r_c + (1 - w_c) z_c,
+   w_c = n_c / (n_c + trust).
 
-where W is the total vote weight. An item close to many confirmed examples
-follows them; an item far from all of them (or of a class nobody has
-confirmed yet) keeps its zero-shot suggestion, so classes with few examples
+    p = (1 - mix) * knn + mix * probe
+
+Features are centred (the project's mean feature removed) before cosine
+similarity, which separates images that a CNN's non-negative features make
+look alike. An item far from every example, or of a class nobody has
+confirmed yet, keeps its zero-shot suggestion, so classes with few examples
 never lose all probability. Labels a person rejected for an item get
-probability zero for that item.
+probability zero for that item. bench/labelling.py measures the choices:
+on fashion-dev (offline backend) the probe and centring took the actions
+needed for 95% dataset accuracy from 44% of the items to 34%.
 
 `ExampleVotes` keeps each item's k nearest examples in memory and updates
 them incrementally: after a batch of decisions only the new examples are
@@ -30,6 +39,10 @@ class BlendConfig:
     k: int = 16  # nearest examples that vote
     beta: float = 5.5  # sharpness of the affinity exp(-beta (1 - cos))
     tau: float = 1.0  # vote weight at which examples and zero-shot count equally
+    mix: float = 0.7  # share of the ridge probe in the final probabilities
+    ridge: float = 1.0  # L2 regularisation of the probe
+    probe_scale: float = 10.0  # inverse temperature of the probe's scores
+    trust: float = 3.0  # examples of a class at which its probe and zero-shot count equally
 
 
 @dataclass(frozen=True)
@@ -39,6 +52,7 @@ class Blended:
     probabilities: np.ndarray  # (N, C)
     zero_shot: np.ndarray  # (N, C)
     votes: np.ndarray  # (N, C), normalised to sum to 1 where any example voted
+    learned: np.ndarray  # (N, C): what the examples alone say (probe and votes)
     weight: np.ndarray  # (N,) lam: how much the examples count
     neighbor_ids: np.ndarray  # (N, k) example item ids, -1 where fewer exist
     neighbor_sims: np.ndarray  # (N, k)
@@ -57,7 +71,8 @@ class ExampleVotes:
         order = np.argsort(item_ids, kind="stable")
         self.item_ids = np.asarray(item_ids, dtype=np.int64)[order]  # sorted: rows by searchsorted
         self.row_of = {int(i): r for r, i in enumerate(self.item_ids)}
-        self.features = _normalize(np.asarray(features)[order])
+        features = np.asarray(features, dtype=np.float32)[order]
+        self.features = _normalize(features - features.mean(axis=0)) if len(features) > 1 else _normalize(features)
         n = len(self.item_ids)
         self.neighbor_ids = -np.ones((n, config.k), dtype=np.int64)
         self.neighbor_sims = np.full((n, config.k), -np.inf, dtype=np.float32)
@@ -128,11 +143,18 @@ class ExampleVotes:
         valid = (columns >= 0) & np.isfinite(sims)
         weights = np.where(valid, np.exp(-self.config.beta * (1.0 - np.where(valid, sims, 1.0))), 0.0)
         flat = (np.arange(n)[:, None] * c + np.where(valid, columns, 0)).ravel()
-        votes = np.bincount(flat, weights=weights.ravel(), minlength=n * c).reshape(n, c)
+        votes = np.bincount(flat, weights=weights.ravel(), minlength=n * c).astype(np.float64).reshape(n, c)
         total = votes.sum(axis=1)
         lam = total / (total + self.config.tau)
         normalised = np.divide(votes, total[:, None], out=np.zeros_like(votes), where=total[:, None] > 0)
-        probabilities = (1 - lam)[:, None] * zero_shot + lam[:, None] * normalised
+        knn = (1 - lam)[:, None] * zero_shot + lam[:, None] * normalised
+        probe, trust = self._probe(rows, label_of, c)
+        if probe is None:
+            probabilities, learned = knn, normalised
+        else:
+            probe_blend = trust * probe + (1 - trust) * zero_shot
+            probabilities = (1 - self.config.mix) * knn + self.config.mix * probe_blend
+            learned = (1 - self.config.mix) * normalised + self.config.mix * probe
         if rejected:
             for r, item_id in enumerate(item_ids):
                 for column in rejected.get(int(item_id), ()):
@@ -140,4 +162,28 @@ class ExampleVotes:
         sums = probabilities.sum(axis=1, keepdims=True)
         probabilities = np.divide(probabilities, sums, out=np.full_like(probabilities, 1.0 / c), where=sums > 0)
         return Blended(probabilities.astype(np.float32), zero_shot, normalised.astype(np.float32),
-                       lam.astype(np.float32), ids, sims)
+                       np.asarray(learned, dtype=np.float32), lam.astype(np.float32), ids, sims)
+
+    def _probe(self, rows: np.ndarray, label_of: dict[int, int], c: int):
+        """Ridge-regression scores of the items in `rows`, and each class's trust in them.
+
+        Closed form: the primal solve when there are more examples than
+        dimensions, the dual one otherwise, whichever is the smaller system.
+        """
+        examples = [(self.row_of[i], column) for i, column in label_of.items() if i in self.row_of]
+        if len(examples) < 2:
+            return None, None
+        example_rows = np.array([r for r, _ in examples])
+        columns = np.array([column for _, column in examples])
+        a = self.features[example_rows].astype(np.float64)
+        targets = np.eye(c)[columns]
+        if len(a) >= a.shape[1]:
+            weights = np.linalg.solve(a.T @ a + self.config.ridge * np.eye(a.shape[1]), a.T @ targets)
+        else:
+            weights = a.T @ np.linalg.solve(a @ a.T + self.config.ridge * np.eye(len(a)), targets)
+        scores = self.config.probe_scale * (self.features[rows] @ weights.astype(np.float32))
+        scores -= scores.max(axis=1, keepdims=True)
+        probe = np.exp(scores)
+        probe /= probe.sum(axis=1, keepdims=True)
+        counts = np.bincount(columns, minlength=c)
+        return probe, (counts / (counts + self.config.trust))[None, :]

