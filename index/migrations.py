@@ -169,8 +169,34 @@ def m003_suggestion_reasons(db: sqlite3.Connection) -> None:
     )
 
 
+def m004_crawl_frontier(db: sqlite3.Connection) -> None:
+    run_statements(
+        db,
+        """
+        -- Every URL a crawl found, with its outcome: the frontier of a resumable crawl.
+        CREATE TABLE crawl_urls (
+            id INTEGER PRIMARY KEY,
+            crawl_id INTEGER NOT NULL REFERENCES jobs(id),
+            url TEXT NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('page', 'image', 'sitemap', 'list')),
+            depth INTEGER NOT NULL,
+            page_url TEXT,
+            alt_text TEXT,
+            title TEXT,
+            status TEXT NOT NULL DEFAULT 'queued',
+            detail TEXT,
+            item_id INTEGER REFERENCES items(id),
+            updated_at TEXT NOT NULL,
+            UNIQUE (crawl_id, url)
+        );
+        CREATE INDEX crawl_urls_status ON crawl_urls(crawl_id, status, kind, id);
+        """,
+    )
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("initial", m001_initial),
     ("embeddings and zero-shot heads", m002_embeddings_and_heads),
     ("suggestion reasons", m003_suggestion_reasons),
+    ("crawl frontier", m004_crawl_frontier),
 ]

@@ -165,3 +165,18 @@ class StatusCounts:
     by_status: dict[str, int]  # every Status value, zero included
     by_label: tuple[LabelCount, ...]
     decisions: int
+
+
+@dataclass(frozen=True)
+class CrawlUrl:
+    """A URL a crawl found: a page to read, a sitemap or URL list, or an image to fetch."""
+
+    url: str  # normalised
+    kind: str  # "page", "image", "sitemap", "list"
+    depth: int  # link hops from a start URL
+    page_url: str | None = None  # the page it was found on
+    alt_text: str | None = None
+    title: str | None = None
+    status: str = "queued"  # "queued", or its outcome: "saved", "duplicate", "blocked by robots", ...
+    detail: str | None = None  # what went wrong, for people
+    item_id: int | None = None  # the item it became
