@@ -194,9 +194,26 @@ def m004_crawl_frontier(db: sqlite3.Connection) -> None:
     )
 
 
+def m005_conversations(db: sqlite3.Connection) -> None:
+    run_statements(
+        db,
+        """
+        -- The chat, message by message, so a conversation can be resumed.
+        CREATE TABLE chat_messages (
+            id INTEGER PRIMARY KEY,
+            session TEXT NOT NULL,
+            message TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX chat_messages_session ON chat_messages(session, id);
+        """,
+    )
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("initial", m001_initial),
     ("embeddings and zero-shot heads", m002_embeddings_and_heads),
     ("suggestion reasons", m003_suggestion_reasons),
     ("crawl frontier", m004_crawl_frontier),
+    ("conversations", m005_conversations),
 ]

@@ -676,6 +676,21 @@ class Store:
         rows = self._read("SELECT * FROM jobs WHERE kind = ? ORDER BY id DESC LIMIT 1", (kind,))
         return _job(rows[0]) if rows else None
 
+    # -- conversations ----------------------------------------------------------------
+
+    def add_chat_messages(self, session: str, messages: Sequence[str]) -> None:
+        """Append serialised chat messages (JSON text, opaque to the store)."""
+        created = now()
+        with self._write() as db:
+            db.executemany(
+                "INSERT INTO chat_messages(session, message, created_at) VALUES (?, ?, ?)",
+                [(session, message, created) for message in messages],
+            )
+
+    def chat_messages(self, session: str) -> list[str]:
+        rows = self._read("SELECT message FROM chat_messages WHERE session = ? ORDER BY id", (session,))
+        return [row[0] for row in rows]
+
     # -- model versions -------------------------------------------------------
 
     def add_model_version(

@@ -194,6 +194,20 @@ def build_parser() -> argparse.ArgumentParser:
     similar.add_argument("--status", choices=["pending", "confirmed", "rejected", "skipped"])
     _model_options(similar)
 
+    for name, help_text in [("chat", "talk to the agent in the terminal"),
+                            ("run", "run a script: each non-empty, non-# line is a chat message")]:
+        talk = command(name, help_text, cmd_chat if name == "chat" else cmd_run)
+        if name == "run":
+            talk.add_argument("script", metavar="SCRIPT")
+        talk.add_argument("--yes", action="store_true", help="do not ask before expensive or bulk actions")
+        talk.add_argument("--brain", default="router", choices=["router", "openai"],
+                          help="router: offline and instant (default); openai: any OpenAI-compatible endpoint")
+        talk.add_argument("--llm-url", metavar="URL", help="e.g. http://127.0.0.1:11434/v1 ($LABELCHAT_LLM_URL)")
+        talk.add_argument("--llm-model", metavar="NAME", help="the model name the endpoint serves")
+        talk.add_argument("--session", default="default", help="conversation name (kept in the project)")
+        talk.add_argument("--model", metavar="SPEC", help="vision model spec, as for suggest")
+        talk.add_argument("--device", default=None, metavar="DEV")
+
     fetch = command("fetch-model", "download a model's weights into the local cache (needs network)", cmd_fetch_model)
     fetch.add_argument("spec", nargs="?", metavar="SPEC", help="default: the project's model, else CLIP ViT-B-32")
 
@@ -599,6 +613,76 @@ def cmd_similar(args: argparse.Namespace) -> int:
         sources = {n.item_id: project.store.get_item(n.item_id).source for n in found}
         lines = [f"{n.item_id:>6}  {n.similarity:.3f}  {n.label or '-':<14}  {sources[n.item_id]}" for n in found]
         _emit(args, {"ok": True, "neighbors": found}, "\n".join(lines) or "Nothing found.")
+    return EXIT_OK
+
+
+def _session(args: argparse.Namespace, project: Project):
+    from agent.session import Session
+
+    options = {}
+    if args.brain == "openai":
+        options = {"base_url": args.llm_url, "llm_model": args.llm_model}
+    return Session(project, brain=args.brain, yes=args.yes, session_id=args.session,
+                   model=args.model, device=args.device, **options)
+
+
+def _talk(session, message: str, args: argparse.Namespace) -> bool:
+    """Send one message, print its steps; returns False when a tool failed or an error was reported."""
+    from agent.steps import ErrorStep, Progress, ToolResult
+
+    ok = True
+    with _progress(args, "img") as progress:
+        for step in session.send(message):
+            if isinstance(step, Progress):
+                progress(step.done, step.total, step.what)
+                continue
+            ok &= not (isinstance(step, ErrorStep) or (isinstance(step, ToolResult) and not step.ok))
+            if args.json:
+                print(fmt.json_line({"type": type(step).__name__, **fmt.to_jsonable(step)}), flush=True)
+            else:
+                text = fmt.format_step(step)
+                if text:
+                    print(text, flush=True)
+    return ok
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    with _open(args, create=True) as project:
+        session = _session(args, project)
+        print("labelchat: say 'help' for what I can do; Ctrl-D to leave.", file=sys.stderr)
+        while True:
+            try:
+                line = input("you> ")
+            except EOFError:
+                print(file=sys.stderr)
+                return EXIT_OK
+            _talk(session, line, args)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    try:
+        lines = Path(args.script).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise LabelchatError(f"The script {args.script} does not exist.") from None
+    except UnicodeDecodeError as exc:
+        raise LabelchatError(f"The script {args.script} is not UTF-8 text ({exc.reason} at byte {exc.start}).") from None
+    except OSError as exc:
+        raise LabelchatError(f"Cannot read the script {args.script}: {exc.strerror}") from None
+    failed: list[int] = []
+    with _open(args, create=True) as project:
+        session = _session(args, project)
+        for number, line in enumerate(lines, start=1):
+            message = line.strip()
+            if not message or message.startswith("#"):
+                continue
+            if not args.json:
+                print(f"you> {message}", flush=True)
+            if not _talk(session, message, args):
+                failed.append(number)
+    if failed:
+        print(f"error: {len(failed)} line(s) of {args.script} failed: " + ", ".join(f"line {n}" for n in failed),
+              file=sys.stderr)
+        return EXIT_ERROR
     return EXIT_OK
 
 

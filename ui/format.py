@@ -198,3 +198,20 @@ def format_auto_accept(report) -> str:
         f" Audit: {report.audit_correct} of {report.audited} right: estimated precision "
         f"{report.precision:.0%} (95% interval {report.precision_low:.0%} to {report.precision_high:.0%})."
     )
+
+
+def format_step(step) -> str:
+    """One agent step as terminal text ('' for steps not worth a line)."""
+    kind = type(step).__name__
+    if kind == "ToolCallStarted":
+        args = ", ".join(f"{k}={v!r}" for k, v in step.args.items())
+        return f"  -> {step.name}({args})"
+    if kind == "ToolResult":
+        return "" if step.ok else f"  failed: {step.text}"  # success is told by the answer
+    if kind == "NeedsConfirmation":
+        return f"labelchat> {step.question}"
+    if kind == "ErrorStep":
+        return f"labelchat> Problem: {step.message}"
+    if kind in ("FinalAnswer", "AssistantText"):
+        return f"labelchat> {step.text}"
+    return ""

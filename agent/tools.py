@@ -1,0 +1,243 @@
+"""The agent's tools: thin adapters over the plain functions in `tools/`.
+
+Each returns (short text for the model, typed artifact for the UI). A
+LabelchatError becomes an error observation the model and the person see;
+the store's transactions mean a failing tool leaves nothing half-written.
+This is the only module that imports langchain_core.tools.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal
+
+from langchain_core.tools import BaseTool, tool
+
+from index.errors import LabelchatError
+from index.labels import parse_label_list
+from index.project import Project
+from index.types import Action
+
+ProgressFn = Callable[[int, int, str], None]
+
+
+@dataclass
+class AgentContext:
+    """What the tools act on, and the hooks the loop sets for the running call."""
+
+    project: Project
+    model: str | None = None
+    device: str | None = None
+    progress: ProgressFn = lambda done, total, what: None
+    should_stop: Callable[[], bool] = lambda: False
+    notices: list[str] = field(default_factory=list)
+    _reviewer: Any = None
+
+    def reviewer(self):
+        """The review loop for this project, built once and refreshed as decisions come."""
+        from tools.review import Reviewer
+
+        labels = self.project.store.label_set()
+        stale = self._reviewer is None or self._reviewer.labels != labels.names or \
+            len(self._reviewer.item_ids) != len(self.project.store.embedded_item_ids(self._reviewer.model))
+        if stale:
+            self._reviewer = Reviewer(self.project, model=self.model, device=self.device,
+                                      on_notice=self.notices.append, on_progress=self.progress)
+        return self._reviewer
+
+    def forget_reviewer(self) -> None:
+        self._reviewer = None
+
+
+# Actions that are expensive or hard to take back wait for a yes (unless --yes).
+NEEDS_CONFIRMATION = {"accept_above", "crawl"}
+
+
+def build_tools(ctx: AgentContext) -> list[BaseTool]:
+    store = ctx.project.store
+
+    @tool(parse_docstring=True, response_format="content_and_artifact")
+    def add_images(sources: list[str], labels_from_folders: bool = False) -> tuple[str, Any]:
+        """Add images to the project from folders, files, zip archives, URL lists or URLs.
+
+        Args:
+            sources: Paths, zip files, .txt/.csv URL lists or http(s) URLs, as the person wrote them.
+            labels_from_folders: Treat a <label>/<image> folder layout as confirmed labels.
+        """
+        from tools.ingest import IngestOptions, ingest
+
+        report = ingest(ctx.project, sources, IngestOptions(labels_from_folders=labels_from_folders),
+                        on_progress=ctx.progress, should_stop=ctx.should_stop)
+        ctx.forget_reviewer()
+        text = f"Added {report.added} images ({report.duplicates} already here)"
+        if report.problems:
+            reasons = ", ".join(f"{r} {n}" for r, n in report.skipped_by_reason().items())
+            text += f"; skipped {report.skipped}: {reasons}"
+        return text + ".", report
+
+    @tool(parse_docstring=True, response_format="content_and_artifact")
+    def set_labels(labels: list[str]) -> tuple[str, Any]:
+        """Replace the label set.
+
+        Args:
+            labels: The label names, e.g. ["cat", "dog", "bird"].
+        """
+        label_set = store.set_labels(parse_label_list("\n".join(labels)))
+        ctx.forget_reviewer()
+        return f"The labels are now: {', '.join(label_set.names)}.", label_set
+
+    @tool(parse_docstring=True, response_format="content_and_artifact")
+    def add_labels(labels: list[str]) -> tuple[str, Any]:
+        """Add labels to the label set, keeping the ones already there.
+
+        Args:
+            labels: The new label names.
+        """
+        label_set = store.add_labels(parse_label_list("\n".join(labels)))
+        ctx.forget_reviewer()
+        return f"The labels are now: {', '.join(label_set.names)}.", label_set
+
+    @tool(parse_docstring=True, response_format="content_and_artifact")
+    def suggest_labels() -> tuple[str, Any]:
+        """Suggest a label for every image (zero-shot, improved by confirmed examples)."""
+        reviewer = ctx.reviewer()
+        refresh = reviewer.refresh()
+        counts = store.status()
+        per_label = ", ".join(f"{c.label} {c.suggested}" for c in counts.by_label if c.suggested)
+        text = f"Suggested labels for {refresh.items} images with {reviewer.model}: {per_label}."
+        if ctx.notices:
+            text += " (No CLIP weights here, so the offline model was used; 'labelchat fetch-model' gets CLIP.)"
+            ctx.notices.clear()
+        return text, counts
+
+    @tool(parse_docstring=True, response_format="content_and_artifact")
+    def review_batch(strategy: Literal["uncertain", "balanced", "confident", "random"] = "uncertain",
+                     size: int = 10, label: str | None = None) -> tuple[str, Any]:
+        """Show the next images to review, with their suggestions and similar confirmed examples.
+
+        Args:
+            strategy: uncertain (least sure first), balanced, confident (most sure first) or random.
+            size: How many images to show.
+            label: Only images whose best suggestion is this label.
+        """
+        if not 1 <= size <= 500:
+            raise LabelchatError(f"Show between 1 and 500 images at a time, not {size}.")
+        cards = ctx.reviewer().batch(strategy, size, label=label)
+        lines = [
+            f"#{c.item.id}: {c.suggestions[0].label} {c.suggestions[0].score:.2f}" if c.suggestions else f"#{c.item.id}"
+            for c in cards
+        ]
+        return (f"{len(cards)} images to review: " + "; ".join(lines)) if cards else "Nothing left to review.", cards
+
+    @tool(parse_docstring=True, response_format="content_and_artifact")
+    def decide(item_ids: list[int], action: Literal["accept", "reject", "skip"], label: str | None = None) -> tuple[str, Any]:
+        """Accept, reject or skip images: accept takes each image's best suggestion unless a label is given.
+
+        Args:
+            item_ids: The image ids, e.g. [12, 13].
+            action: accept, reject or skip.
+            label: The label to accept or reject instead of the best suggestion.
+        """
+        reviewer = ctx.reviewer()
+        decisions = [reviewer.decide(i, Action(action), label) for i in item_ids]
+        reviewer.refresh()
+        done = ", ".join(f"#{d.item_id} {d.label or ''}".strip() for d in decisions)
+        return f"{action.capitalize()}ed {done}. Suggestions updated.".replace("Skiped", "Skipped"), decisions
+
+    @tool(parse_docstring=True, response_format="content_and_artifact")
+    def correct(item_id: int, label: str) -> tuple[str, Any]:
+        """Give one image its right label.
+
+        Args:
+            item_id: The image id.
+            label: The right label.
+        """
+        reviewer = ctx.reviewer()
+        decision = reviewer.decide(item_id, Action.CORRECT, label)
+        reviewer.refresh()
+        return f"#{item_id} is now {label}. Suggestions updated.", decision
+
+    @tool(parse_docstring=True, response_format="content_and_artifact")
+    def accept_above(min_prob: float, label: str | None = None) -> tuple[str, Any]:
+        """Accept every pending image whose best suggestion has at least this probability.
+
+        Args:
+            min_prob: The probability threshold, in (0, 1].
+            label: Only images suggested as this label.
+        """
+        reviewer = ctx.reviewer()
+        report = reviewer.accept_above(min_prob, label, actor="chat")
+        reviewer.refresh()
+        which = f" suggested as {label}" if label else ""
+        return f"Accepted {report.accepted} images{which} with probability >= {min_prob}.", report
+
+    @tool(parse_docstring=True, response_format="content_and_artifact")
+    def similar(item_id: int | None = None, text: str | None = None, k: int = 8) -> tuple[str, Any]:
+        """Find the images most like an image, or matching a text.
+
+        Args:
+            item_id: An image id.
+            text: A description, e.g. "red sneakers" (needs a CLIP model).
+            k: How many to show.
+        """
+        reviewer = ctx.reviewer()
+        if item_id is not None:
+            found = reviewer.similar(item_id, k)
+        elif text:
+            found = reviewer.similar_to_text(text, k)
+        else:
+            raise LabelchatError("Say which image (an id) or what to look for (a text).")
+        listed = ", ".join(f"#{n.item_id} {n.label or '?'} {n.similarity:.2f}" for n in found)
+        return f"Most similar: {listed}." if found else "Nothing similar found.", found
+
+    @tool(parse_docstring=True, response_format="content_and_artifact")
+    def export_dataset(out_dir: str, format: Literal["imagefolder", "csv", "jsonl", "coco", "hf"] = "imagefolder",
+                       include: Literal["confirmed", "suggested"] = "confirmed") -> tuple[str, Any]:
+        """Export the labels as a dataset into an empty folder.
+
+        Args:
+            out_dir: The folder to export into.
+            format: imagefolder, csv, jsonl, coco or hf (Hugging Face imagefolder).
+            include: confirmed labels only, or also the best suggestion of the other images.
+        """
+        from tools.export import export_dataset as export
+
+        report = export(ctx.project, out_dir, format, include=include)
+        return f"Exported {report.count} images as {report.format.value} to {report.folder}.", report
+
+    @tool(parse_docstring=True, response_format="content_and_artifact")
+    def undo() -> tuple[str, Any]:
+        """Undo the newest decision."""
+        decision = store.undo(actor="chat")
+        state = store.state(decision.item_id)
+        if ctx._reviewer is not None:
+            ctx._reviewer.refresh()
+        return f"Undid the decision on #{decision.item_id}; it is now {state.label or state.status.value}.", decision
+
+    @tool(parse_docstring=True, response_format="content_and_artifact")
+    def status() -> tuple[str, Any]:
+        """How the project is doing: images, labels, decisions."""
+        counts = store.status()
+        per_label = ", ".join(f"{c.label} {c.confirmed}" for c in counts.by_label) or "no labels yet"
+        states = ", ".join(f"{n} {k}" for k, n in counts.by_status.items())
+        return f"{counts.items} images ({states}). Confirmed per label: {per_label}.", counts
+
+    return [add_images, set_labels, add_labels, suggest_labels, review_batch, decide, correct,
+            accept_above, similar, export_dataset, undo, status]
+
+
+def confirmation_question(ctx: AgentContext, name: str, args: dict) -> str | None:
+    """What the person is asked before an expensive or destructive call (None: nothing to ask)."""
+    if name == "accept_above":
+        count = len(ctx.reviewer().candidates(float(args["min_prob"]), args.get("label")))
+        if count == 0:
+            return None
+        which = f" suggested as {args['label']}" if args.get("label") else ""
+        return (f"This will accept {count} images{which} with probability >= {args['min_prob']}. "
+                f"Go ahead? (yes / no)")
+    if name == "crawl":
+        return f"This will crawl {', '.join(args.get('urls', []))}. Go ahead? (yes / no)"
+    return f"Run {name}? (yes / no)"
+
+
+__all__ = ["AgentContext", "NEEDS_CONFIRMATION", "build_tools", "confirmation_question"]

@@ -1,0 +1,273 @@
+"""The agent: conversations through the router on real photos, confirmations, scripted runs,
+and the OpenAI-compatible brain against a local server that speaks the real protocol."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from agent.session import Session
+from agent.steps import ErrorStep, FinalAnswer, NeedsConfirmation, ToolCallStarted, ToolResult
+from index.project import Project
+from index.types import Status
+
+TINY = "openclip:tiny/random"
+LABELCHAT = Path(sys.executable).parent / "labelchat"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def say(session: Session, text: str) -> list:
+    return list(session.send(text))
+
+
+def answer(steps) -> str:
+    return next(s.text for s in reversed(steps) if isinstance(s, FinalAnswer))
+
+
+def calls(steps) -> list[tuple[str, dict]]:
+    return [(s.name, s.args) for s in steps if isinstance(s, ToolCallStarted)]
+
+
+def test_a_whole_conversation_through_the_router(tmp_path, photos_dir):
+    with Project(tmp_path / "p") as project:
+        session = Session(project, model=TINY)
+        steps = say(session, f"add {photos_dir}")
+        assert calls(steps) == [("add_images", {"sources": [str(photos_dir)]})]
+        assert project.store.item_count() == 94
+        say(session, "use the labels fish, mammal, monument, tool; windmill")
+        assert project.store.label_set().names == ["fish", "mammal", "monument", "tool", "windmill"]
+        say(session, "add a label called bridge")
+        assert "bridge" in project.store.label_set().names
+        steps = say(session, "label them")
+        assert calls(steps) == [("suggest_labels", {})] and "Suggested labels for 94 images" in answer(steps)
+        steps = say(session, "show me the 5 least certain")
+        cards = next(s.artifact for s in steps if isinstance(s, ToolResult))
+        assert len(cards) == 5
+        first, second, third = (c.item.id for c in cards[:3])
+        say(session, f"approve {first}")
+        say(session, f"reject #{second}")
+        say(session, f"{third} is a windmill")
+        assert project.store.state(first).status is Status.CONFIRMED
+        assert project.store.state(second).status is Status.REJECTED
+        assert project.store.state(third).label == "windmill"
+        steps = say(session, "undo")
+        assert calls(steps) == [("undo", {})] and project.store.state(third).status is Status.PENDING
+        steps = say(session, f"what's similar to item {first}?")
+        assert calls(steps) == [("similar", {"item_id": first})] and "Most similar" in answer(steps)
+        steps = say(session, "find pictures of a red windmill")
+        assert calls(steps) == [("similar", {"text": "red windmill"})]
+        steps = say(session, "how far are we?")
+        assert "94 images" in answer(steps)
+        out = tmp_path / "out"
+        steps = say(session, f"export to {out} as jsonl")
+        assert (out / "labels.jsonl").exists() and "Exported 1 images" in answer(steps)
+
+
+def test_bulk_actions_wait_for_a_yes(tmp_path, photos_dir):
+    with Project(tmp_path / "p") as project:
+        session = Session(project, model=TINY)
+        say(session, f"add {photos_dir / 'fish'}")
+        say(session, "use the labels fish, tool")
+        say(session, "label them")  # the tiny random model calls everything "tool"
+        steps = say(session, "approve all tools above 1%")
+        (question,) = [s for s in steps if isinstance(s, NeedsConfirmation)]
+        assert "This will accept" in question.question and project.store.status().by_status["confirmed"] == 0
+        steps = say(session, "no")
+        assert answer(steps) == "Cancelled; nothing was changed." and project.store.status().by_status["confirmed"] == 0
+        say(session, "approve all tools above 1%")
+        steps = say(session, "yes")
+        accepted = project.store.status().by_status["confirmed"]
+        assert accepted > 0 and f"Accepted {accepted} images" in answer(steps)
+        decision = project.store.decisions()[-1]
+        assert decision.auto and decision.actor.startswith("chat")
+
+
+def test_with_yes_nothing_waits(tmp_path, photos_dir):
+    with Project(tmp_path / "p") as project:
+        session = Session(project, model=TINY, yes=True)
+        say(session, f"add {photos_dir / 'tool'}")
+        say(session, "use the labels fish, tool")
+        steps = say(session, "accept everything above 1%")
+        assert not [s for s in steps if isinstance(s, NeedsConfirmation)]
+        assert project.store.status().by_status["confirmed"] == 20
+
+
+@pytest.mark.parametrize(
+    "message, expected",
+    [
+        ("", "Say what you would like to do"),
+        ("approve above 1.5", "between 0 and 1"),
+        ("export the dataset please", "Where should I export to?"),
+        ("crawl", "Which site should I crawl?"),
+        ("¿puedes etiquetar mis fotos?", "I did not understand"),
+        ("label them as", "Which labels?"),
+        ("x" * 5000, "keep it under 4000"),
+    ],
+)
+def test_unclear_messages_get_a_clear_answer_and_change_nothing(tmp_path, message, expected):
+    with Project(tmp_path / "p") as project:
+        session = Session(project, model=TINY)
+        steps = say(session, message)
+        text = " ".join(getattr(s, "text", "") or getattr(s, "message", "") for s in steps)
+        assert expected in text
+        assert not calls(steps) and project.store.item_count() == 0
+
+
+def test_tool_errors_become_messages_and_the_session_goes_on(tmp_path):
+    with Project(tmp_path / "p") as project:
+        session = Session(project, model=TINY)
+        steps = say(session, "use the labels con, dog")
+        (failed,) = [s for s in steps if isinstance(s, ToolResult)]
+        assert not failed.ok and "cannot be used" in failed.text
+        steps = say(session, "approve 999")
+        assert any(isinstance(s, ToolResult) and not s.ok for s in steps)
+        assert "status" in [name for name, _ in calls(say(session, "status"))]
+
+
+def test_the_conversation_is_kept_with_the_project(tmp_path, photos_dir):
+    with Project(tmp_path / "p") as project:
+        session = Session(project, model=TINY)
+        say(session, "use the labels fish, tool")
+        say(session, "status")
+        kept = len(session.messages)
+    with Project(tmp_path / "p") as project:
+        again = Session(project, model=TINY)
+        assert len(again.messages) == kept
+        assert any("fish" in str(m.content) for m in again.messages)
+
+
+SCRIPT = ROOT / "examples" / "prelabel.txt"
+
+
+def test_the_readme_sample_script_prelabels_the_demo_photos(tmp_path):
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    result = subprocess.run(
+        [str(LABELCHAT), "run", "examples/prelabel.txt", "--project", "demo", "--yes"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Added 94 images" in result.stdout and "Suggested labels for 94 images" in result.stdout
+    assert "Exported" in result.stdout
+    rows = [json.loads(line) for line in (tmp_path / "prelabels" / "labels.jsonl").read_text().splitlines()]
+    assert len(rows) == 94 and {r["status"] for r in rows} == {"confirmed", "suggested"}
+    assert SCRIPT.read_text().strip() in (ROOT / "README.md").read_text()  # the README shows this script
+
+
+def test_scripts_that_cannot_be_read_or_fail_say_so(tmp_path):
+    missing = subprocess.run([str(LABELCHAT), "run", "nope.txt", "--project", "p"], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 1 and "does not exist" in missing.stderr
+    (tmp_path / "latin1.txt").write_bytes("status\nétat\n".encode("latin-1"))
+    latin = subprocess.run([str(LABELCHAT), "run", "latin1.txt", "--project", "p"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=120)
+    assert latin.returncode == 1 and "not UTF-8" in latin.stderr
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("mine")
+    (tmp_path / "job.txt").write_text("# a comment\n\nstatus\nuse the labels a, b\nexport to out\n")
+    failing = subprocess.run([str(LABELCHAT), "run", "job.txt", "--project", "p", "--json"], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=120)
+    assert failing.returncode == 1 and "line 5" in failing.stderr
+    steps = [json.loads(line) for line in failing.stdout.splitlines()]
+    assert {"ToolCallStarted", "FinalAnswer"} <= {s["type"] for s in steps}
+
+
+# -- the OpenAI-compatible brain -----------------------------------------------------------
+
+
+class FakeLLM:
+    """A local server speaking OpenAI's /v1/chat/completions, answering from a script."""
+
+    def __init__(self, replies: list):
+        self.replies = list(replies)
+        self.requests: list[dict] = []
+        llm = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                llm.requests.append(body)
+                status, reply = llm.replies.pop(0)
+                data = json.dumps(reply).encode() if not isinstance(reply, bytes) else reply
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def completion(content=None, tool_calls=None):
+    message = {"role": "assistant", "content": content}
+    if tool_calls:
+        message["tool_calls"] = [
+            {"id": f"call_{i}", "type": "function", "function": {"name": name, "arguments": arguments}}
+            for i, (name, arguments) in enumerate(tool_calls)
+        ]
+    return 200, {"id": "x", "object": "chat.completion", "choices": [{"index": 0, "message": message, "finish_reason": "stop"}]}
+
+
+def test_openai_brain_calls_tools_over_the_real_protocol(tmp_path):
+    llm = FakeLLM([
+        completion(tool_calls=[("set_labels", json.dumps({"labels": ["cat", "dog"]}))]),
+        completion("The labels are cat and dog."),
+        completion(tool_calls=[("status", "{not json")]),  # a malformed tool call
+        completion("Sorry, here is the status."),
+        (500, {"error": {"message": "overloaded"}}),
+        completion("Back again."),
+    ])
+    try:
+        with Project(tmp_path / "p") as project:
+            session = Session(project, brain="openai", base_url=llm.url, llm_model="test-model")
+            steps = say(session, "labels: cat and dog")
+            assert project.store.label_set().names == ["cat", "dog"]
+            assert answer(steps) == "The labels are cat and dog."
+            first = llm.requests[0]
+            assert first["model"] == "test-model"
+            assert "set_labels" in {t["function"]["name"] for t in first["tools"]}
+            assert first["messages"][0]["role"] == "system"
+            tool_message = llm.requests[1]["messages"][-1]
+            assert tool_message["role"] == "tool" and "cat, dog" in tool_message["content"]
+
+            steps = say(session, "status?")
+            errors = [s for s in steps if isinstance(s, ErrorStep)]
+            assert errors and "not valid JSON" in errors[0].message
+            assert llm.requests[3]["messages"][-1]["role"] == "tool"  # the model saw its mistake
+            assert answer(steps) == "Sorry, here is the status."
+
+            steps = say(session, "hello?")
+            assert [s.message for s in steps if isinstance(s, ErrorStep)][0].startswith("The chat model at")
+            assert "HTTP 500" in steps[-1].message
+            assert answer(say(session, "still there?")) == "Back again."
+    finally:
+        llm.close()
+
+
+def test_openai_brain_that_is_down_gives_a_clear_error(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with Project(tmp_path / "p") as project:
+        session = Session(project, brain="openai", base_url=f"http://127.0.0.1:{port}/v1", llm_model="m")
+        steps = say(session, "status")
+        assert isinstance(steps[-1], ErrorStep) and "Cannot reach the chat model" in steps[-1].message
