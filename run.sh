@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One entry point for a fresh machine: sets up .venv (once), then
-#   ./run.sh app   [labelchat args]   builds the demo project (once) and opens it
+#   ./run.sh app   [labelchat args]   builds the demo project (once) and opens the app on 127.0.0.1:7860
 #   ./run.sh test  [pytest args]      runs the whole test suite
 # A second run reuses .venv and starts in seconds: the install is redone only
 # when pyproject.toml changes.
@@ -39,10 +39,18 @@ shift || true
 case "$command" in
   app)
     setup app
+    export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1}  # the demo needs no network; 'labelchat fetch-model' gets CLIP
     exec .venv/bin/labelchat demo "$@"
     ;;
   test)
     setup test
+    # The browser tests drive Debian's Chromium (Playwright never downloads a browser here).
+    if ! command -v chromium >/dev/null && command -v apt-get >/dev/null; then
+      echo "Installing Debian's chromium for the browser tests..." >&2
+      SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+      $SUDO apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >&2
+    fi
+    export HF_HUB_OFFLINE=1
     exec .venv/bin/python -m pytest "$@"
     ;;
   *)

@@ -220,7 +220,8 @@ class Reviewer:
         if item_id not in self.votes.row_of:
             self.store.get_item(item_id)  # raises UnknownItemError for a wrong id
             raise LabelchatError(f"Item {item_id} has no features for {self.model} (it could not be decoded).")
-        return self.similar_to_vector(self.features[self.votes.row_of[item_id]], k, exclude=item_id,
+        _, vector = self.store.embeddings(self.model, [item_id])  # as indexed: not centred
+        return self.similar_to_vector(vector[0], k, exclude=item_id,
                                       confirmed_only=confirmed_only, label=label, status=status)
 
     def similar_to_vector(self, vector: np.ndarray, k: int = 10, *, exclude: int | None = None,

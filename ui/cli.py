@@ -211,10 +211,27 @@ def build_parser() -> argparse.ArgumentParser:
     fetch = command("fetch-model", "download a model's weights into the local cache (needs network)", cmd_fetch_model)
     fetch.add_argument("spec", nargs="?", metavar="SPEC", help="default: the project's model, else CLIP ViT-B-32")
 
+    ui = command("ui", "start the browser app on a project", cmd_ui)
+    _ui_options(ui)
+
     demo = command("demo", "build the demo project from the bundled photos (once) and open it", cmd_demo)
     demo.add_argument("--from", dest="source", default=str(EXAMPLES), metavar="DIR",
                       help="a <label>/<image> folder to build the demo from (default: the bundled photos)")
+    demo.add_argument("--no-ui", action="store_true", help="build the demo project and print its status only")
+    _ui_options(demo)
     return parser
+
+
+def _ui_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    parser.add_argument("--port", type=int, default=None, help="default: 7860, or the next free port")
+    parser.add_argument("--auth", metavar="USER:PASSWORD", help="ask for this user and password")
+    parser.add_argument("--brain", default="router", choices=["router", "openai"])
+    parser.add_argument("--llm-url", metavar="URL")
+    parser.add_argument("--llm-model", metavar="NAME")
+    parser.add_argument("--yes", action="store_true", help="do not ask before bulk actions in the chat")
+    parser.add_argument("--model", metavar="SPEC", help="vision model spec, as for suggest")
+    parser.add_argument("--share", action="store_true", help="also make a public Gradio share link (off by default)")
 
 
 def _model_options(parser: argparse.ArgumentParser) -> None:
@@ -686,6 +703,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_ui(args: argparse.Namespace, folder: Path | None = None) -> int:
+    from ui.app import launch
+
+    folder = folder or Path(args.project or default_project_dir())
+    options = {"base_url": args.llm_url, "llm_model": args.llm_model} if args.brain == "openai" else {}
+    print(f"Starting labelchat on {folder} ... (Ctrl-C to stop)", file=sys.stderr)
+    launch(folder, host=args.host, port=args.port, auth=args.auth, brain=args.brain, yes=args.yes,
+           model=args.model, brain_options=options, share=args.share)
+    return EXIT_OK
+
+
 def cmd_fetch_model(args: argparse.Namespace) -> int:
     from tools.models import MODEL_SETTING, load_backend, resolve_spec
 
@@ -731,7 +759,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         )
         _emit(args, {"ok": True, "project": str(project.folder), "model": report.model,
                      **fmt.to_jsonable(counts)}, text)
-    return EXIT_OK
+    if args.no_ui or args.json:
+        return EXIT_OK
+    return cmd_ui(args, folder)
 
 
 if __name__ == "__main__":

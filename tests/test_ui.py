@@ -1,0 +1,143 @@
+"""The browser app in a real headless Chromium (Debian's), driven by Playwright, and via gradio_client."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+
+from index.project import Project
+from index.types import Label, Status
+from tools.ingest import ingest
+from ui import views
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+LABELS = ["fish", "mammal", "monument", "tool", "windmill"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory, photos_dir):
+    from ui.app import launch
+
+    folder = tmp_path_factory.mktemp("ui") / "project"
+    with Project(folder) as project:
+        ingest(project, [str(photos_dir)])
+        project.store.set_labels([Label(n) for n in LABELS])
+    server, url = launch(folder, port=_free_port(), model="offline", block=False)
+    yield url, folder
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), "Debian's chromium is needed: apt-get install chromium (./run.sh test does it)"
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        yield chromium
+        chromium.close()
+
+
+def _store(folder):
+    return Project(folder, create=False)
+
+
+def test_label_review_and_undo_in_the_browser(app, browser):
+    url, folder = app
+    page = browser.new_page(viewport={"width": 1300, "height": 1000})
+    outside: list[str] = []
+    page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(("http://127.0.0.1", "data:", "blob:")) else None)
+    page.goto(url, wait_until="load")
+    page.wait_for_selector("#lc-message textarea", timeout=60000)
+
+    page.fill("#lc-message textarea", "label them")
+    page.click("#lc-send")
+    page.wait_for_selector("text=Suggested labels for 94 images", timeout=120000)
+
+    page.get_by_role("tab", name="Review").click()
+    page.click("#lc-next")
+    page.wait_for_selector("#lc-review .lc-card", timeout=60000)
+    cards = page.locator("#lc-review .lc-card")
+    first = int(cards.nth(0).get_attribute("data-item"))
+    suggested = cards.nth(0).get_attribute("data-label")
+    cards.nth(0).locator(".lc-accept").click()  # with the mouse
+    page.wait_for_function(f"!document.querySelector('#lc-review .lc-card[data-item=\"{first}\"]')", timeout=30000)
+    with _store(folder) as project:
+        assert project.store.state(first).label == suggested
+
+    second = int(page.locator("#lc-review .lc-card").nth(0).get_attribute("data-item"))
+    page.locator("#lc-review .lc-card").nth(0).click(position={"x": 5, "y": 5})  # focus the panel, not a button
+    page.keyboard.press("a")  # with the keyboard
+    page.wait_for_function(f"!document.querySelector('#lc-review .lc-card[data-item=\"{second}\"]')", timeout=30000)
+    with _store(folder) as project:
+        assert project.store.state(second).status is Status.CONFIRMED
+
+    third = int(page.locator("#lc-review .lc-card").nth(0).get_attribute("data-item"))
+    page.locator(f'#lc-review .lc-card[data-item="{third}"] select.lc-label').select_option("windmill")
+    page.wait_for_function(f"!document.querySelector('#lc-review .lc-card[data-item=\"{third}\"]')", timeout=30000)
+    with _store(folder) as project:
+        assert project.store.state(third).label == "windmill"
+
+    page.keyboard.press("u")
+    page.wait_for_selector("text=Undid the decision", timeout=30000)
+    with _store(folder) as project:
+        assert project.store.state(third).status is Status.PENDING
+        assert project.store.decisions()[-1].actor == "web"
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "review-panel.png"), full_page=False)
+
+    page.locator("#lc-bulk-label input").fill("fish")
+    page.keyboard.press("Enter")
+    page.locator("#lc-bulk-prob input[type=number]").fill("0.5")
+    page.keyboard.press("Enter")
+    page.click("#lc-bulk-preview")
+    page.wait_for_selector("#lc-bulk-info >> text=pending items suggested as", timeout=30000)
+    preview = int(page.locator("#lc-bulk-info strong").first.inner_text())
+    with _store(folder) as project:
+        before = project.store.status().by_status["confirmed"]
+    page.click("#lc-bulk-go")
+    page.wait_for_selector("#lc-bulk-info >> text=Approved", timeout=30000)
+    with _store(folder) as project:
+        assert project.store.status().by_status["confirmed"] == before + preview
+        assert project.store.check() == []
+    assert outside == [], f"the page asked other hosts: {outside[:5]}"
+    page.close()
+
+
+def test_the_app_through_gradio_client(app):
+    from gradio_client import Client
+
+    url, folder = app
+    client = Client(url, verbose=False)
+    history, _ = client.predict("how far are we?", [], api_name="/chat")
+    assert "94 images" in str(history[-1])
+    cards_html = client.predict("confident", "", api_name="/batch")  # the batch's ids stay in server state
+    assert cards_html.count('class="lc-card') == 12
+
+
+def test_views_are_pure_and_render_steps_and_cards():
+    from agent.steps import FinalAnswer, Progress, ToolCallStarted, ToolResult
+
+    messages = views.step_to_messages(ToolCallStarted("c1", "status", {}), [])
+    messages = views.step_to_messages(Progress("c1", 3, 10, "embedding"), messages)
+    assert messages[0]["metadata"]["log"] == "3/10 embedding" and messages[0]["metadata"]["status"] == "pending"
+    messages = views.step_to_messages(ToolResult("c1", "status", "94 images"), messages)
+    assert messages[0]["metadata"]["status"] == "done" and "94 images" in messages[0]["content"]
+    messages = views.step_to_messages(FinalAnswer("done"), messages)
+    assert messages[-1] == {"role": "assistant", "content": "done"}
+    assert "Nothing to review" in views.render_cards([], LABELS, str)
+    columns, rows = views.probability_histogram([0.05, 0.95, 0.99])
+    assert rows[0] == ["0.0-0.1", 1] and rows[-1] == ["0.9-1.0", 2]

@@ -1,0 +1,254 @@
+"""The browser app: chat, a keyboard-first review panel, and a dashboard, on one project.
+
+Each callback calls one function of the agent or the review loop and renders
+its typed result with ui/views.py. Every decision is written to the store
+before the panel changes; the store serialises writes from several tabs.
+Binds 127.0.0.1 unless told otherwise, never shares publicly, sends nothing
+to other hosts (analytics off, system fonts).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+from agent.session import Session  # noqa: E402
+from index.errors import LabelchatError  # noqa: E402
+from index.project import Project  # noqa: E402
+from index.types import Action  # noqa: E402
+
+from . import views  # noqa: E402
+
+ASSETS = Path(__file__).parent / "assets"
+BATCH = 12
+
+
+class AppState:
+    """One project, one agent session and its review loop, shared by every tab of this server."""
+
+    def __init__(self, project_dir: Path, *, brain: str, yes: bool, model: str | None, brain_options: dict):
+        self.project = Project(project_dir)
+        self.session = Session(self.project, brain=brain, yes=yes, session_id="web", model=model, **brain_options)
+        self.lock = threading.RLock()  # one agent turn at a time
+
+    @property
+    def ctx(self):
+        return self.session.ctx
+
+    def turn(self, text: str):
+        """One chat turn's steps, computed in a worker thread that holds the turn lock.
+
+        Gradio may resume a generator on different threads, so no lock is held
+        across a yield here. Closing the generator (Stop, a closed tab) asks the
+        running tool to stop.
+        """
+        import queue
+
+        steps: queue.Queue = queue.Queue()
+        cancelled = threading.Event()
+
+        def work() -> None:
+            with self.lock:
+                self.ctx.should_stop = cancelled.is_set
+                try:
+                    for step in self.session.send(text):
+                        steps.put(step)
+                finally:
+                    steps.put(None)
+
+        threading.Thread(target=work, daemon=True).start()
+        try:
+            while (step := steps.get()) is not None:
+                yield step
+        finally:
+            cancelled.set()
+
+    def image_url(self, item_id: int) -> str:
+        path = self.project.media.path(self.project.store.get_item(item_id).media_path).resolve()
+        return f"/gradio_api/file={path}"
+
+
+def build_app(state: AppState):
+    import gradio as gr
+
+    with gr.Blocks(title="labelchat") as app:
+        gr.Markdown(f"## labelchat · {state.project.name}")
+        with gr.Tab("Chat"):
+            chat = gr.Chatbot(value=[], height=520, label="Conversation", elem_id="lc-chat")
+            with gr.Row():
+                message = gr.Textbox(placeholder="e.g. label them · show me the 20 least certain · help",
+                                     show_label=False, scale=8, elem_id="lc-message")
+                send = gr.Button("Send", variant="primary", scale=1, elem_id="lc-send")
+                stop = gr.Button("Stop", scale=1)
+            upload = gr.File(label="Add images (files or a zip)", file_count="multiple")
+        with gr.Tab("Review", elem_id="lc-review-tab"):
+            with gr.Row():
+                strategy = gr.Dropdown(["uncertain", "balanced", "confident", "random"], value="uncertain",
+                                       label="Order", scale=1)
+                label_filter = gr.Dropdown([""], value="", label="Suggested label", scale=1)
+                next_batch = gr.Button("Next batch", elem_id="lc-next")
+            with gr.Row():
+                bulk_label = gr.Dropdown([""], value="", label="Approve all of label", scale=1, elem_id="lc-bulk-label")
+                bulk_prob = gr.Slider(0.05, 1.0, value=0.9, step=0.01, label="with probability at least", scale=2,
+                                      elem_id="lc-bulk-prob")
+                bulk_preview = gr.Button("Preview", elem_id="lc-bulk-preview")
+                bulk_go = gr.Button("Approve them", variant="primary", elem_id="lc-bulk-go")
+            bulk_info = gr.Markdown(elem_id="lc-bulk-info")
+            cards_html = gr.HTML(elem_id="lc-review")
+            batch_state = gr.State([])
+            action = gr.Textbox(elem_id="lc-action", elem_classes=["lc-hidden"], show_label=False)
+            act = gr.Button("act", elem_id="lc-act", elem_classes=["lc-hidden"])
+        with gr.Tab("Dashboard"):
+            refresh = gr.Button("Refresh")
+            summary = gr.Markdown()
+            with gr.Row():
+                per_label = gr.BarPlot(x="label", y="items", color="kind", title="Items per label", height=300)
+                histogram = gr.BarPlot(x="probability", y="items", title="Best-suggestion probability", height=300)
+            progress_plot = gr.LinePlot(x="time", y="confirmed decisions", title="Labelling progress", height=260)
+            with gr.Row():
+                export_dir = gr.Textbox(label="Export to folder", scale=3)
+                export_format = gr.Dropdown(["imagefolder", "csv", "jsonl", "coco", "hf"], value="imagefolder",
+                                            label="Format", scale=1)
+                export_go = gr.Button("Export", scale=1)
+            export_info = gr.Markdown()
+
+        def respond(text, history):
+            history = list(history or []) + [{"role": "user", "content": text}]
+            yield history, ""
+            for step in state.turn(text):
+                history = views.step_to_messages(step, history)
+                yield history, ""
+
+        def on_upload(files, history):
+            if not files:
+                return history
+            paths = [getattr(f, "name", f) for f in files]
+            return list(respond("add " + " ".join(str(p) for p in paths), history))[-1][0]
+
+        def show_batch(order, label, notice=""):
+            try:
+                cards = state.ctx.reviewer().batch(order, BATCH, label=label or None)
+            except LabelchatError as exc:
+                raise gr.Error(str(exc)) from exc
+            labels = state.project.store.label_set().names
+            return views.render_cards(cards, labels, state.image_url, notice=notice), [c.item.id for c in cards]
+
+        def on_action(raw, ids, order, label):
+            try:
+                request = json.loads(raw or "{}")
+            except json.JSONDecodeError:
+                return gr.update(), ids
+            reviewer = state.ctx.reviewer()
+            item_id, kind = request.get("item"), request.get("action")
+            notice = ""
+            if kind == "undo":
+                decision = state.project.store.undo(actor="web")
+                notice = f"Undid the decision on #{decision.item_id}."
+                reviewer.refresh()
+                return show_batch(order, label, notice)
+            if item_id not in ids:
+                notice = f"#{item_id} was already decided (maybe in another tab); nothing was counted twice."
+            else:
+                try:
+                    reviewer.decide(int(item_id), Action(kind), request.get("label") or None, actor="web")
+                except LabelchatError as exc:
+                    raise gr.Error(str(exc)) from exc
+                ids = [i for i in ids if i != item_id]
+            if not ids:
+                reviewer.refresh()  # the batch is done: learn from it, then show the next one
+                return show_batch(order, label, notice)
+            cards = [reviewer.card(i) for i in ids]
+            labels = state.project.store.label_set().names
+            return views.render_cards(cards, labels, state.image_url, notice=notice), ids
+
+        def candidates(label, prob):
+            if not label:
+                raise gr.Error("Choose the label to approve.")
+            return state.ctx.reviewer().candidates(float(prob), label)
+
+        def on_preview(label, prob):
+            found = candidates(label, prob)
+            return f"**{len(found)}** pending items suggested as **{label}** with probability ≥ {prob:.2f}."
+
+        def on_bulk(label, prob, order, filter_label):
+            count = len(candidates(label, prob))
+            report = state.ctx.reviewer().accept_above(float(prob), label, actor="web")
+            state.ctx.reviewer().refresh()
+            html, ids = show_batch(order, filter_label)
+            return f"Approved **{report.accepted}** of {count} items as **{label}**.", html, ids
+
+        def label_choices():
+            names = [""] + state.project.store.label_set().names
+            return gr.update(choices=names), gr.update(choices=names)
+
+        def dashboard():
+            import pandas as pd
+
+            store = state.project.store
+            counts = store.status()
+            columns, rows = views.label_counts_table(counts)
+            top = [s.score for s in store.top_suggestions().values()]
+            h_columns, h_rows = views.probability_histogram(top)
+            p_columns, p_rows = views.progress_table(store.decisions())
+            text = (f"**{counts.items}** images · " +
+                    " · ".join(f"{n} {k}" for k, n in counts.by_status.items()) +
+                    f" · {counts.decisions} decisions")
+            return (text, pd.DataFrame(rows, columns=columns), pd.DataFrame(h_rows, columns=h_columns),
+                    pd.DataFrame(p_rows, columns=p_columns))
+
+        def on_export(folder, fmt):
+            from tools.export import export_dataset
+
+            if not folder:
+                raise gr.Error("Give a folder to export into.")
+            try:
+                report = export_dataset(state.project, folder, fmt)
+            except LabelchatError as exc:
+                raise gr.Error(str(exc)) from exc
+            return f"Exported **{report.count}** images as {report.format.value} to `{report.folder}`."
+
+        turn = send.click(respond, [message, chat], [chat, message], api_name="chat")
+        submitted = message.submit(respond, [message, chat], [chat, message], api_visibility="private")
+        stop.click(None, cancels=[turn, submitted])
+        upload.upload(on_upload, [upload, chat], chat)
+        next_batch.click(show_batch, [strategy, label_filter], [cards_html, batch_state], api_name="batch")
+        strategy.change(show_batch, [strategy, label_filter], [cards_html, batch_state])
+        label_filter.change(show_batch, [strategy, label_filter], [cards_html, batch_state])
+        act.click(on_action, [action, batch_state, strategy, label_filter], [cards_html, batch_state])
+        bulk_preview.click(on_preview, [bulk_label, bulk_prob], bulk_info)
+        bulk_go.click(on_bulk, [bulk_label, bulk_prob, strategy, label_filter], [bulk_info, cards_html, batch_state])
+        refresh.click(dashboard, None, [summary, per_label, histogram, progress_plot], api_name="dashboard")
+        export_go.click(on_export, [export_dir, export_format], export_info)
+        app.load(label_choices, None, [label_filter, bulk_label])
+        app.load(show_batch, [strategy, label_filter], [cards_html, batch_state])
+        app.load(dashboard, None, [summary, per_label, histogram, progress_plot])
+    return app
+
+
+def launch(project_dir: Path, *, host: str = "127.0.0.1", port: int | None = None, auth: str | None = None,
+           brain: str = "router", yes: bool = False, model: str | None = None, brain_options: dict | None = None,
+           share: bool = False, block: bool = True):
+    """Start the app; returns (app, local_url)."""
+    import gradio as gr
+
+    state = AppState(Path(project_dir), brain=brain, yes=yes, model=model, brain_options=brain_options or {})
+    app = build_app(state)
+    credentials = None
+    if auth:
+        user, _, password = auth.partition(":")
+        if not user or not password:
+            raise LabelchatError("--auth takes user:password, e.g. --auth ana:secret")
+        credentials = [(user, password)]
+    theme = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
+    app.queue(default_concurrency_limit=4)
+    _, local_url, _ = app.launch(
+        server_name=host, server_port=port, auth=credentials, share=share, prevent_thread_lock=not block,
+        allowed_paths=[str(state.project.media.root.resolve())], theme=theme,
+        css=(ASSETS / "app.css").read_text(), head=f"<script>{(ASSETS / 'app.js').read_text()}</script>",
+        show_error=True, quiet=not block, ssr_mode=False,
+    )
+    return app, local_url

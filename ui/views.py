@@ -1,0 +1,133 @@
+"""Pure functions that turn typed results into what the browser app shows.
+
+No Gradio here: chat messages are plain dicts in Gradio's messages format,
+cards are HTML strings, charts are small tables. Each is unit-tested.
+"""
+
+from __future__ import annotations
+
+import html
+from collections import Counter
+from typing import Callable, Sequence
+
+STEP_TITLES = {
+    "add_images": "Adding images", "crawl": "Crawling", "set_labels": "Setting labels",
+    "add_labels": "Adding labels", "suggest_labels": "Suggesting labels", "review_batch": "Review batch",
+    "decide": "Recording decisions", "correct": "Correcting", "accept_above": "Bulk accept",
+    "similar": "Finding similar images", "export_dataset": "Exporting", "undo": "Undo", "status": "Status",
+}
+
+
+def step_to_messages(step, messages: list[dict]) -> list[dict]:
+    """Fold one agent step into the chat's message list (a new list; tool calls are collapsible)."""
+    kind = type(step).__name__
+    messages = list(messages)
+    if kind == "ToolCallStarted":
+        args = ", ".join(f"{k}={v!r}" for k, v in step.args.items())
+        messages.append({"role": "assistant", "content": f"`{step.name}({args})`",
+                         "metadata": {"title": STEP_TITLES.get(step.name, step.name), "id": step.call_id,
+                                      "status": "pending"}})
+    elif kind == "Progress":
+        index = _find(messages, step.call_id)
+        if index is not None:
+            done = f"{step.done}/{step.total}" if step.total else str(step.done)
+            messages[index] = {**messages[index], "metadata": {**messages[index]["metadata"],
+                                                               "log": f"{done} {step.what}".strip()}}
+    elif kind == "ToolResult":
+        index = _find(messages, step.call_id)
+        if index is not None:
+            mark = "" if step.ok else "Failed: "
+            body = messages[index]["content"].split("\n\n")[0] + f"\n\n{mark}{step.text}"
+            metadata = {k: v for k, v in messages[index]["metadata"].items() if k != "log"}
+            messages[index] = {**messages[index], "content": body, "metadata": {**metadata, "status": "done"}}
+    elif kind in ("FinalAnswer", "AssistantText"):
+        messages.append({"role": "assistant", "content": step.text})
+    elif kind == "NeedsConfirmation":
+        messages.append({"role": "assistant", "content": f"**{step.question}**"})
+    elif kind == "ErrorStep":
+        messages.append({"role": "assistant", "content": f"Problem: {step.message}"})
+    return messages
+
+
+def _find(messages: list[dict], call_id: str) -> int | None:
+    for index in range(len(messages) - 1, -1, -1):
+        if (messages[index].get("metadata") or {}).get("id") == call_id:
+            return index
+    return None
+
+
+KEYS_HELP = ("<b>Keys</b>: ←/→ move &nbsp; <b>A</b> or Enter approve &nbsp; <b>R</b> reject &nbsp; "
+             "<b>1-9</b> choose a label &nbsp; <b>S</b> skip &nbsp; <b>U</b> undo")
+
+
+def render_cards(cards: Sequence, labels: Sequence[str], url_of: Callable[[int], str], focus: int = 0,
+                 notice: str = "") -> str:
+    """The review batch as HTML cards; buttons call labelchatAct(action, item, label)."""
+    parts = [f'<div class="lc-help">{KEYS_HELP}</div>']
+    if notice:
+        parts.append(f'<div class="lc-notice">{html.escape(notice)}</div>')
+    if not cards:
+        parts.append('<div class="lc-empty">Nothing to review here. Press "Next batch" or ask in the chat.</div>')
+        return "\n".join(parts)
+    options = "".join(f'<option value="{html.escape(l)}">{i}. {html.escape(l)}</option>'
+                      for i, l in enumerate(labels, start=1))
+    parts.append('<div class="lc-grid">')
+    for index, card in enumerate(cards):
+        parts.append(_card(card, index == focus, options, url_of))
+    parts.append("</div>")
+    return "\n".join(parts)
+
+
+def _card(card, focused: bool, options: str, url_of: Callable[[int], str]) -> str:
+    item = card.item
+    best = card.suggestions[0] if card.suggestions else None
+    others = ", ".join(f"{html.escape(s.label)} {s.score:.2f}" for s in card.suggestions[1:3])
+    why = ""
+    if best is not None and best.examples is not None:
+        why = f'<div class="lc-why">zero-shot {best.zero_shot:.2f} · examples {best.examples:.2f}</div>'
+    strip = "".join(
+        f'<figure><img src="{url_of(n.item_id)}" alt="#{n.item_id}" loading="lazy">'
+        f'<figcaption>{html.escape(n.label or "?")} {n.similarity:.2f}</figcaption></figure>'
+        for n in card.neighbors
+    )
+    label = html.escape(best.label) if best else ""
+    suggestion = (f'<div class="lc-suggestion"><b>{label}</b> {best.score:.2f}</div>'
+                  f'<div class="lc-next">{others}</div>') if best else '<div class="lc-suggestion">no suggestion</div>'
+    return (
+        f'<div class="lc-card{" focused" if focused else ""}" data-item="{item.id}" data-label="{label}" tabindex="0">'
+        f'<img class="lc-image" src="{url_of(item.id)}" alt="item {item.id}">'
+        f'<div class="lc-id">#{item.id}</div>{suggestion}{why}'
+        f'<div class="lc-actions">'
+        f'<button class="lc-accept" onclick="labelchatAct(\'accept\', {item.id})">Approve (A)</button>'
+        f'<button class="lc-reject" onclick="labelchatAct(\'reject\', {item.id})">Reject (R)</button>'
+        f'<button class="lc-skip" onclick="labelchatAct(\'skip\', {item.id})">Skip (S)</button>'
+        f'<select class="lc-label" onchange="labelchatAct(\'correct\', {item.id}, this.value)">'
+        f'<option value="">another label…</option>{options}</select></div>'
+        f'<div class="lc-strip">{strip}</div></div>'
+    )
+
+
+def label_counts_table(counts) -> tuple[list[str], list[list]]:
+    """Columns and rows for a bar chart of confirmed and suggested items per label."""
+    rows = []
+    for c in counts.by_label:
+        rows.append([c.label, "confirmed", c.confirmed])
+        rows.append([c.label, "suggested", c.suggested])
+    return ["label", "kind", "items"], rows
+
+
+def probability_histogram(scores: Sequence[float], bins: int = 10) -> tuple[list[str], list[list]]:
+    """Counts of best-suggestion probabilities in equal bins over [0, 1]."""
+    counter = Counter(min(int(score * bins), bins - 1) for score in scores)
+    rows = [[f"{b / bins:.1f}-{(b + 1) / bins:.1f}", counter.get(b, 0)] for b in range(bins)]
+    return ["probability", "items"], rows
+
+
+def progress_table(decisions: Sequence) -> tuple[list[str], list[list]]:
+    """Confirmed decisions over time, cumulative, by minute."""
+    per_minute = Counter(d.created_at[:16] for d in decisions if d.action.value in ("accept", "correct"))
+    total, rows = 0, []
+    for minute in sorted(per_minute):
+        total += per_minute[minute]
+        rows.append([minute.replace("T", " "), total])
+    return ["time", "confirmed decisions"], rows
