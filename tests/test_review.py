@@ -126,6 +126,9 @@ def test_batches_follow_their_strategy(reviewer):
         [c.item.id for c in reviewer.batch(Strategy.RANDOM, 5, seed=3)]
     only_fish = reviewer.batch(Strategy.UNCERTAIN, 50, label="fish")
     assert all(c.suggestions[0].label == "fish" for c in only_fish)
+    low, high = sorted(scores)[2], sorted(scores)[-3]
+    ranged = reviewer.batch(Strategy.RANDOM, 94, min_prob=low, max_prob=high, seed=1)
+    assert ranged and all(low <= c.suggestions[0].score <= high for c in ranged)
 
 
 def test_a_batch_never_holds_two_near_duplicates(project, photos_dir, tmp_path):

@@ -124,7 +124,7 @@ def test_the_app_through_gradio_client(app):
     client = Client(url, verbose=False)
     history, _ = client.predict("how far are we?", [], api_name="/chat")
     assert "94 images" in str(history[-1])
-    cards_html = client.predict("confident", "", api_name="/batch")  # the batch's ids stay in server state
+    cards_html = client.predict("confident", "", "0-1", api_name="/batch")  # the batch's ids stay in server state
     assert cards_html.count('class="lc-card') == 12
 
 
@@ -139,5 +139,7 @@ def test_views_are_pure_and_render_steps_and_cards():
     messages = views.step_to_messages(FinalAnswer("done"), messages)
     assert messages[-1] == {"role": "assistant", "content": "done"}
     assert "Nothing to review" in views.render_cards([], LABELS, str)
+    assert views.parse_range("0.2-0.6") == (0.2, 0.6) and views.parse_range("20-60%") == (0.2, 0.6)
+    assert views.parse_range("all") == (0.0, 1.0)
     columns, rows = views.probability_histogram([0.05, 0.95, 0.99])
     assert rows[0] == ["0.0-0.1", 1] and rows[-1] == ["0.9-1.0", 2]

@@ -172,8 +172,10 @@ class Reviewer:
     # -- batches --------------------------------------------------------------------
 
     def batch(self, strategy: Strategy | str = Strategy.UNCERTAIN, size: int = 20, *,
-              label: str | None = None, seed: int | None = None) -> list[Card]:
-        """The next items to review: pending (and skipped) ones, ordered by `strategy`."""
+              label: str | None = None, seed: int | None = None,
+              min_prob: float = 0.0, max_prob: float = 1.0) -> list[Card]:
+        """The next items to review: pending (and skipped) ones, ordered by `strategy`,
+        optionally only those whose best suggestion is `label` with a probability in range."""
         strategy = Strategy(strategy)
         if self.current is None:
             self.refresh()
@@ -189,6 +191,9 @@ class Reviewer:
                 raise LabelNotInSetError(label, self.labels)
             keep = probabilities.argmax(axis=1) == self.column[label]
             probabilities, ids = probabilities[keep], ids[keep]
+        best = probabilities.max(axis=1)
+        in_range = (best >= min_prob) & (best <= max_prob)
+        probabilities, ids = probabilities[in_range], ids[in_range]
         order = _order(strategy, probabilities, seed)
         chosen = self._without_near_duplicates(ids[order], size)
         return [self.card(int(i)) for i in chosen]
@@ -253,6 +258,11 @@ class Reviewer:
     def backend(self):
         """The model itself, loaded only for searches by text or image."""
         return load_backend(self.model, self.device)
+
+    def search_cards(self, text: str, k: int = 12) -> list[Card]:
+        """Undecided items that match a text (CLIP models), as cards to review."""
+        found = self.similar_to_text(text, k, status=Status.PENDING)
+        return [self.card(n.item_id) for n in found]
 
     def similar_to_text(self, text: str, k: int = 10, **filters) -> list[Neighbor]:
         encode = getattr(self.backend, "encode_texts", None)

@@ -90,6 +90,9 @@ def build_app(state: AppState):
                 strategy = gr.Dropdown(["uncertain", "balanced", "confident", "random"], value="uncertain",
                                        label="Order", scale=1)
                 label_filter = gr.Dropdown([""], value="", label="Suggested label", scale=1)
+                prob_range = gr.Textbox(value="0-1", label="Probability range", scale=1, elem_id="lc-range")
+                search = gr.Textbox(placeholder="search, e.g. red sneakers", label="Find (CLIP models)", scale=2,
+                                    elem_id="lc-search")
                 next_batch = gr.Button("Next batch", elem_id="lc-next")
             with gr.Row():
                 bulk_label = gr.Dropdown([""], value="", label="Approve all of label", scale=1, elem_id="lc-bulk-label")
@@ -129,15 +132,27 @@ def build_app(state: AppState):
             paths = [getattr(f, "name", f) for f in files]
             return list(respond("add " + " ".join(str(p) for p in paths), history))[-1][0]
 
-        def show_batch(order, label, notice=""):
+        def show_batch(order, label, span="0-1", notice=""):
+            low, high = views.parse_range(span)
             try:
-                cards = state.ctx.reviewer().batch(order, BATCH, label=label or None)
+                cards = state.ctx.reviewer().batch(order, BATCH, label=label or None, min_prob=low, max_prob=high)
             except LabelchatError as exc:
                 raise gr.Error(str(exc)) from exc
             labels = state.project.store.label_set().names
             return views.render_cards(cards, labels, state.image_url, notice=notice), [c.item.id for c in cards]
 
-        def on_action(raw, ids, order, label):
+        def on_search(text, order, label, span):
+            if not text.strip():
+                return show_batch(order, label, span)
+            try:
+                cards = state.ctx.reviewer().search_cards(text)
+            except LabelchatError as exc:
+                raise gr.Error(str(exc)) from exc
+            labels = state.project.store.label_set().names
+            return views.render_cards(cards, labels, state.image_url, notice=f"Matches for {text!r}"), \
+                [c.item.id for c in cards]
+
+        def on_action(raw, ids, order, label, span):
             try:
                 request = json.loads(raw or "{}")
             except json.JSONDecodeError:
@@ -149,7 +164,7 @@ def build_app(state: AppState):
                 decision = state.project.store.undo(actor="web")
                 notice = f"Undid the decision on #{decision.item_id}."
                 reviewer.refresh()
-                return show_batch(order, label, notice)
+                return show_batch(order, label, span, notice)
             if item_id not in ids:
                 notice = f"#{item_id} was already decided (maybe in another tab); nothing was counted twice."
             else:
@@ -160,7 +175,7 @@ def build_app(state: AppState):
                 ids = [i for i in ids if i != item_id]
             if not ids:
                 reviewer.refresh()  # the batch is done: learn from it, then show the next one
-                return show_batch(order, label, notice)
+                return show_batch(order, label, span, notice)
             cards = [reviewer.card(i) for i in ids]
             labels = state.project.store.label_set().names
             return views.render_cards(cards, labels, state.image_url, notice=notice), ids
@@ -174,11 +189,11 @@ def build_app(state: AppState):
             found = candidates(label, prob)
             return f"**{len(found)}** pending items suggested as **{label}** with probability ≥ {prob:.2f}."
 
-        def on_bulk(label, prob, order, filter_label):
+        def on_bulk(label, prob, order, filter_label, span):
             count = len(candidates(label, prob))
             report = state.ctx.reviewer().accept_above(float(prob), label, actor="web")
             state.ctx.reviewer().refresh()
-            html, ids = show_batch(order, filter_label)
+            html, ids = show_batch(order, filter_label, span)
             return f"Approved **{report.accepted}** of {count} items as **{label}**.", html, ids
 
         def label_choices():
@@ -215,16 +230,19 @@ def build_app(state: AppState):
         submitted = message.submit(respond, [message, chat], [chat, message], api_visibility="private")
         stop.click(None, cancels=[turn, submitted])
         upload.upload(on_upload, [upload, chat], chat)
-        next_batch.click(show_batch, [strategy, label_filter], [cards_html, batch_state], api_name="batch")
-        strategy.change(show_batch, [strategy, label_filter], [cards_html, batch_state])
-        label_filter.change(show_batch, [strategy, label_filter], [cards_html, batch_state])
-        act.click(on_action, [action, batch_state, strategy, label_filter], [cards_html, batch_state])
+        filters = [strategy, label_filter, prob_range]
+        next_batch.click(show_batch, filters, [cards_html, batch_state], api_name="batch")
+        strategy.change(show_batch, filters, [cards_html, batch_state])
+        label_filter.change(show_batch, filters, [cards_html, batch_state])
+        prob_range.submit(show_batch, filters, [cards_html, batch_state])
+        search.submit(on_search, [search, *filters], [cards_html, batch_state])
+        act.click(on_action, [action, batch_state, *filters], [cards_html, batch_state])
         bulk_preview.click(on_preview, [bulk_label, bulk_prob], bulk_info)
-        bulk_go.click(on_bulk, [bulk_label, bulk_prob, strategy, label_filter], [bulk_info, cards_html, batch_state])
+        bulk_go.click(on_bulk, [bulk_label, bulk_prob, *filters], [bulk_info, cards_html, batch_state])
         refresh.click(dashboard, None, [summary, per_label, histogram, progress_plot], api_name="dashboard")
         export_go.click(on_export, [export_dir, export_format], export_info)
         app.load(label_choices, None, [label_filter, bulk_label])
-        app.load(show_batch, [strategy, label_filter], [cards_html, batch_state])
+        app.load(show_batch, filters, [cards_html, batch_state])
         app.load(dashboard, None, [summary, per_label, histogram, progress_plot])
     return app
 

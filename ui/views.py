@@ -131,3 +131,16 @@ def progress_table(decisions: Sequence) -> tuple[list[str], list[list]]:
         total += per_minute[minute]
         rows.append([minute.replace("T", " "), total])
     return ["time", "confirmed decisions"], rows
+
+
+def parse_range(text: str) -> tuple[float, float]:
+    """'0.2-0.6' (or '20-60%') -> (0.2, 0.6); anything unreadable means the whole range."""
+    import re
+
+    numbers = [float(n) for n in re.findall(r"\d*\.?\d+", text or "")]
+    if len(numbers) != 2:
+        return 0.0, 1.0
+    low, high = sorted(numbers)
+    if high > 1:
+        low, high = low / 100, high / 100
+    return max(0.0, low), min(1.0, high)
