@@ -84,12 +84,12 @@ def measure(url: str, decisions: int) -> dict:
         page.wait_for_selector("#lc-review .lc-card", timeout=120000)
         page.locator("#lc-review .lc-card").nth(0).click(position={"x": 5, "y": 5})
         bare, latencies = [], []
-        for _ in range(20):  # the baseline: the same round trip and re-render, with no decision
+        for n in range(1, 21):  # the baseline: the same round trip and re-render, with no decision
             started = time.perf_counter()
-            page.evaluate("labelchatAct('skip', -1)")
-            page.wait_for_selector("#lc-review .lc-notice", timeout=30000)
+            page.evaluate(f"labelchatAct('skip', -{n})")  # an id no card has: nothing is decided
+            page.wait_for_function(f"(document.querySelector('#lc-review .lc-notice') || {{}}).textContent"
+                                   f"?.includes('#-{n} ')", timeout=30000, polling="raf")
             bare.append(time.perf_counter() - started)
-            page.evaluate("document.querySelector('#lc-review .lc-notice').remove()")
         for _ in range(decisions):
             card = page.locator("#lc-review .lc-card.focused, #lc-review .lc-card").first
             item = card.get_attribute("data-item")

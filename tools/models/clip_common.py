@@ -17,15 +17,18 @@ TEXT_BATCH = 256
 class PrecisionChooser:
     """Runs the image tower in bf16 on CPU when that is measurably safe, else fp32.
 
-    The first batch is encoded both ways; bf16 is kept only if every feature
-    vector stays within BF16_MIN_COSINE of fp32. On CUDA, fp16 autocast is used.
+    Part of the first batch is encoded both ways; bf16 is kept only if every
+    feature vector stays within BF16_MIN_COSINE of fp32 and it runs faster (it
+    does not for tiny models, or on CPUs without fast bf16 kernels). On CUDA,
+    fp16 autocast is used.
     """
 
     def __init__(self, model, device: str):
         self.model = model
         self.device = device
         self.dtype = None  # decided on the first batch
-        self.agreement: float | None = None
+        self.agreement: float | None = None  # smallest cosine similarity of bf16 to fp32 features
+        self.speedup: float | None = None  # fp32 time / bf16 time
 
     def encode(self, encode_fn: Callable, pixels):
         import torch
@@ -42,19 +45,30 @@ class PrecisionChooser:
             return encode_fn(pixels.to(self.dtype)).float()
 
     def _decide(self, encode_fn: Callable, pixels) -> None:
+        """bf16 only if it agrees with fp32 and is faster, both measured on (part of) this batch."""
+        import time
+
         import torch
 
-        reference = encode_fn(pixels.float()).float()
+        sample = pixels[: min(8, len(pixels))].float()
         self.dtype = torch.float32
         if self.device != "cpu":
             return
+        encode_fn(sample)  # warm-up
+        started = time.perf_counter()
+        reference = encode_fn(sample).float()
+        fp32_seconds = time.perf_counter() - started
         try:
             self.model.to(torch.bfloat16)
-            candidate = encode_fn(pixels.to(torch.bfloat16)).float()
+            encode_fn(sample.to(torch.bfloat16))  # warm-up
+            started = time.perf_counter()
+            candidate = encode_fn(sample.to(torch.bfloat16)).float()
+            bf16_seconds = time.perf_counter() - started
             self.agreement = cosine_agreement(reference, candidate)
+            self.speedup = fp32_seconds / max(bf16_seconds, 1e-9)
         except (RuntimeError, TypeError):  # an op without a bf16 kernel on this CPU
             self.agreement = None
-        if self.agreement is not None and self.agreement >= BF16_MIN_COSINE:
+        if self.agreement is not None and self.agreement >= BF16_MIN_COSINE and self.speedup > 1.1:
             self.dtype = torch.bfloat16
         else:
             self.model.to(torch.float32)
