@@ -76,6 +76,24 @@ def build_tools(ctx: AgentContext) -> list[BaseTool]:
         return text + ".", report
 
     @tool(parse_docstring=True, response_format="content_and_artifact")
+    def crawl(urls: list[str], depth: int = 1, max_images: int = 200, max_pages: int = 50) -> tuple[str, Any]:
+        """Gather images from web pages, sitemaps or URL lists, politely (robots.txt, per-host limits).
+
+        Args:
+            urls: Start pages, sitemap.xml files or URL lists, as the person wrote them.
+            depth: Link hops to follow from the start pages.
+            max_images: Stop after saving this many images.
+            max_pages: Stop after reading this many pages.
+        """
+        from tools.crawl import CrawlOptions, crawl as run_crawl, summary
+
+        options = CrawlOptions(depth=depth, max_images=max_images, max_pages=max_pages)
+        report = run_crawl(ctx.project, urls, options, should_stop=ctx.should_stop,
+                           on_progress=lambda p: ctx.progress(p.images, max_images, f"{p.pages} pages"))
+        ctx.forget_reviewer()
+        return f"Saved {report.saved} images from {', '.join(urls)} ({summary(report)}).", report
+
+    @tool(parse_docstring=True, response_format="content_and_artifact")
     def set_labels(labels: list[str]) -> tuple[str, Any]:
         """Replace the label set.
 
@@ -222,7 +240,7 @@ def build_tools(ctx: AgentContext) -> list[BaseTool]:
         states = ", ".join(f"{n} {k}" for k, n in counts.by_status.items())
         return f"{counts.items} images ({states}). Confirmed per label: {per_label}.", counts
 
-    return [add_images, set_labels, add_labels, suggest_labels, review_batch, decide, correct,
+    return [add_images, crawl, set_labels, add_labels, suggest_labels, review_batch, decide, correct,
             accept_above, similar, export_dataset, undo, status]
 
 
@@ -236,7 +254,9 @@ def confirmation_question(ctx: AgentContext, name: str, args: dict) -> str | Non
         return (f"This will accept {count} images{which} with probability >= {args['min_prob']}. "
                 f"Go ahead? (yes / no)")
     if name == "crawl":
-        return f"This will crawl {', '.join(args.get('urls', []))}. Go ahead? (yes / no)"
+        limits = f"up to {args.get('max_pages', 50)} pages and {args.get('max_images', 200)} images, " \
+                 f"{args.get('depth', 1)} link(s) deep"
+        return f"This will crawl {', '.join(args.get('urls', []))} ({limits}). Go ahead? (yes / no)"
     return f"Run {name}? (yes / no)"
 
 

@@ -271,3 +271,15 @@ def test_openai_brain_that_is_down_gives_a_clear_error(tmp_path):
         session = Session(project, brain="openai", base_url=f"http://127.0.0.1:{port}/v1", llm_model="m")
         steps = say(session, "status")
         assert isinstance(steps[-1], ErrorStep) and "Cannot reach the chat model" in steps[-1].message
+
+
+def test_crawling_from_the_chat_asks_first_and_refuses_private_addresses(tmp_path, http_server):
+    start = http_server.add("index.html", b"<html><body><img src='/files/x.jpg'></body></html>")
+    with Project(tmp_path / "p") as project:
+        session = Session(project, model=TINY)
+        steps = say(session, f"crawl {start} two levels deep, at most 30 images")
+        (question,) = [s for s in steps if isinstance(s, NeedsConfirmation)]
+        assert question.args == {"urls": [start], "depth": 2, "max_images": 30} and "up to" in question.question
+        steps = say(session, "yes")
+        assert "refused address 1" in answer(steps)  # 127.0.0.1 is refused unless allowed
+        assert http_server.hits == {}

@@ -122,3 +122,18 @@ def test_import_cli_round_trip(tmp_path, photos_dir):
     assert result.returncode == 0 and json.loads(result.stdout)["labelled"] == 94
     items = json.loads(run("items", "--status", "confirmed", "--label", "tool", "--json", "--project", "b", cwd=tmp_path).stdout)
     assert len(items["items"]) == 20 and items["items"][0]["state"]["label"] == "tool"
+
+
+def test_crawl_command_saves_images_and_resumes(tmp_path, http_server):
+    for i in range(3):
+        http_server.add(f"{i}.jpg", imagefiles.jpeg(i, (96, 96)))
+    page = "".join(f'<img src="/files/{i}.jpg" alt="photo {i}">' for i in range(3))
+    start = http_server.add("index.html", f"<html><body>{page}</body></html>".encode())
+    refused = run("crawl", start, "--project", "p", "--json", cwd=tmp_path)
+    assert refused.returncode == 3 and json.loads(refused.stdout)["counts"] == {"refused address": 1}
+    result = run("crawl", start, "--allow-host", "127.0.0.1", "--project", "p2", "--json", cwd=tmp_path)
+    report = json.loads(result.stdout)
+    assert result.returncode == 0 and report["saved"] == 3, result.stderr
+    again = run("crawl", "--resume", "--allow-host", "127.0.0.1", "--project", "p2", cwd=tmp_path)
+    assert again.returncode == 0 and "saved 3 images" in again.stdout
+    assert run("crawl", "--project", "p3", cwd=tmp_path).returncode == 1

@@ -128,6 +128,29 @@ def build_parser() -> argparse.ArgumentParser:
     undo = command("undo", "undo the newest decision (of the project, or of one item)", cmd_undo)
     undo.add_argument("--item", type=int, metavar="ID")
 
+    crawl = command("crawl", "gather images from web pages, sitemaps and URL lists (politely)", cmd_crawl)
+    crawl.add_argument("urls", nargs="*", metavar="URL", help="pages, sitemap.xml files or URL lists")
+    crawl.add_argument("--depth", type=int, default=2, help="link hops from the start pages (default 2)")
+    crawl.add_argument("--max-images", type=int, metavar="N", help="stop after saving N images")
+    crawl.add_argument("--max-pages", type=int, metavar="N", help="stop after reading N pages")
+    site = crawl.add_mutually_exclusive_group()
+    site.add_argument("--same-site", dest="same_site", action="store_true", default=True,
+                      help="follow links only on the start sites (default)")
+    site.add_argument("--any-site", dest="same_site", action="store_false", help="follow links anywhere")
+    crawl.add_argument("--include", action="append", default=[], metavar="PATTERN",
+                       help="only URLs matching this glob or text (repeatable)")
+    crawl.add_argument("--exclude", action="append", default=[], metavar="PATTERN")
+    crawl.add_argument("--allow-host", action="append", default=[], metavar="HOST",
+                       help="allow this host even on a private/loopback address (repeatable)")
+    crawl.add_argument("--min-side", type=int, default=32, metavar="PX", help="smaller images are skipped")
+    crawl.add_argument("--per-host", type=int, default=4, help="concurrent fetches per host (default 4)")
+    crawl.add_argument("--delay", type=float, default=0.1, metavar="S", help="seconds between requests to one host")
+    crawl.add_argument("--timeout", type=float, default=10.0, metavar="S")
+    crawl.add_argument("--time-limit", type=float, metavar="S", help="stop this run after S seconds")
+    crawl.add_argument("--resume", action="store_true", help="continue the last crawl where it stopped")
+    _limits(crawl)
+    crawl.set_defaults(workers=16)
+
     suggest = command("suggest", "zero-shot label suggestions for the project's images", cmd_suggest)
     _model_options(suggest)
 
@@ -442,6 +465,28 @@ def cmd_undo(args: argparse.Namespace) -> int:
         _emit(args, {"ok": True, "decision": decision, "state": state},
               fmt.format_decision(decision, state.label))
     return EXIT_OK
+
+
+def cmd_crawl(args: argparse.Namespace) -> int:
+    from tools.crawl import CrawlOptions, crawl
+
+    if not args.urls and not args.resume:
+        raise LabelchatError("Give a page, sitemap or URL list to crawl, or --resume to continue the last crawl.")
+    options = CrawlOptions(
+        depth=args.depth, max_images=args.max_images, max_pages=args.max_pages, same_site=args.same_site,
+        include=tuple(args.include), exclude=tuple(args.exclude), allow_private=args.allow_private,
+        allow_hosts=tuple(args.allow_host), min_side=args.min_side, max_bytes=args.max_bytes,
+        max_pixels=args.max_pixels, near_duplicate_distance=args.near_dup_distance, workers=args.workers,
+        per_host=args.per_host, host_delay_s=args.delay, timeout_s=args.timeout, time_limit_s=args.time_limit,
+    )
+    with _open(args, create=True) as project, _progress(args, "img") as progress, _graceful_stop() as stop:
+        report = crawl(project, args.urls, options, resume=args.resume, should_stop=stop,
+                       on_progress=lambda p: progress(p.images, 0, f"{p.pages} pages, {p.errors} errors"))
+    _emit(args, {"ok": True, **fmt.to_jsonable(report), "saved": report.saved}, fmt.format_crawl(report))
+    if report.stopped == "stopped":
+        return EXIT_INTERRUPTED
+    fine = {"saved", "duplicate", "read"}
+    return EXIT_PARTIAL if any(outcome not in fine for outcome in report.counts) else EXIT_OK
 
 
 def _notice(text: str) -> None:

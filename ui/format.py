@@ -215,3 +215,19 @@ def format_step(step) -> str:
     if kind in ("FinalAnswer", "AssistantText"):
         return f"labelchat> {step.text}"
     return ""
+
+
+def format_crawl(report) -> str:
+    lines = [f"Crawl {report.job_id} {report.stopped}: saved {report.saved} images "
+             f"({report.fetched} URLs fetched, {report.bytes / 1e6:.1f} MB, {report.elapsed_s:.1f} s)."]
+    if report.counts:
+        lines.append("By outcome: " + ", ".join(f"{outcome} {n}" for outcome, n in report.counts.items()))
+    if report.near_duplicates:
+        lines.append(f"{len(report.near_duplicates)} saved images look like near-duplicates of earlier ones.")
+    if report.off_site_links:
+        lines.append(f"{report.off_site_links} links to other sites were not followed (--any-site follows them).")
+    if report.queued:
+        lines.append(f"{report.queued} URLs are still queued: labelchat crawl --resume continues.")
+    for problem in report.problems[:10]:
+        lines.append(f"  - {problem.source}: {problem.message}")
+    return "\n".join(lines)

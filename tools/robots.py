@@ -1,0 +1,397 @@
+"""What a crawl may fetch, and how: scope, robots rules, per-host pacing, and the one GET it uses.
+
+`Fetcher.get` is the only place a crawl touches the network. Per request it:
+refuses non-http(s) URLs and private, loopback and link-local addresses
+(unless allowed), checked again on every redirect hop; asks robots.txt
+(fetched once per host, RFC 9309: a 4xx means no rules, an unreachable
+robots.txt means stay out); streams the body and stops past a byte cap or a
+total time; retries 429/5xx and broken connections with bounded backoff,
+honouring Retry-After. It returns a `Fetched` or raises `FetchFailed` with an
+`Outcome`, never a bare requests exception.
+
+`HostGate` is used by the scheduler (one thread) to start a request on a host
+only when the host has a free slot and its delay since the last start passed.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import threading
+import time
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from enum import Enum
+from fnmatch import fnmatchcase
+from typing import Callable
+from urllib.parse import urljoin, urlsplit
+
+from .download import USER_AGENT, check_address, is_http_url
+from .images import ImageRejected, Reason, sniff_format
+
+ROBOTS_MAX_BYTES = 512 * 1024  # Google reads the first 500 KiB
+CRAWL_DELAY_CAP_S = 10.0  # a robots.txt Crawl-delay is honoured up to this
+BACKOFF_S = 0.5
+CHUNK = 64 * 1024
+
+
+class Outcome(str, Enum):
+    """What happened to one crawl URL. Values are stable: scripts and the store keep them."""
+
+    SAVED = "saved"  # a new image in the project
+    DUPLICATE = "duplicate"  # same bytes as an item already here; the source was recorded
+    READ = "read"  # a page, sitemap or URL list whose links were taken
+    TOO_SMALL = "too small"
+    TOO_LARGE = "too large"  # over the byte limit, or a side over the maximum
+    TOO_MANY_PIXELS = "too many pixels"  # a possible decompression bomb
+    NOT_AN_IMAGE = "not an image"
+    CORRUPT = "corrupt image"  # looks like an image, does not decode (e.g. truncated)
+    NOT_A_PAGE = "not a page"  # a page URL that served neither HTML, a sitemap, a list nor an image
+    BLOCKED_BY_ROBOTS = "blocked by robots"  # robots.txt, X-Robots-Tag or meta robots
+    HTTP_ERROR = "HTTP error"
+    TIMEOUT = "timeout"
+    REFUSED_ADDRESS = "refused address"
+    TOO_MANY_REDIRECTS = "too many redirects"
+    DOWNLOAD_FAILED = "download failed"  # connection refused or broken, unknown host, ...
+
+
+_BY_REASON = {
+    Reason.EMPTY: Outcome.NOT_AN_IMAGE,
+    Reason.NOT_AN_IMAGE: Outcome.NOT_AN_IMAGE,
+    Reason.CORRUPT: Outcome.CORRUPT,
+    Reason.TOO_MANY_PIXELS: Outcome.TOO_MANY_PIXELS,
+    Reason.TOO_LARGE: Outcome.TOO_LARGE,
+    Reason.REFUSED_ADDRESS: Outcome.REFUSED_ADDRESS,
+}
+
+
+def outcome_for(reason: Reason) -> Outcome:
+    return _BY_REASON.get(reason, Outcome.DOWNLOAD_FAILED)
+
+
+class FetchFailed(Exception):
+    def __init__(self, outcome: Outcome, detail: str):
+        super().__init__(detail)
+        self.outcome = outcome
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class WireOptions:
+    timeout_s: float = 10.0  # connect, and each wait for bytes; a whole body gets 4x this
+    retries: int = 2  # extra tries on 429, 5xx and broken connections
+    max_retry_wait_s: float = 10.0  # a longer Retry-After gives up instead of waiting
+    max_redirects: int = 5
+    allow_private: bool = False
+    allow_hosts: tuple[str, ...] = ()  # hosts exempt from the private-address check
+    user_agent: str = USER_AGENT
+
+
+@dataclass(frozen=True)
+class Fetched:
+    url: str  # after redirects
+    content_type: str | None
+    robots_tag: frozenset[str]  # X-Robots-Tag directives that apply to us
+    body: bytes
+
+
+# A byte cap chosen from the first chunk and the Content-Type; it may raise FetchFailed.
+LimitFn = Callable[[bytes, "str | None"], int]
+
+
+def image_limit(max_bytes: int) -> LimitFn:
+    """Up to `max_bytes`, and stop at once when the first bytes are not an image's."""
+
+    def limit(first: bytes, content_type: str | None) -> int:
+        if len(first) >= 16 and not sniff_format(first):
+            sent = content_type or "an untyped file"
+            raise FetchFailed(Outcome.NOT_AN_IMAGE, f"the server sent {sent} starting with {first[:12]!r}, not an image")
+        return max_bytes
+
+    return limit
+
+
+def document_limit(max_page_bytes: int, max_image_bytes: int) -> LimitFn:
+    """A page's cap, or an image's when the first bytes show a page URL serves an image."""
+    return lambda first, _type: max_image_bytes if sniff_format(first[:16]) else max_page_bytes
+
+
+def gunzip_capped(body: bytes, max_bytes: int) -> bytes:
+    """Unpack a gzipped file (sitemap.xml.gz), refusing to inflate past `max_bytes` (gzip bombs)."""
+    if not body.startswith(b"\x1f\x8b"):
+        return body
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(body)) as unpacked:
+            data = unpacked.read(max_bytes + 1)
+    except (OSError, EOFError) as exc:
+        raise FetchFailed(Outcome.NOT_A_PAGE, f"broken gzip data: {exc}") from exc
+    if len(data) > max_bytes:
+        raise FetchFailed(Outcome.TOO_LARGE, f"unpacks to more than {max_bytes:,} bytes")
+    return data
+
+
+class HostGate:
+    """Per-host concurrency and spacing between request starts. Thread-safe."""
+
+    def __init__(self, per_host: int, delay_s: float):
+        self.per_host = max(1, per_host)
+        self.delay_s = max(0.0, delay_s)
+        self._lock = threading.Lock()
+        self._active: dict[str, int] = {}
+        self._next: dict[str, float] = {}
+        self._delay: dict[str, float] = {}
+
+    def try_start(self, host: str) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            if self._active.get(host, 0) >= self.per_host or self._next.get(host, 0.0) > now:
+                return False
+            self._active[host] = self._active.get(host, 0) + 1
+            self._next[host] = now + self._delay.get(host, self.delay_s)
+            return True
+
+    def finish(self, host: str) -> None:
+        with self._lock:
+            self._active[host] -= 1
+
+    def slow_down(self, host: str, *, delay_s: float | None = None, pause_s: float = 0.0) -> None:
+        """A robots.txt Crawl-delay (`delay_s`), or a pause after a 429 (`pause_s`)."""
+        with self._lock:
+            if delay_s is not None:
+                self._delay[host] = max(self.delay_s, min(delay_s, CRAWL_DELAY_CAP_S))
+            self._next[host] = max(self._next.get(host, 0.0), time.monotonic() + pause_s)
+
+    def seconds_to_next(self) -> float:
+        """How long until some host that waits on its delay may start again (0 if none waits)."""
+        with self._lock:
+            now = time.monotonic()
+            waits = [t - now for t in self._next.values() if t > now]
+            return min(waits) if waits else 0.0
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which found URLs a crawl takes: link depth, the page's own site, patterns."""
+
+    depth: int
+    same_site: bool = True
+    include: tuple[str, ...] = ()  # globs when they hold * ? or [, else substrings
+    exclude: tuple[str, ...] = ()
+
+    def wants(self, url: str) -> bool:
+        def match(pattern: str) -> bool:
+            return fnmatchcase(url, pattern) if any(c in pattern for c in "*?[") else pattern in url
+
+        return (not self.include or any(map(match, self.include))) and not any(map(match, self.exclude))
+
+
+def host_key(url: str) -> str:
+    return urlsplit(url).netloc.lower()
+
+
+def robots_tag_directives(value: str | None, agent: str = "labelchat") -> frozenset[str]:
+    """Directives of X-Robots-Tag that apply to us: unprefixed ones and those for our agent."""
+    found: set[str] = set()
+    current_agent: str | None = None
+    for token in (value or "").split(","):
+        token = token.strip().lower()
+        name, sep, rest = token.partition(":")
+        if sep and name.strip() not in ("unavailable_after", "max-snippet", "max-image-preview", "max-video-preview"):
+            current_agent, token = name.strip(), rest.strip()
+        if token and current_agent in (None, agent, "*"):
+            found.add(token)
+    return frozenset(found)
+
+
+class Fetcher:
+    """Polite, bounded GETs from worker threads; one requests.Session per thread."""
+
+    def __init__(self, options: WireOptions, gate: HostGate):
+        self.options = options
+        self.gate = gate
+        self._local = threading.local()
+        self._sessions: list = []
+        self._lock = threading.Lock()
+        self._robots: dict[str, object] = {}  # host -> RobotFileParser
+        self._robots_locks: dict[str, threading.Lock] = {}
+        self._addresses: dict[str, FetchFailed | None] = {}
+
+    def close(self) -> None:
+        for session in self._sessions:
+            session.close()
+
+    def get(self, url: str, limit: LimitFn, *, robots: bool = True) -> Fetched:
+        """The body of `url` after robots, address, redirect and size checks."""
+        import requests
+
+        url, response = self._follow(url, robots=robots)
+        with response:
+            if response.status_code >= 300:
+                raise FetchFailed(Outcome.HTTP_ERROR, f"HTTP {response.status_code} {response.reason or ''}".strip())
+            content_type = response.headers.get("Content-Type")
+            tags = robots_tag_directives(", ".join(_all_values(response.raw, "X-Robots-Tag")))
+            try:
+                body = self._read(response, limit, content_type)
+            except requests.RequestException as exc:
+                raise _as_failure(exc) from exc
+        return Fetched(url, content_type, tags, body)
+
+    def _follow(self, url: str, *, robots: bool):
+        """(final URL, response with headers read), following redirects by hand."""
+        hops = [url]
+        while True:
+            self._check(url, robots=robots)
+            response = self._request(url)
+            location = response.headers.get("Location")
+            if not (response.is_redirect and location):
+                return url, response
+            response.close()
+            url = urljoin(url, location.strip())
+            if url in hops:
+                raise FetchFailed(Outcome.TOO_MANY_REDIRECTS, f"redirect loop: {' -> '.join(hops + [url])}")
+            if len(hops) > self.options.max_redirects:
+                raise FetchFailed(Outcome.TOO_MANY_REDIRECTS, f"more than {self.options.max_redirects} redirects")
+            hops.append(url)
+
+    # -- checks ---------------------------------------------------------------------------
+
+    def _check(self, url: str, *, robots: bool) -> None:
+        if not is_http_url(url):
+            raise FetchFailed(Outcome.DOWNLOAD_FAILED, f"{url!r} is not an http(s) URL")
+        host = urlsplit(url).hostname or ""
+        if not (self.options.allow_private or host in self.options.allow_hosts):
+            if host not in self._addresses:
+                try:
+                    check_address(url, allow_private=False)
+                    self._addresses[host] = None
+                except ImageRejected as exc:
+                    self._addresses[host] = FetchFailed(outcome_for(exc.reason), str(exc))
+            refused = self._addresses[host]
+            if refused is not None:  # a fresh exception per URL: threads must not share one
+                raise FetchFailed(refused.outcome, refused.detail)
+        if robots and not self._robots_allow(url):
+            raise FetchFailed(Outcome.BLOCKED_BY_ROBOTS, f"robots.txt of {host_key(url)} disallows it")
+
+    def _robots_allow(self, url: str) -> bool:
+        host = host_key(url)
+        with self._lock:
+            lock = self._robots_locks.setdefault(host, threading.Lock())
+        with lock:  # one thread reads a host's robots.txt; the others wait for it
+            if host not in self._robots:
+                self._robots[host] = self._load_robots(url)
+        return self._robots[host].can_fetch(self.options.user_agent, url)
+
+    def _load_robots(self, url: str):
+        from urllib.robotparser import RobotFileParser
+
+        parts = urlsplit(url)
+        rules = RobotFileParser(f"{parts.scheme}://{parts.netloc}/robots.txt")
+        try:
+            fetched = self.get(rules.url, lambda _chunk, _type: ROBOTS_MAX_BYTES, robots=False)
+            text = fetched.body.decode("utf-8", errors="replace")
+            rules.parse(text.splitlines())
+        except FetchFailed as failure:
+            if failure.outcome is Outcome.REFUSED_ADDRESS:
+                raise
+            detail = failure.detail
+            missing = detail.startswith("HTTP 4") and not detail.startswith("HTTP 429")
+            rules.parse([] if missing else ["User-agent: *", "Disallow: /"])  # RFC 9309, 2.3.1
+        delay = rules.crawl_delay(self.options.user_agent)
+        if delay:
+            self.gate.slow_down(host_key(url), delay_s=float(delay))
+        return rules
+
+    # -- the request ------------------------------------------------------------------------
+
+    def _session(self):
+        session = getattr(self._local, "session", None)
+        if session is None:
+            import requests
+
+            session = requests.Session()
+            session.trust_env = False  # no ~/.netrc credentials or environment proxies in a crawl
+            session.headers["User-Agent"] = self.options.user_agent
+            self._local.session = session
+            with self._lock:
+                self._sessions.append(session)
+        return session
+
+    def _request(self, url: str):
+        """One GET (headers only), retried on 429, 5xx and broken connections."""
+        import requests
+
+        timeout = self.options.timeout_s
+        for attempt in range(self.options.retries + 1):
+            last = attempt == self.options.retries
+            try:
+                response = self._session().get(url, stream=True, timeout=(timeout, timeout), allow_redirects=False)
+            except requests.RequestException as exc:
+                failure = _as_failure(exc)
+                if last or failure.outcome is not Outcome.DOWNLOAD_FAILED:
+                    raise failure from exc
+                time.sleep(min(BACKOFF_S * 2**attempt, self.options.max_retry_wait_s))
+                continue
+            if response.status_code != 429 and response.status_code < 500:
+                return response
+            wait = _retry_after(response.headers.get("Retry-After"))
+            response.close()
+            detail = f"HTTP {response.status_code} {response.reason or ''}".strip()
+            if wait is not None and wait > self.options.max_retry_wait_s:
+                raise FetchFailed(Outcome.HTTP_ERROR, f"{detail}; Retry-After {wait:.0f} s is longer than the {self.options.max_retry_wait_s:.0f} s we wait")
+            if last:
+                raise FetchFailed(Outcome.HTTP_ERROR, f"{detail} after {attempt + 1} tries")
+            wait = BACKOFF_S * 2**attempt if wait is None else wait
+            if response.status_code in (429, 503):
+                self.gate.slow_down(host_key(url), pause_s=wait)
+            time.sleep(wait)
+        raise AssertionError("unreachable")
+
+    def _read(self, response, limit: LimitFn, content_type: str | None) -> bytes:
+        """The body, streamed; stops past the cap chosen from the first chunk, or past 4x timeout."""
+        deadline = time.monotonic() + 4 * self.options.timeout_s
+        declared = response.headers.get("Content-Length", "")
+        chunks: list[bytes] = []
+        size, cap = 0, None
+        for chunk in response.iter_content(chunk_size=CHUNK):
+            if cap is None:
+                cap = limit(chunk, content_type)
+                if declared.isdigit() and int(declared) > cap:
+                    raise FetchFailed(Outcome.TOO_LARGE, f"Content-Length {int(declared):,} is over the limit of {cap:,} bytes")
+            size += len(chunk)
+            if size > cap:
+                raise FetchFailed(Outcome.TOO_LARGE, f"more than {cap:,} bytes; stopped reading")
+            if time.monotonic() > deadline:
+                raise FetchFailed(Outcome.TIMEOUT, f"the body took longer than {4 * self.options.timeout_s:g} s")
+            chunks.append(chunk)
+        if cap is None:
+            limit(b"", content_type)
+        return b"".join(chunks)
+
+
+def _all_values(raw, name: str) -> list[str]:
+    """Every value of a repeated header (requests folds them, urllib3 keeps them)."""
+    try:
+        return list(raw.headers.getlist(name))
+    except AttributeError:
+        return []
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def _as_failure(exc: Exception) -> FetchFailed:
+    import requests
+
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, requests.Timeout) or "timed out" in str(exc).lower():
+        return FetchFailed(Outcome.TIMEOUT, text)
+    return FetchFailed(Outcome.DOWNLOAD_FAILED, text)
