@@ -34,6 +34,12 @@ class AppState:
         self.project = Project(project_dir)
         self.session = Session(self.project, brain=brain, yes=yes, session_id="web", model=model, **brain_options)
         self.lock = threading.RLock()  # one agent turn at a time
+        self.cards: dict[int, object] = {}  # the shown batch's cards, so a decision re-renders without queries
+        self._urls: dict[int, str] = {}
+
+    def cards_for(self, ids: list[int]) -> list:
+        reviewer = self.ctx.reviewer()
+        return [self.cards.get(i) or reviewer.card(i) for i in ids]
 
     @property
     def ctx(self):
@@ -68,8 +74,11 @@ class AppState:
             cancelled.set()
 
     def image_url(self, item_id: int) -> str:
-        path = self.project.media.path(self.project.store.get_item(item_id).media_path).resolve()
-        return f"/gradio_api/file={path}"
+        """Where the browser fetches an item's image (an item's file never changes: cached)."""
+        if item_id not in self._urls:
+            path = self.project.media.path(self.project.store.get_item(item_id).media_path).resolve()
+            self._urls[item_id] = f"/gradio_api/file={path}"
+        return self._urls[item_id]
 
 
 def build_app(state: AppState):
@@ -138,6 +147,7 @@ def build_app(state: AppState):
                 cards = state.ctx.reviewer().batch(order, BATCH, label=label or None, min_prob=low, max_prob=high)
             except LabelchatError as exc:
                 raise gr.Error(str(exc)) from exc
+            state.cards = {c.item.id: c for c in cards}
             labels = state.project.store.label_set().names
             return views.render_cards(cards, labels, state.image_url, notice=notice), [c.item.id for c in cards]
 
@@ -148,6 +158,7 @@ def build_app(state: AppState):
                 cards = state.ctx.reviewer().search_cards(text)
             except LabelchatError as exc:
                 raise gr.Error(str(exc)) from exc
+            state.cards = {c.item.id: c for c in cards}
             labels = state.project.store.label_set().names
             return views.render_cards(cards, labels, state.image_url, notice=f"Matches for {text!r}"), \
                 [c.item.id for c in cards]
@@ -176,9 +187,8 @@ def build_app(state: AppState):
             if not ids:
                 reviewer.refresh()  # the batch is done: learn from it, then show the next one
                 return show_batch(order, label, span, notice)
-            cards = [reviewer.card(i) for i in ids]
             labels = state.project.store.label_set().names
-            return views.render_cards(cards, labels, state.image_url, notice=notice), ids
+            return views.render_cards(state.cards_for(ids), labels, state.image_url, notice=notice), ids
 
         def candidates(label, prob):
             if not label:
