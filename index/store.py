@@ -455,6 +455,16 @@ class Store:
         sql = f"SELECT item_id FROM item_state WHERE {' AND '.join(where)} ORDER BY item_id"
         return [row[0] for row in self._read(sql, params)]
 
+    def confirmed_labels(self) -> dict[int, str]:
+        """item id -> label of every confirmed item (fast: for refreshing suggestions)."""
+        rows = self._read("SELECT item_id, label FROM item_state WHERE status = 'confirmed'")
+        return {row[0]: row[1] for row in rows}
+
+    def rejected_labels(self) -> dict[int, list[str]]:
+        """item id -> labels a person rejected for it, for items with any."""
+        rows = self._read("SELECT item_id, rejected FROM item_state WHERE rejected != '[]'")
+        return {row[0]: json.loads(row[1]) for row in rows}
+
     def labels_of(self, item_ids: Sequence[int]) -> dict[int, str | None]:
         """Current labels of these items (None where not confirmed)."""
         result: dict[int, str | None] = {}

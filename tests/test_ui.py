@@ -99,8 +99,9 @@ def test_label_review_and_undo_in_the_browser(app, browser):
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "review-panel.png"), full_page=False)
 
-    page.locator("#lc-bulk-label input").fill("fish")
-    page.keyboard.press("Enter")
+    page.locator("#lc-bulk-label input").click()
+    page.get_by_role("option", name="fish", exact=True).click()
+    page.wait_for_function("document.querySelector('#lc-bulk-label input').value === 'fish'", timeout=30000)
     page.locator("#lc-bulk-prob input[type=number]").fill("0.5")
     page.keyboard.press("Enter")
     page.click("#lc-bulk-preview")

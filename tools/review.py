@@ -111,22 +111,14 @@ class Reviewer:
 
     def refresh(self) -> RefreshReport:
         """Recompute the suggestions of every undecided item from the current decisions."""
-        states = {s.item_id: s for s in self.store.states()}
-        examples = {
-            item_id: self.column[s.label]
-            for item_id, s in states.items()
-            if s.status is Status.CONFIRMED and s.label in self.column
-        }
+        confirmed = self.store.confirmed_labels()
+        examples = {item_id: self.column[label] for item_id, label in confirmed.items() if label in self.column}
         self.votes.set_examples(examples)
         self.example_labels = {i: self.labels[c] for i, c in examples.items()}
-        undecided = np.array(
-            [i for i in self.item_ids if states.get(int(i)) and states[int(i)].status is not Status.CONFIRMED],
-            dtype=np.int64,
-        )
+        undecided = self.item_ids[~np.isin(self.item_ids, np.fromiter(confirmed, dtype=np.int64))]
         rejected = {
-            item_id: [self.column[l] for l in s.rejected if l in self.column]
-            for item_id, s in states.items()
-            if s.rejected
+            item_id: [self.column[l] for l in labels if l in self.column]
+            for item_id, labels in self.store.rejected_labels().items()
         }
         rows = np.searchsorted(self.item_ids, undecided)
         blended = self.votes.blend(undecided, self.zero_shot[rows], examples, rejected)
@@ -135,15 +127,17 @@ class Reviewer:
         return RefreshReport(len(undecided), written, len(examples))
 
     def _store_changed(self, item_ids: np.ndarray, blended: Blended) -> int:
-        previous = self.current
+        """Store the suggestions that moved: a new best label, or a probability off by CHANGED."""
         changed = np.ones(len(item_ids), dtype=bool)
+        previous = self.current
         if previous is not None and len(self.current_ids):
-            index = {int(i): r for r, i in enumerate(self.current_ids)}
-            for r, item_id in enumerate(item_ids):
-                old = index.get(int(item_id))
-                if old is not None:
-                    delta = np.abs(previous.probabilities[old] - blended.probabilities[r]).max()
-                    changed[r] = delta > CHANGED
+            where = np.searchsorted(self.current_ids, item_ids)  # both sorted by item id
+            where = np.minimum(where, len(self.current_ids) - 1)
+            known = self.current_ids[where] == item_ids
+            old = previous.probabilities[where[known]]
+            new = blended.probabilities[known]
+            moved = (np.abs(old - new).max(axis=1) > CHANGED) | (old.argmax(axis=1) != new.argmax(axis=1))
+            changed[known] = moved
         rows = {
             int(item_ids[r]): self._suggestions(int(item_ids[r]), blended, r)
             for r in np.flatnonzero(changed)
@@ -156,11 +150,15 @@ class Reviewer:
         probabilities = blended.probabilities[row]
         order = np.argsort(-probabilities, kind="stable")[:TOP_K]
         method = "zero-shot+examples" if self.example_labels else "zero-shot"
-        neighbors = blended.neighbor_ids[row]
+        voters_of: dict[str, list[int]] = {}
+        for neighbor in blended.neighbor_ids[row]:
+            label_of = self.example_labels.get(int(neighbor))
+            if label_of is not None:
+                voters_of.setdefault(label_of, []).append(int(neighbor))
         result = []
         for rank, column in enumerate(order):
             label = self.labels[column]
-            voters = tuple(int(n) for n in neighbors if self.example_labels.get(int(n)) == label)
+            voters = tuple(voters_of.get(label, ()))
             result.append(Suggestion(
                 item_id, label, float(probabilities[column]), rank, self.model, method,
                 zero_shot=float(blended.zero_shot[row, column]),
@@ -179,11 +177,8 @@ class Reviewer:
         strategy = Strategy(strategy)
         if self.current is None:
             self.refresh()
-        states = {s.item_id: s for s in self.store.states()}
-        open_rows = [
-            r for r, item_id in enumerate(self.current_ids)
-            if states[int(item_id)].status in (Status.PENDING, Status.SKIPPED)
-        ]
+        open_ids = self.store.item_ids_where(status=Status.PENDING) + self.store.item_ids_where(status=Status.SKIPPED)
+        open_rows = np.flatnonzero(np.isin(self.current_ids, np.array(open_ids, dtype=np.int64)))
         probabilities = self.current.probabilities[open_rows]
         ids = self.current_ids[open_rows]
         if label is not None:
@@ -216,8 +211,19 @@ class Reviewer:
             self.store.get_item(item_id),
             self.store.state(item_id),
             tuple(self.store.suggestions(item_id)),
-            tuple(self.similar(item_id, k, confirmed_only=True)),
+            tuple(self._nearest_examples(item_id, k)),
         )
+
+    def _nearest_examples(self, item_id: int, k: int) -> list[Neighbor]:
+        """The k most similar confirmed items, from the in-memory example neighbours when they are known."""
+        if self.current is not None and item_id in self.votes.row_of and self.example_labels:
+            row = self.votes.row_of[item_id]
+            pairs = sorted(zip(self.votes.neighbor_sims[row], self.votes.neighbor_ids[row]), reverse=True)
+            found = [Neighbor(int(i), self.example_labels[int(i)], float(s))
+                     for s, i in pairs if i >= 0 and np.isfinite(s) and int(i) in self.example_labels]
+            if found:
+                return found[:k]
+        return self.similar(item_id, k, confirmed_only=True)
 
     def similar(self, item_id: int, k: int = 10, *, confirmed_only: bool = False,
                 label: str | None = None, status: Status | None = None) -> list[Neighbor]:
@@ -317,7 +323,7 @@ class Reviewer:
             raise LabelNotInSetError(label, self.labels)
         if self.current is None:
             self.refresh()
-        pending = {s.item_id for s in self.store.states(Status.PENDING)}
+        pending = set(self.store.item_ids_where(status=Status.PENDING))
         best = self.current.probabilities.argmax(axis=1)
         result = []
         for r, item_id in enumerate(self.current_ids):
