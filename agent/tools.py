@@ -39,7 +39,7 @@ class AgentContext:
 
         labels = self.project.store.label_set()
         stale = self._reviewer is None or self._reviewer.labels != labels.names or \
-            len(self._reviewer.item_ids) != len(self.project.store.embedded_item_ids(self._reviewer.model))
+            len(self._reviewer.item_ids) != self.project.store.embedding_count(self._reviewer.model)
         if stale:
             self._reviewer = Reviewer(self.project, model=self.model, device=self.device,
                                       on_notice=self.notices.append, on_progress=self.progress)

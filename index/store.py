@@ -592,6 +592,9 @@ class Store:
                 ],
             )
 
+    def embedding_count(self, model: str) -> int:
+        return self._read("SELECT count(*) FROM embeddings WHERE model = ?", (model,))[0][0]
+
     def embedded_item_ids(self, model: str) -> set[int]:
         rows = self._read("SELECT item_id FROM embeddings WHERE model = ?", (model,))
         return {row[0] for row in rows}
