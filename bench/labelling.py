@@ -29,7 +29,6 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
 
 from index.project import Project  # noqa: E402
 from index.types import Action, Label, Status  # noqa: E402

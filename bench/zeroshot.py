@@ -33,13 +33,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
 
 from index.project import Project  # noqa: E402
 from index.types import Label  # noqa: E402
 from tools.ingest import IngestOptions, ingest  # noqa: E402
 from tools.models import load_backend  # noqa: E402
-from tools.zeroshot import suggest, templates  # noqa: E402
+from tools.zeroshot import suggest  # noqa: E402
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"}
 

@@ -15,7 +15,6 @@ import pytest
 import torch
 from PIL import Image
 
-import imagefiles
 from index.errors import LabelchatError
 from index.types import Label
 from tools.embed import embed_items

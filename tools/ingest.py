@@ -8,7 +8,6 @@ Bad inputs are counted and described in the report; the run goes on.
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
