@@ -305,7 +305,9 @@ def test_retries_honour_retry_after_within_bounds(project, site):
     report = crawl(project, [site.url("/")], fast(retries=1))
     assert report.counts == {"saved": 1, "read": 1, "HTTP error": 2}
     assert (site.hits["/a.jpg"], site.hits["/b.jpg"], site.hits["/c.jpg"]) == (2, 1, 2)
-    assert 1.0 <= time.monotonic() - began < 5
+    waited = time.monotonic() - began
+    assert waited >= 1.0  # Retry-After: 1 was honoured
+    assert waited < 60  # Retry-After: 3600 was not (a loose bound: no timing flake under load)
     details = {u.url.rsplit("/", 1)[-1]: u.detail for u in project.store.crawl_urls(report.job_id)}
     assert "Retry-After 3600 s" in details["b.jpg"] and "after 2 tries" in details["c.jpg"]
 
