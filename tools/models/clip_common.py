@@ -34,14 +34,16 @@ class PrecisionChooser:
         import torch
 
         pixels = pixels.to(self.device)
+        if self.device.startswith("cuda"):
+            with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16):
+                return encode_fn(pixels).float()
+        if self.dtype is None:
+            self._decide(encode_fn, pixels)
+        # Casts happen outside inference mode: weights cast inside it would become
+        # inference tensors that no later training could use.
+        if next(self.model.parameters()).dtype != self.dtype:  # someone cast the model
+            self.model.to(self.dtype)
         with torch.inference_mode():
-            if self.device.startswith("cuda"):
-                with torch.autocast("cuda", dtype=torch.float16):
-                    return encode_fn(pixels).float()
-            if self.dtype is None:
-                self._decide(encode_fn, pixels)
-            if next(self.model.parameters()).dtype != self.dtype:  # someone cast the model
-                self.model.to(self.dtype)
             return encode_fn(pixels.to(self.dtype)).float()
 
     def _decide(self, encode_fn: Callable, pixels) -> None:
@@ -54,16 +56,18 @@ class PrecisionChooser:
         self.dtype = torch.float32
         if self.device != "cpu":
             return
-        encode_fn(sample)  # warm-up
-        started = time.perf_counter()
-        reference = encode_fn(sample).float()
-        fp32_seconds = time.perf_counter() - started
+
+        def timed(batch):
+            with torch.inference_mode():
+                encode_fn(batch)  # warm-up
+                started = time.perf_counter()
+                features = encode_fn(batch).float()
+            return features, time.perf_counter() - started
+
+        reference, fp32_seconds = timed(sample)
         try:
             self.model.to(torch.bfloat16)
-            encode_fn(sample.to(torch.bfloat16))  # warm-up
-            started = time.perf_counter()
-            candidate = encode_fn(sample.to(torch.bfloat16)).float()
-            bf16_seconds = time.perf_counter() - started
+            candidate, bf16_seconds = timed(sample.to(torch.bfloat16))
             self.agreement = cosine_agreement(reference, candidate)
             self.speedup = fp32_seconds / max(bf16_seconds, 1e-9)
         except (RuntimeError, TypeError):  # an op without a bf16 kernel on this CPU
