@@ -246,7 +246,10 @@ def build_app(state: AppState):
         label_filter.change(show_batch, filters, [cards_html, batch_state])
         prob_range.submit(show_batch, filters, [cards_html, batch_state])
         search.submit(on_search, [search, *filters], [cards_html, batch_state])
-        act.click(on_action, [action, batch_state, *filters], [cards_html, batch_state])
+        # Decisions skip the queue (a direct request) and show no progress overlay: the
+        # card must go at once. trigger_mode "multiple": fast key presses are not dropped.
+        act.click(on_action, [action, batch_state, *filters], [cards_html, batch_state], queue=False,
+                  show_progress="hidden", trigger_mode="multiple")
         bulk_preview.click(on_preview, [bulk_label, bulk_prob], bulk_info)
         bulk_go.click(on_bulk, [bulk_label, bulk_prob, *filters], [bulk_info, cards_html, batch_state])
         refresh.click(dashboard, None, [summary, per_label, histogram, progress_plot], api_name="dashboard")
