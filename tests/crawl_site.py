@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
+from http_site import running
+
 
 @dataclass
 class Route:
@@ -122,12 +124,6 @@ class _QuietServer(ThreadingHTTPServer):
 def serve_site():
     site = CrawlSite()
     server = _QuietServer(("127.0.0.1", 0), _handler(site))
-    server.daemon_threads = True
     site.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with running(server, poll_interval=0.05):
         yield site
-    finally:
-        server.shutdown()
-        server.server_close()

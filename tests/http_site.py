@@ -83,16 +83,23 @@ def _handler(site: Site):
 
 
 @contextmanager
+def running(server: ThreadingHTTPServer, poll_interval: float = 0.5):
+    """Serve on a background thread for the duration of the block, then shut down."""
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": poll_interval}, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
 def serve(root: Path):
     root.mkdir(parents=True, exist_ok=True)
     site = Site(root, 0)
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(site))
-    server.daemon_threads = True
     site.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with running(server):
         yield site
-    finally:
-        server.shutdown()
-        server.server_close()

@@ -151,12 +151,6 @@ def _fallback_notice(spec: str, error: ModelError) -> str:
     )
 
 
-def forget_loaded() -> None:
-    """Drop every loaded model (tests; freeing memory)."""
-    with _lock:
-        _loaded.clear()
-
-
 __all__ = [
     "Backend",
     "DEFAULT_SPEC",
