@@ -89,11 +89,13 @@ class Reviewer:
         check_label_set(label_set.labels)
         report = suggest(project, model=model, device=device, template_set=template_set,
                          on_notice=on_notice, on_progress=on_progress)
-        self.model = report.model
+        self.model = report.features_model or report.model  # whose features: the base model's or a version's
+        self.source = report.model  # what suggests: a model spec, or a trained version's name
+        self.method = report.method  # "zero-shot", "probe" or "finetune"
         self.device = device
         self.labels = list(label_set.names)
         self.column = {name: i for i, name in enumerate(self.labels)}
-        self.head_key = head_key(self.model, label_set.labels, templates(template_set))
+        self.head_key = report.head_key or head_key(self.model, label_set.labels, templates(template_set))
         head = head_from_bytes(self.store.get_head(self.head_key))
         self.item_ids, features = self.store.embeddings(self.model)
         self.zero_shot = head.probabilities(features).astype(np.float32)
@@ -149,7 +151,7 @@ class Reviewer:
     def _suggestions(self, item_id: int, blended: Blended, row: int) -> list[Suggestion]:
         probabilities = blended.probabilities[row]
         order = np.argsort(-probabilities, kind="stable")[:TOP_K]
-        method = "zero-shot+examples" if self.example_labels else "zero-shot"
+        method = f"{self.method}+examples" if self.example_labels else self.method
         voters_of: dict[str, list[int]] = {}
         for neighbor in blended.neighbor_ids[row]:
             label_of = self.example_labels.get(int(neighbor))
@@ -160,7 +162,7 @@ class Reviewer:
             label = self.labels[column]
             voters = tuple(voters_of.get(label, ()))
             result.append(Suggestion(
-                item_id, label, float(probabilities[column]), rank, self.model, method,
+                item_id, label, float(probabilities[column]), rank, self.source, method,
                 zero_shot=float(blended.zero_shot[row, column]),
                 examples=float(blended.learned[row, column]) if self.example_labels else None,
                 voters=voters,
@@ -263,7 +265,9 @@ class Reviewer:
     @property
     def backend(self):
         """The model itself, loaded only for searches by text or image."""
-        return load_backend(self.model, self.device)
+        from .training.versions import backend_for_features
+
+        return backend_for_features(self.project, self.model, self.device)
 
     def search_cards(self, text: str, k: int = 12) -> list[Card]:
         """Undecided items that match a text (CLIP models), as cards to review."""

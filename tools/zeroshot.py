@@ -43,6 +43,8 @@ class SuggestReport:
     embed: EmbedReport | None = None
     seconds: float = 0.0
     notices: list[str] = field(default_factory=list)
+    features_model: str = ""  # whose cached features were scored (a trained version may reuse its base's)
+    head_key: str = ""  # the stored head the suggestions came from
 
 
 def templates(name: str = DEFAULT_TEMPLATES) -> list[str]:
@@ -82,13 +84,14 @@ def zero_shot_head(
 
 
 def top_suggestions(
-    item_ids: np.ndarray, probabilities: np.ndarray, labels: Sequence[str], *, model: str, k: int = TOP_K
+    item_ids: np.ndarray, probabilities: np.ndarray, labels: Sequence[str], *, model: str, k: int = TOP_K,
+    method: str = "zero-shot",
 ) -> dict[int, list[Suggestion]]:
     k = min(k, probabilities.shape[1])
     best = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
     return {
         int(item_id): [
-            Suggestion(int(item_id), labels[j], float(row[j]), rank, model, "zero-shot")
+            Suggestion(int(item_id), labels[j], float(row[j]), rank, model, method)
             for rank, j in enumerate(order)
         ]
         for item_id, row, order in zip(item_ids, probabilities, best)
@@ -96,6 +99,31 @@ def top_suggestions(
 
 
 def suggest(
+    project: Project,
+    *,
+    model: str | None = None,
+    device: str | None = None,
+    template_set: str = DEFAULT_TEMPLATES,
+    batch_size: int | None = None,
+    on_progress: Callable[[int, int, str], None] | None = None,
+    on_notice: Callable[[str], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> SuggestReport:
+    """Suggestions for every item whose suggestions are stale or missing: from the project's
+    active trained model version when there is one (and no --model was given), else zero-shot."""
+    if model is None:
+        from .training.versions import active_version_if_usable, suggest_with_version
+
+        version = active_version_if_usable(project, on_notice=on_notice)
+        if version is not None:
+            return suggest_with_version(project, version, device=device, batch_size=batch_size,
+                                        on_progress=on_progress, should_stop=should_stop)
+    return suggest_zero_shot(project, model=model, device=device, template_set=template_set,
+                             batch_size=batch_size, on_progress=on_progress, on_notice=on_notice,
+                             should_stop=should_stop)
+
+
+def suggest_zero_shot(
     project: Project,
     *,
     model: str | None = None,
@@ -120,14 +148,15 @@ def suggest(
     if store.get_head(key) is not None and not store.items_without_suggestions_from(key):
         # Everything is current: answer without loading a model at all.
         return SuggestReport(canonical, "zero-shot", len(labels), up_to_date=store.item_count(),
-                             seconds=time.perf_counter() - started)
+                             seconds=time.perf_counter() - started, features_model=canonical, head_key=key)
     notices: list[str] = []
     backend = load_backend(spec, device, fallback=implied, on_notice=lambda text: _notice(text, notices, on_notice))
     if implied and backend.spec != canonical:
         store.set_setting(FALLBACK_SETTING, backend.spec)
     key, head = zero_shot_head(project, backend, labels, template_list)
     stale = store.items_without_suggestions_from(key)
-    report = SuggestReport(backend.spec, "zero-shot", len(labels), notices=notices)
+    report = SuggestReport(backend.spec, "zero-shot", len(labels), notices=notices,
+                           features_model=backend.spec, head_key=key)
     report.up_to_date = store.item_count() - len(stale)
     report.embed = embed_items(
         project, backend, stale, batch_size=batch_size, on_progress=on_progress, should_stop=should_stop

@@ -96,7 +96,37 @@ class BridgeHead(ZeroShotHead):
         }
 
 
-_HEAD_TYPES = {"LinearHead": LinearHead, "BridgeHead": BridgeHead}
+@dataclass(frozen=True)
+class ResidualHead(ZeroShotHead):
+    """A trained linear correction on top of a zero-shot head (what `train --kind probe` makes).
+
+    logits = log p_base(x) + (normalize(f) - mean) @ weights.T + bias. With
+    zero weights and bias it is exactly the base head, which is where training
+    starts: for a CLIP head, log p_base is scale * normalize(f) @ text_weights.T
+    up to a constant, so this is a linear probe initialised from the text weights.
+    """
+
+    labels: tuple[str, ...]
+    base: ZeroShotHead
+    weights: np.ndarray  # (C, D)
+    bias: np.ndarray  # (C,)
+    mean: np.ndarray  # (D,) mean normalised training feature
+
+    def logits(self, features: np.ndarray) -> np.ndarray:
+        base = np.log(np.maximum(self.base.probabilities(features), 1e-12))
+        centred = l2_normalize(features.astype(np.float32)) - self.mean
+        return base + centred @ self.weights.T + self.bias
+
+    def probabilities(self, features: np.ndarray) -> np.ndarray:
+        return softmax(self.logits(features))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        nested = {f"base.{key}": value for key, value in self.base.arrays().items()}
+        return {"weights": self.weights, "bias": self.bias, "mean": self.mean,
+                "base.__type__": np.array(type(self.base).__name__), **nested}
+
+
+_HEAD_TYPES = {"LinearHead": LinearHead, "BridgeHead": BridgeHead, "ResidualHead": ResidualHead}
 
 
 def head_to_bytes(head: ZeroShotHead) -> bytes:
@@ -110,8 +140,18 @@ def head_from_bytes(data: bytes) -> ZeroShotHead:
         kind = str(stored["__type__"])
         arrays = {k: stored[k] for k in stored.files if not k.startswith("__")}
         labels = tuple(str(x) for x in stored["__labels__"])
+    return head_from_arrays(kind, labels, arrays)
+
+
+def head_from_arrays(kind: str, labels: tuple[str, ...], arrays: dict[str, np.ndarray]) -> ZeroShotHead:
+    if kind not in _HEAD_TYPES:
+        raise ModelError(f"Unknown head type {kind!r} in a stored head; it was written by a newer labelchat.")
     if kind == "LinearHead":
         return LinearHead(labels, arrays["weights"], float(arrays["scale"]))
+    if kind == "ResidualHead":
+        base_arrays = {k[5:]: v for k, v in arrays.items() if k.startswith("base.") and k != "base.__type__"}
+        base = head_from_arrays(str(arrays["base.__type__"]), labels, base_arrays)
+        return ResidualHead(labels, base, arrays["weights"], arrays["bias"], arrays["mean"])
     return _HEAD_TYPES[kind](labels, **arrays)
 
 
@@ -139,6 +179,13 @@ class Backend(ABC):
     @abstractmethod
     def zero_shot_head(self, labels: Sequence[Label], templates: Sequence[str]) -> ZeroShotHead:
         """A head for these labels; see `label_texts` for the texts of one label."""
+
+    def trainable_tower(self) -> "torch.nn.Module":
+        """A fresh fp32 copy of the image tower, pixels -> features (as `encode_images`), for fine-tuning."""
+        raise ModelError(
+            f"{self.spec} cannot be fine-tuned by labelchat (only open_clip CLIP and the offline "
+            f"backend can). Train a probe instead: labelchat train --kind probe"
+        )
 
 
 def label_texts(label: Label, templates: Sequence[str]) -> list[str]:

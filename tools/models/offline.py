@@ -162,6 +162,22 @@ def _logsumexp(x: np.ndarray, axis: int) -> np.ndarray:
     return top + np.log(np.exp(x - top).sum(axis=axis, keepdims=True))
 
 
+def pooled_features(network: "torch.nn.Module") -> "torch.nn.Module":
+    """The EfficientNet as a feature extractor: pixels -> pooled 1280-d features, as `encode_images`."""
+    import torch
+
+    class _Pooled(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.network = inner
+
+        def forward(self, pixels):
+            pixels = pixels.contiguous(memory_format=torch.channels_last)
+            return self.network.forward_head(self.network.forward_features(pixels), pre_logits=True)
+
+    return _Pooled(network)
+
+
 class OfflineBackend(Backend):
     spec = SPEC
     description = (
@@ -204,6 +220,11 @@ class OfflineBackend(Backend):
             pixels = pixels.to(self.device, memory_format=torch.channels_last)
             features = model.forward_head(model.forward_features(pixels), pre_logits=True)
         return features.float().cpu().numpy().astype(np.float32)
+
+    def trainable_tower(self) -> "torch.nn.Module":
+        import copy
+
+        return pooled_features(copy.deepcopy(self._vision()).float()).train()
 
     def zero_shot_head(self, labels: Sequence[Label], templates: Sequence[str]) -> BridgeHead:
         """`templates` are CLIP phrasings; MiniLM matched the bare subject better, so they are not used."""

@@ -80,6 +80,11 @@ class OpenClipBackend(Backend):
         features = self.precision.encode(self.model.encode_image, pixels)
         return features.cpu().numpy().astype(np.float32)
 
+    def trainable_tower(self):
+        import copy
+
+        return copy.deepcopy(self.model.visual).float().train()
+
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         import torch
 
