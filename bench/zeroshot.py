@@ -99,7 +99,7 @@ def bare_forward(backend, paths: list[Path], batch_size: int) -> float:
     return len(pixels) / (time.perf_counter() - started)
 
 
-def end_to_end(spec: str, rows, scratch: Path, batch_size: int) -> tuple[float, float]:
+def end_to_end(spec: str, rows, scratch: Path, batch_size: int, device: str = "cpu") -> tuple[float, float]:
     """(images/s of `suggest` from files to stored suggestions, ingest images/s)."""
     with Project(scratch / f"project-{time.monotonic_ns()}") as project:
         started = time.perf_counter()
@@ -107,16 +107,16 @@ def end_to_end(spec: str, rows, scratch: Path, batch_size: int) -> tuple[float, 
         ingest_rate = len(rows) / (time.perf_counter() - started)
         project.store.set_labels([Label(label_text(l)) for l in sorted({l for _, l in rows})])
         started = time.perf_counter()
-        report = suggest(project, model=spec, batch_size=batch_size)
+        report = suggest(project, model=spec, batch_size=batch_size, device=device)
         rate = report.suggested / (time.perf_counter() - started)
     return rate, ingest_rate
 
 
-def transformers_pipeline(folder: Path, rows, batch_size: int) -> float:
+def transformers_pipeline(folder: Path, rows, batch_size: int, device: str = "cpu") -> float:
     from PIL import Image
     from transformers import pipeline
 
-    classify = pipeline("zero-shot-image-classification", model=str(folder), device="cpu")
+    classify = pipeline("zero-shot-image-classification", model=str(folder), device=device)
     labels = sorted({label_text(l) for _, l in rows})
     images = []
     for path, _ in rows:
@@ -159,20 +159,22 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=200, help="images for the throughput runs")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--skip-pipeline", action="store_true", help="skip the slow transformers baseline")
+    parser.add_argument("--skip-accuracy", action="store_true", help="skip the offline backend's accuracy")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda: the same for every contender")
     args = parser.parse_args()
-    figures: dict = {"data": [str(d) for d in args.data], "batch_size": args.batch_size}
+    figures: dict = {"data": [str(d) for d in args.data], "batch_size": args.batch_size, "device": args.device}
     with tempfile.TemporaryDirectory(prefix="labelchat-bench-") as tmp:
         scratch = Path(tmp)
         rows = labelled_images(args.data[0], args.limit)
         figures["throughput_images"] = len(rows)
         folder = random_vit_b32_folder(scratch)
         spec = f"hf:{folder}"
-        backend = load_backend(spec, "cpu")
+        backend = load_backend(spec, args.device)
         bare = bare_forward(backend, [p for p, _ in rows], args.batch_size)
-        e2e, ingest_rate = end_to_end(spec, rows, scratch, args.batch_size)
+        e2e, ingest_rate = end_to_end(spec, rows, scratch, args.batch_size, args.device)
         figures.update(
             model="random CLIP ViT-B/32 (transformers)",
-            precision=str(backend.precision.dtype).replace("torch.", ""),
+            precision="float16 autocast" if args.device.startswith("cuda") else str(backend.precision.dtype).replace("torch.", ""),
             bare_forward_images_per_s=round(bare, 2),
             suggest_images_per_s=round(e2e, 2),
             ingest_images_per_s=round(ingest_rate, 1),
@@ -181,13 +183,13 @@ def main() -> None:
         print(f"bare forward {bare:.1f} img/s | suggest end to end {e2e:.1f} img/s "
               f"| ratio {e2e / bare:.2f} (goal >= 0.85)", file=sys.stderr)
         if not args.skip_pipeline:
-            reference = transformers_pipeline(folder, rows, args.batch_size)
+            reference = transformers_pipeline(folder, rows, args.batch_size, args.device)
             figures["transformers_pipeline_images_per_s"] = round(reference, 2)
             figures["ratio_suggest_to_transformers_pipeline"] = round(e2e / reference, 2)
             print(f"transformers pipeline {reference:.1f} img/s | ratio {e2e / reference:.2f} (goal >= 3)",
                   file=sys.stderr)
         figures["offline_top1"] = {}
-        for data in args.data:
+        for data in [] if args.skip_accuracy else args.data:
             result = offline_accuracy(data, scratch)
             figures["offline_top1"][data.name] = result
             print(f"offline backend on {data.name}: top-1 {result['top1']:.3f} "

@@ -23,6 +23,14 @@ from .images import Reason
 
 ProgressFn = Callable[[int, int, str], None]
 PREFETCH_BATCHES = 3
+
+
+def default_workers() -> int:
+    """Decoding threads: one per core (at least 4, at most 16). On a GPU the model waits for
+    pixels: with 4 threads a 16-core H100 machine fed ViT-B/32 at a tenth of its speed."""
+    import os
+
+    return min(16, max(4, os.cpu_count() or 4))
 DRAFT_SIDE = 448  # twice the usual 224 input
 
 
@@ -48,7 +56,7 @@ def embed_items(
     item_ids: Sequence[int] | None = None,
     *,
     batch_size: int | None = None,
-    workers: int = 4,
+    workers: int | None = None,
     on_progress: ProgressFn | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> EmbedReport:
@@ -62,6 +70,7 @@ def embed_items(
     stop = should_stop or (lambda: False)
     started = time.perf_counter()
     done = 0
+    workers = workers or default_workers()
     for ids, pixels, problems in _batches(project, backend, todo, report.batch_size, workers, stop):
         report.problems += problems
         if ids:

@@ -23,7 +23,6 @@ from index.types import Action, Decision, Item, ItemState, Status, Suggestion
 from index.vectors import VectorIndex
 
 from .learn import BlendConfig, Blended, ExampleVotes
-from .models import load_backend
 from .models.base import head_from_bytes
 from .zeroshot import DEFAULT_TEMPLATES, check_label_set, head_key, suggest, templates
 

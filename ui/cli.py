@@ -22,6 +22,7 @@ from index.errors import LabelchatError
 from index.project import Project, default_project_dir
 
 from . import format as fmt
+from .cli_train import add_commands as add_training_commands
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 DEMO_PROJECT = Path("labelchat-data") / "demo"
@@ -230,6 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
         talk.add_argument("--session", default="default", help="conversation name (kept in the project)")
         talk.add_argument("--model", metavar="SPEC", help="vision model spec, as for suggest")
         talk.add_argument("--device", default=None, metavar="DEV")
+
+    add_training_commands(command)
 
     fetch = command("fetch-model", "download a model's weights into the local cache (needs network)", cmd_fetch_model)
     fetch.add_argument("spec", nargs="?", metavar="SPEC", help="default: the project's model, else CLIP ViT-B-32")

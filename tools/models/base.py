@@ -147,7 +147,7 @@ def head_from_arrays(kind: str, labels: tuple[str, ...], arrays: dict[str, np.nd
     if kind not in _HEAD_TYPES:
         raise ModelError(f"Unknown head type {kind!r} in a stored head; it was written by a newer labelchat.")
     if kind == "LinearHead":
-        return LinearHead(labels, arrays["weights"], float(arrays["scale"]))
+        return LinearHead(labels, arrays["weights"], float(np.asarray(arrays["scale"]).reshape(-1)[0]))
     if kind == "ResidualHead":
         base_arrays = {k[5:]: v for k, v in arrays.items() if k.startswith("base.") and k != "base.__type__"}
         base = head_from_arrays(str(arrays["base.__type__"]), labels, base_arrays)

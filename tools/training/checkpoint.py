@@ -105,8 +105,6 @@ def load_head(path: Path) -> ZeroShotHead:
             arrays = {name: stored.get_tensor(name) for name in stored.keys()}
         kind, labels = metadata["type"], tuple(json.loads(metadata["labels"]))
         arrays.update({k: np.array(v) for k, v in json.loads(metadata.get("strings", "{}")).items()})
-        if "scale" in arrays:
-            arrays["scale"] = arrays["scale"].reshape(())
         return head_from_arrays(kind, labels, arrays)
     except CheckpointError:
         raise

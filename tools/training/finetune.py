@@ -24,7 +24,8 @@ import numpy as np
 
 from index.errors import LabelchatError
 
-from ..models.base import Backend, BridgeHead, LinearHead, ModelError, ZeroShotHead
+from ..models.base import Backend, BridgeHead, LinearHead, ModelError, ResidualHead, ZeroShotHead
+from ..embed import default_workers
 from .checkpoint import load_tensors, read_json, save_tensors, write_json
 from .config import TrainConfig
 from .progress import EpochRecord, ProgressFn, StopFn, TrainingCancelled, TrainProgress
@@ -62,7 +63,12 @@ class FinetuneResult:
 
 
 def torch_head(head: ZeroShotHead):
-    """A trainable module whose initial outputs are log(head.probabilities)."""
+    """A trainable module whose initial outputs are log(head.probabilities) (up to a constant).
+
+    For a probe (`ResidualHead`) the zero-shot part is frozen and the tower and
+    the probe's linear correction learn: linear probing, then fine-tuning
+    (LP-FT, Kumar et al. 2022), which starts where the probe is.
+    """
     import torch
 
     class Linear(torch.nn.Module):
@@ -86,16 +92,33 @@ def torch_head(head: ZeroShotHead):
             class_logp = torch.log_softmax(features.float() @ self.class_weights.T + self.class_bias, dim=-1)
             return torch.logsumexp(class_logp[:, :, None] + self.log_bridge[None], dim=1)
 
+    class Residual(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.base = torch_head(head.base).requires_grad_(False)
+            self.weights = torch.nn.Parameter(torch.tensor(head.weights, dtype=torch.float32))
+            self.bias = torch.nn.Parameter(torch.tensor(head.bias, dtype=torch.float32))
+            self.register_buffer("mean", torch.tensor(head.mean, dtype=torch.float32))
+
+        def forward(self, features):
+            base = torch.log_softmax(self.base(features), dim=-1)
+            centred = torch.nn.functional.normalize(features.float(), dim=-1) - self.mean
+            return base + centred @ self.weights.T + self.bias
+
     if isinstance(head, LinearHead):
         return Linear()
     if isinstance(head, BridgeHead):
         return Bridge()
+    if isinstance(head, ResidualHead):
+        return Residual()
     raise ModelError(f"Fine-tuning cannot start from a {type(head).__name__}; train from the base model's zero-shot head.")
 
 
 def numpy_head(module, like: ZeroShotHead) -> ZeroShotHead:
     """The trained module back as a head of the same type as `like`."""
     state = {k: v.detach().float().cpu().numpy() for k, v in module.state_dict().items()}
+    if isinstance(like, ResidualHead):
+        return ResidualHead(like.labels, numpy_head(module.base, like.base), state["weights"], state["bias"], state["mean"])
     if isinstance(like, LinearHead):
         return LinearHead(like.labels, state["weights"], like.scale)
     return BridgeHead(like.labels, state["class_weights"], state["class_bias"], like.bridge)
@@ -209,14 +232,14 @@ class Finetuner:
         self.scaler = torch.amp.GradScaler("cuda") if self.dtype == torch.float16 else None
         self.optimizer = torch.optim.AdamW([
             {"params": self.tower.parameters(), "lr": config.lr},
-            {"params": self.head.parameters(), "lr": config.lr * config.head_lr_scale},
+            {"params": [p for p in self.head.parameters() if p.requires_grad], "lr": config.lr * config.head_lr_scale},
         ], weight_decay=config.weight_decay)
         self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
         self.step = 0
         self.history: list[EpochRecord] = []
         self.best_accuracy = -1.0
         self.best_epoch = 0
-        self.pool = ThreadPoolExecutor(max_workers=max(1, config.workers))
+        self.pool = ThreadPoolExecutor(max_workers=config.workers or default_workers())
         if device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats(device)
 

@@ -120,7 +120,8 @@ def train(project: Project, config: TrainConfig = TrainConfig(), *, resume: bool
             status = JobStatus.CANCELLED if isinstance(exc, KeyboardInterrupt) else JobStatus.FAILED
             store.update_job(job.id, status=status, message=message or "interrupted")
             raise
-        store.update_job(job.id, status=JobStatus.DONE, message=f"created {report.version.name}")
+        store.update_job(job.id, status=JobStatus.DONE, done=store.job(job.id).total,
+                         message=f"created {report.version.name}")
         shutil.rmtree(folder, ignore_errors=True)
         report.seconds = time.perf_counter() - started
         return report
@@ -155,8 +156,11 @@ def _train(project: Project, config: TrainConfig, split: Split, job: Job, folder
             progress(TrainProgress("epoch", message=(
                 f"Fine-tuning on {backend.device}: this is slow (minutes per epoch for a few hundred "
                 f"images). A CUDA GPU is much faster; a probe (--kind probe) takes seconds.")))
+        # LP-FT: fit the probe on the training items first; fine-tuning starts from it.
+        _, features = store.embeddings(base.features_model, list(split.train))
+        probe = fit_probe(head, features, columns(list(split.train)), config.strengths, config.seed)
         examples = lambda ids: [Example(project.media.path(store.get_item(i).media_path), column[split.labels[i]]) for i in ids]  # noqa: E731
-        tuner = Finetuner(backend, head, examples(split.train), examples(split.validation), config,
+        tuner = Finetuner(backend, probe.head, examples(split.train), examples(split.validation), config,
                           backend.device, folder, on_progress=progress, should_stop=stop,
                           check_labels=check_labels, job_id=job.id)
         try:
@@ -166,7 +170,7 @@ def _train(project: Project, config: TrainConfig, split: Split, job: Job, folder
             tuner.close()
         trained_head, tower_state = result.head, result.tower_state
         details = {
-            "wise_alpha": result.wise_alpha, "wise_accuracy": result.wise_accuracy, "best_epoch": result.best_epoch,
+            "probe_strength": probe.strength, "wise_alpha": result.wise_alpha, "wise_accuracy": result.wise_accuracy, "best_epoch": result.best_epoch,
             "history": [r.__dict__ for r in result.history], "device": result.device,
             "precision": result.precision, "batch_size": result.batch_size, "peak_memory_mb": result.peak_memory_mb,
         }
