@@ -26,11 +26,11 @@ PREFETCH_BATCHES = 3
 
 
 def default_workers() -> int:
-    """Decoding threads: one per core (at least 4, at most 16). On a GPU the model waits for
-    pixels: with 4 threads a 16-core H100 machine fed ViT-B/32 at a tenth of its speed."""
-    import os
-
-    return min(16, max(4, os.cpu_count() or 4))
+    """Decoding threads. On a GPU the model waits for pixels (an H100 embedded ViT-B/32 at a
+    tenth of its bare speed), but more threads do not help: 16 on a 16-core machine were
+    slower than 4 (351 vs 497 images/s, bench/results/gpu-h100-zeroshot*.log): they contend
+    for the GIL in per-image preprocessing."""
+    return 4
 DRAFT_SIDE = 448  # twice the usual 224 input
 
 
