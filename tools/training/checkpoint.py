@@ -37,10 +37,10 @@ def write_atomic(path: Path, write) -> None:
     try:
         write(temporary)
         os.replace(temporary, path)
-    except OSError as exc:
+    except Exception as exc:  # OSError, or safetensors' own error wrapping one ("File too large")
         temporary.unlink(missing_ok=True)
         raise CheckpointError(
-            f"Could not write {path}: {exc.strerror or exc}. The previous file is kept. "
+            f"Could not write {path}: {getattr(exc, 'strerror', None) or exc}. The previous file is kept. "
             f"Free some disk space (or choose another project folder) and resume with "
             f"labelchat train --resume."
         ) from exc

@@ -112,13 +112,11 @@ def train(project: Project, config: TrainConfig = TrainConfig(), *, resume: bool
         stop = _stop_checker(project, job.id, should_stop)
         try:
             report = _train(project, config, split, job, folder, resume, report_progress, stop)
-        except TrainingCancelled as exc:
-            store.update_job(job.id, status=JobStatus.CANCELLED, message=str(exc))
-            raise
         except BaseException as exc:
             message = str(exc) if isinstance(exc, LabelchatError) else f"{type(exc).__name__}: {exc}"
-            status = JobStatus.CANCELLED if isinstance(exc, KeyboardInterrupt) else JobStatus.FAILED
-            store.update_job(job.id, status=status, message=message or "interrupted")
+            cancelled = isinstance(exc, (TrainingCancelled, KeyboardInterrupt))
+            _record_end(project, job.id, JobStatus.CANCELLED if cancelled else JobStatus.FAILED,
+                        message or "interrupted")
             raise
         store.update_job(job.id, status=JobStatus.DONE, done=store.job(job.id).total,
                          message=f"created {report.version.name}")
@@ -186,6 +184,17 @@ def _train(project: Project, config: TrainConfig, split: Split, job: Job, folder
                            tower_state=tower_state, config=config.to_dict(), metrics=summary, split=split.to_dict())
     empty = Metrics(0, None, (), ())
     return TrainReport(version, metrics or empty, zero_shot or empty, job.id, 0.0, details)
+
+
+def _record_end(project: Project, job_id: int, status: JobStatus, message: str) -> None:
+    """Mark the job ended, if the store can still be written (a full disk may forbid it: the
+    job then stays 'running' until the next run finds it orphaned). The run's own error wins."""
+    import sqlite3
+
+    try:
+        project.store.update_job(job_id, status=status, message=message)
+    except sqlite3.Error:
+        pass
 
 
 def _job_for(project: Project, config: TrainConfig, resume: bool) -> tuple[Job, TrainConfig, Split]:
