@@ -323,20 +323,38 @@ def _read_review(text: str, lowered: str, labels: list[str]):
     return args
 
 
-def _read_status(text: str, lowered: str, labels: list[str]):
+def _no_arguments(text: str, lowered: str, labels: list[str]):
     return {}
 
 
-def _read_suggest(text: str, lowered: str, labels: list[str]):
-    return {}
+def _read_train(text: str, lowered: str, labels: list[str]):
+    args: dict = {}
+    if re.search(r"fine[- ]?tun|whole (image )?model|full", lowered):
+        args["kind"] = "finetune"
+    elif re.search(r"\bprobe\b|linear", lowered):
+        args["kind"] = "probe"
+    epochs = re.search(r"\b(\d+) (epochs?|passes|rounds)\b", lowered)
+    if epochs:
+        args["epochs"] = int(epochs.group(1))
+    if re.search(r"\b(don'?t|do not|without) (use|using|activat|switch)", lowered):
+        args["activate"] = False
+    return args
 
 
-def _read_undo(text: str, lowered: str, labels: list[str]):
-    return {}
+def _read_use_model(text: str, lowered: str, labels: list[str]):
+    if re.search(r"zero[- ]?shot|base model|no (trained )?model|untrained", lowered):
+        return {"version": "zero-shot"}
+    found = re.search(r"\b(v\d+(-[a-z-]+)?)\b|\b(?:version|model) #?(\d+)\b", lowered)
+    if not found:
+        return None
+    return {"version": found.group(1) or found.group(3)}
 
 
 _READERS = {
-    "undo": _read_undo,
+    "train_model": _read_train,
+    "use_model": _read_use_model,
+    "model_versions": _no_arguments,
+    "undo": _no_arguments,
     "export_dataset": _read_export,
     "crawl": _read_crawl,
     "correct": _read_correct,
@@ -347,6 +365,6 @@ _READERS = {
     "similar": _read_similar,
     "decide": _read_decide,
     "review_batch": _read_review,
-    "suggest_labels": _read_suggest,
-    "status": _read_status,
+    "suggest_labels": _no_arguments,
+    "status": _no_arguments,
 }

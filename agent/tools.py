@@ -50,7 +50,7 @@ class AgentContext:
 
 
 # Actions that are expensive or hard to take back wait for a yes (unless --yes).
-NEEDS_CONFIRMATION = {"accept_above", "crawl"}
+NEEDS_CONFIRMATION = {"accept_above", "crawl", "train_model"}
 
 
 def build_tools(ctx: AgentContext) -> list[BaseTool]:
@@ -240,8 +240,79 @@ def build_tools(ctx: AgentContext) -> list[BaseTool]:
         states = ", ".join(f"{n} {k}" for k, n in counts.by_status.items())
         return f"{counts.items} images ({states}). Confirmed per label: {per_label}.", counts
 
+    @tool(parse_docstring=True, response_format="content_and_artifact")
+    def train_model(kind: Literal["probe", "finetune"] = "probe", epochs: int = 10,
+                    activate: bool = True) -> tuple[str, Any]:
+        """Train a model on the confirmed labels and (by default) use it for the suggestions.
+
+        Args:
+            kind: probe (a linear classifier on the image features: seconds) or finetune (the whole
+                image model: best on a GPU, slow on a CPU).
+            epochs: For finetune, the most passes over the confirmed images.
+            activate: Use the new model for every suggestion when it is done.
+        """
+        from tools.training import TrainConfig, activate as activate_version, train
+
+        def progress(event) -> None:
+            if event.phase in ("epoch", "step") and event.epochs:
+                ctx.progress(event.epoch - (event.phase == "step"), event.epochs, event.message or "training")
+
+        report = train(ctx.project, TrainConfig(kind=kind, epochs=epochs, model=ctx.model),
+                       on_progress=progress, should_stop=ctx.should_stop)
+        version = report.version
+        text = (f"Trained {version.name}: {_percent(version.metrics.get('accuracy'))} right on "
+                f"{version.metrics.get('holdout_items')} held-out confirmed images (zero-shot: "
+                f"{_percent(version.metrics.get('zero_shot_accuracy'))}).")
+        if activate:
+            done = activate_version(ctx.project, version.id, device=ctx.device)
+            ctx.forget_reviewer()
+            text += f" It now suggests the labels of all {done.rescored} images."
+        else:
+            text += f" Say 'use {version.name}' to let it suggest labels."
+        return text, report
+
+    @tool(parse_docstring=True, response_format="content_and_artifact")
+    def use_model(version: str) -> tuple[str, Any]:
+        """Choose which trained model version suggests labels, or go back to zero-shot.
+
+        Args:
+            version: A version name or number (e.g. "v2-probe" or "2"), or "zero-shot".
+        """
+        from tools.training import activate as activate_version
+
+        chosen = None
+        if version.lower().replace("-", "").replace(" ", "") not in ("zeroshot", "base", "none"):
+            chosen = _find_version(store, version)
+        done = activate_version(ctx.project, chosen.id if chosen else None, device=ctx.device)
+        ctx.forget_reviewer()
+        name = chosen.name if chosen else "zero-shot"
+        return f"Suggestions now come from {name}; re-scored {done.rescored} images.", done
+
+    @tool(parse_docstring=True, response_format="content_and_artifact")
+    def model_versions() -> tuple[str, Any]:
+        """List the trained model versions with their held-out accuracy, and which one is in use."""
+        versions = store.model_versions()
+        if not versions:
+            return "No trained models yet. Confirm some labels, then say 'train a model'.", versions
+        parts = [f"{v.name}{' (in use)' if v.active else ''}: {_percent(v.metrics.get('accuracy'))} "
+                 f"vs zero-shot {_percent(v.metrics.get('zero_shot_accuracy'))}" for v in versions]
+        return "Model versions: " + "; ".join(parts) + ".", versions
+
     return [add_images, crawl, set_labels, add_labels, suggest_labels, review_batch, decide, correct,
-            accept_above, similar, export_dataset, undo, status]
+            accept_above, similar, export_dataset, undo, status, train_model, use_model, model_versions]
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.0f}%"
+
+
+def _find_version(store, ref: str):
+    ref = ref.strip().lstrip("#")
+    for version in store.model_versions():
+        if ref in (str(version.id), version.name, version.name.split("-")[0], version.name.split("-")[0][1:]):
+            return version
+    names = ", ".join(v.name for v in store.model_versions()) or "none yet"
+    raise LabelchatError(f"There is no model version {ref!r}; the versions are: {names}.")
 
 
 def confirmation_question(ctx: AgentContext, name: str, args: dict) -> str | None:
@@ -253,6 +324,15 @@ def confirmation_question(ctx: AgentContext, name: str, args: dict) -> str | Non
         which = f" suggested as {args['label']}" if args.get("label") else ""
         return (f"This will accept {count} images{which} with probability >= {args['min_prob']}. "
                 f"Go ahead? (yes / no)")
+    if name == "train_model":
+        if args.get("kind", "probe") != "finetune":
+            return None  # a probe takes seconds
+        from tools.models.device import pick_device
+
+        where = pick_device(ctx.device)
+        slow = "" if where.startswith("cuda") else " There is no GPU here, so this will be slow (minutes per epoch)."
+        return (f"This will fine-tune the image model on the confirmed labels for up to "
+                f"{args.get('epochs', 10)} epochs on {where}.{slow} Go ahead? (yes / no)")
     if name == "crawl":
         limits = f"up to {args.get('max_pages', 50)} pages and {args.get('max_images', 200)} images, " \
                  f"{args.get('depth', 1)} link(s) deep"

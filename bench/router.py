@@ -35,7 +35,7 @@ def invented(message: str, args: dict) -> list[str]:
     for key, value in args.items():
         values = value if isinstance(value, list) else [value]
         for v in values:
-            if isinstance(v, bool) or key in ("strategy", "action", "format", "include"):
+            if isinstance(v, bool) or key in ("strategy", "action", "format", "include", "kind"):
                 continue
             if isinstance(v, (int, float)):
                 if float(v) not in numbers and round(float(v) * 100, 6) not in numbers:

@@ -139,7 +139,7 @@ def test_finetune_saves_reloads_and_rescores(tiny):
     assert report.details["wise_alpha"] in TrainConfig().wise_alphas
     tower = load_tensors(version_folder(tiny, version) / "tower.safetensors")
     assert tower and all(t.dtype.is_floating_point or t.dtype.is_signed for t in tower.values())
-    activate(tiny, version.id)
+    activate(tiny, version.id, device="cpu")  # the same device as the reload below: no bf16 on a GPU
     spec = f"version:{version.name}"
     assert tiny.store.embedding_count(spec) == 94  # every item embedded by the fine-tuned tower
     top = tiny.store.top_suggestions()
@@ -409,3 +409,28 @@ def test_cli_train_json_models_activate_and_jobs(photos):
     assert wrong.returncode == 1 and "No model version 'v9'" in wrong.stderr
     too_few = cli("train", "--holdout", "1.5")
     assert too_few.returncode == 1 and "--holdout must be in [0, 1)" in too_few.stderr
+
+
+# -- the chat -----------------------------------------------------------------------------------
+
+
+def test_training_from_the_chat(photos):
+    from agent.session import Session
+    from agent.steps import FinalAnswer, NeedsConfirmation
+
+    truth = _confirm(photos, 5)
+    session = Session(photos)
+    steps = list(session.send("train a model"))
+    reply = [s for s in steps if isinstance(s, FinalAnswer)][-1].text
+    assert "Trained v1-probe" in reply and "held-out" in reply and "now suggests the labels of all 94" in reply
+    pending = photos.store.item_ids_where(status=Status.PENDING)
+    assert {photos.store.top_suggestions()[i].model for i in pending} == {"v1-probe"}
+    assert _accuracy(photos, truth, pending) > 0.8
+    listed = [s for s in session.send("which models do we have?") if isinstance(s, FinalAnswer)][-1].text
+    assert "v1-probe (in use)" in listed
+    back = [s for s in session.send("go back to zero-shot") if isinstance(s, FinalAnswer)][-1].text
+    assert "zero-shot" in back and "re-scored 94" in back
+    asked = list(session.send("fine-tune the model for 2 epochs"))
+    assert any(isinstance(s, NeedsConfirmation) and "fine-tune" in s.question for s in asked)
+    declined = [s for s in session.send("no") if isinstance(s, FinalAnswer)][-1].text
+    assert len(photos.store.model_versions()) == 1, declined

@@ -118,6 +118,39 @@ def test_label_review_and_undo_in_the_browser(app, browser):
     page.close()
 
 
+def test_train_and_choose_a_model_in_the_browser(app, browser):
+    from index.types import Action
+
+    url, folder = app
+    with _store(folder) as project:
+        first_three = {}
+        for item in project.store.items():
+            label = Path(project.store.origins(item.id)[0].source).parent.name
+            if project.store.state(item.id).status is Status.PENDING and len(first_three.setdefault(label, [])) < 3:
+                first_three[label].append(item.id)
+        project.store.decide_many([(i, Action.ACCEPT, l) for l, ids in first_three.items() for i in ids],
+                                  actor="test", auto=False)
+    page = browser.new_page(viewport={"width": 1300, "height": 1000})
+    page.goto(url, wait_until="load")
+    page.get_by_role("tab", name="Models").click()
+    page.click("#lc-train")
+    page.wait_for_selector("#lc-train-info >> text=Done: created v1-probe", timeout=120000)
+    page.wait_for_function("document.querySelector('#lc-versions').innerText.includes('● v1-probe')", timeout=30000)
+    page.wait_for_selector("#lc-confusion table.lc-confusion", timeout=30000)
+    with _store(folder) as project:
+        active = [v for v in project.store.model_versions() if v.active]
+        assert [v.name for v in active] == ["v1-probe"]
+        pending = project.store.item_ids_where(status=Status.PENDING)
+        assert project.store.suggestions(pending[0])[0].model == "v1-probe"
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "models-tab.png"), full_page=False)
+    page.get_by_role("button", name="Back to zero-shot").click()
+    page.wait_for_selector("#lc-train-info >> text=Suggestions now come from zero-shot", timeout=60000)
+    with _store(folder) as project:
+        assert not any(v.active for v in project.store.model_versions())
+    page.close()
+
+
 def test_the_app_through_gradio_client(app):
     from gradio_client import Client
 
@@ -144,3 +177,9 @@ def test_views_are_pure_and_render_steps_and_cards():
     assert views.parse_range("all") == (0.0, 1.0)
     columns, rows = views.probability_histogram([0.05, 0.95, 0.99])
     assert rows[0] == ["0.0-0.1", 1] and rows[-1] == ["0.9-1.0", 2]
+    _, curve = views.training_curve_table([{"epoch": 1, "train_loss": 0.9, "val_accuracy": 0.5},
+                                           {"epoch": 2, "train_loss": 0.4, "val_accuracy": None}])
+    assert curve == [[1, "training loss", 0.9], [1, "validation accuracy", 0.5], [2, "training loss", 0.4]]
+    matrix = views.confusion_html({"per_class": [{"label": "cat"}, {"label": "<dog>"}], "confusion": [[3, 1], [0, 4]]})
+    assert matrix.count("<td") == 4 and "&lt;dog&gt;" in matrix and 'title="1 of 4"' in matrix
+    assert "No held-out items" in views.confusion_html(None)

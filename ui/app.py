@@ -36,6 +36,11 @@ class AppState:
         self.lock = threading.RLock()  # one agent turn at a time
         self.cards: dict[int, object] = {}  # the shown batch's cards, so a decision re-renders without queries
         self._urls: dict[int, str] = {}
+        self.training: threading.Thread | None = None  # the background training run, if any
+        self.train_events: list = []  # its TrainProgress events, read by the Models tab's timer
+        self.train_error: str | None = None
+        self.train_version: str | None = None
+        self._train_cancel: threading.Event | None = None
 
     def cards_for(self, ids: list[int]) -> list:
         reviewer = self.ctx.reviewer()
@@ -72,6 +77,43 @@ class AppState:
                 yield step
         finally:
             cancelled.set()
+
+    # -- training in the background ---------------------------------------------------------
+
+    def start_training(self, kind: str, epochs: int, use_when_done: bool) -> None:
+        """Train in a background thread; progress lands in `train_events`, read by a timer."""
+        from tools.training import TrainConfig, activate, train
+
+        if self.training is not None and self.training.is_alive():
+            raise LabelchatError("A training run is already going on; wait for it or cancel it.")
+        config = TrainConfig(kind=kind, epochs=int(epochs), model=self.ctx.model)  # checks the values now
+        self.train_events, self.train_error, self.train_version = [], None, None
+        self._train_cancel = threading.Event()
+
+        def work() -> None:
+            try:
+                report = train(self.project, config, on_progress=self.train_events.append,
+                               should_stop=self._train_cancel.is_set)
+                self.train_version = report.version.name
+                if use_when_done:
+                    with self.lock:
+                        activate(self.project, report.version.id)
+                        self.ctx.forget_reviewer()
+            except LabelchatError as exc:
+                self.train_error = str(exc)
+            except Exception as exc:  # shown in the tab; the job records it too
+                self.train_error = f"{type(exc).__name__}: {exc}"
+
+        self.training = threading.Thread(target=work, daemon=True, name="labelchat-train")
+        self.training.start()
+
+    def cancel_training(self) -> None:
+        if self._train_cancel is not None:
+            self._train_cancel.set()
+
+    @property
+    def training_running(self) -> bool:
+        return self.training is not None and self.training.is_alive()
 
     def image_url(self, item_id: int) -> str:
         """Where the browser fetches an item's image (an item's file never changes: cached)."""
@@ -114,6 +156,24 @@ def build_app(state: AppState):
             batch_state = gr.State([])
             action = gr.Textbox(elem_id="lc-action", elem_classes=["lc-hidden"], show_label=False)
             act = gr.Button("act", elem_id="lc-act", elem_classes=["lc-hidden"])
+        with gr.Tab("Models", elem_id="lc-models-tab"):
+            with gr.Row():
+                train_kind = gr.Dropdown(["probe", "finetune"], value="probe", label="Kind", scale=1,
+                                         info="probe: seconds on a CPU · finetune: the image model too (GPU)")
+                train_epochs = gr.Number(value=10, precision=0, minimum=1, label="Epochs (finetune)", scale=1)
+                train_use = gr.Checkbox(value=True, label="Use it for suggestions when done", scale=1)
+                train_go = gr.Button("Train", variant="primary", scale=1, elem_id="lc-train")
+                train_stop = gr.Button("Cancel training", scale=1, elem_id="lc-train-cancel")
+            train_info = gr.Markdown(elem_id="lc-train-info")
+            timer = gr.Timer(1.0, active=False)
+            versions = gr.Dataframe(label="Model versions (● in use)", interactive=False, elem_id="lc-versions")
+            with gr.Row():
+                version_pick = gr.Dropdown([], label="Version", scale=2, elem_id="lc-version-pick")
+                use_version = gr.Button("Use this version", scale=1, elem_id="lc-use-version")
+                use_zero_shot = gr.Button("Back to zero-shot", scale=1)
+            with gr.Row():
+                curves = gr.LinePlot(x="epoch", y="value", color="series", title="Training curves", height=280)
+                confusion = gr.HTML(elem_id="lc-confusion")
         with gr.Tab("Dashboard"):
             refresh = gr.Button("Refresh")
             summary = gr.Markdown()
@@ -236,6 +296,52 @@ def build_app(state: AppState):
                 raise gr.Error(str(exc)) from exc
             return f"Exported **{report.count}** images as {report.format.value} to `{report.folder}`."
 
+        def models_view(name=None):
+            import pandas as pd
+
+            all_versions = state.project.store.model_versions()
+            columns, rows = views.versions_table(all_versions)
+            shown = next((v for v in all_versions if v.name == name), None) or \
+                next((v for v in all_versions if v.active), None) or (all_versions[-1] if all_versions else None)
+            history = shown.metrics.get("history", []) if shown else []
+            if state.training_running or (state.train_events and not history):
+                history = [{"epoch": e.epoch, "train_loss": e.train_loss, "val_accuracy": e.val_accuracy}
+                           for e in state.train_events if e.phase == "epoch" and e.epoch and e.train_loss is not None]
+            c_columns, c_rows = views.training_curve_table(history)
+            return (pd.DataFrame(rows, columns=columns),
+                    gr.update(choices=[v.name for v in all_versions], value=shown.name if shown else None),
+                    pd.DataFrame(c_rows, columns=c_columns),
+                    views.confusion_html(shown.metrics.get("holdout") if shown else None))
+
+        models_outputs = [versions, version_pick, curves, confusion]
+
+        def on_train(kind, epochs, use):
+            try:
+                state.start_training(kind, epochs, use)
+            except LabelchatError as exc:
+                raise gr.Error(str(exc)) from exc
+            return views.training_status([], True, None, None), gr.Timer(active=True)
+
+        def on_tick(name):
+            running = state.training_running
+            text = views.training_status(state.train_events, running, state.train_error, state.train_version)
+            return (text, gr.Timer(active=running), *models_view(None if running else state.train_version or name))
+
+        def on_use(name, zero_shot=False):
+            from tools.training import activate
+
+            if not name and not zero_shot:
+                raise gr.Error("Choose a version first (train one if the list is empty).")
+            version = None if zero_shot else next(v for v in state.project.store.model_versions() if v.name == name)
+            try:
+                with state.lock:
+                    done = activate(state.project, version.id if version else None)
+                    state.ctx.forget_reviewer()
+            except LabelchatError as exc:
+                raise gr.Error(str(exc)) from exc
+            return f"Suggestions now come from **{version.name if version else 'zero-shot'}**: re-scored " \
+                f"{done.rescored} items.", *models_view(name)
+
         turn = send.click(respond, [message, chat], [chat, message], api_name="chat")
         submitted = message.submit(respond, [message, chat], [chat, message], api_visibility="private")
         stop.click(None, cancels=[turn, submitted])
@@ -254,6 +360,13 @@ def build_app(state: AppState):
         bulk_go.click(on_bulk, [bulk_label, bulk_prob, *filters], [bulk_info, cards_html, batch_state])
         refresh.click(dashboard, None, [summary, per_label, histogram, progress_plot], api_name="dashboard")
         export_go.click(on_export, [export_dir, export_format], export_info)
+        train_go.click(on_train, [train_kind, train_epochs, train_use], [train_info, timer], api_name="train")
+        train_stop.click(lambda: state.cancel_training() or "Cancelling after the current step…", None, train_info)
+        timer.tick(on_tick, version_pick, [train_info, timer, *models_outputs], show_progress="hidden")
+        version_pick.input(models_view, version_pick, models_outputs)
+        use_version.click(on_use, version_pick, [train_info, *models_outputs])
+        use_zero_shot.click(lambda name: on_use(name, zero_shot=True), version_pick, [train_info, *models_outputs])
+        app.load(models_view, None, models_outputs)
         app.load(label_choices, None, [label_filter, bulk_label])
         app.load(show_batch, filters, [cards_html, batch_state])
         app.load(dashboard, None, [summary, per_label, histogram, progress_plot])

@@ -15,6 +15,7 @@ STEP_TITLES = {
     "add_labels": "Adding labels", "suggest_labels": "Suggesting labels", "review_batch": "Review batch",
     "decide": "Recording decisions", "correct": "Correcting", "accept_above": "Bulk accept",
     "similar": "Finding similar images", "export_dataset": "Exporting", "undo": "Undo", "status": "Status",
+    "train_model": "Training", "use_model": "Choosing the model", "model_versions": "Model versions",
 }
 
 
@@ -144,3 +145,59 @@ def parse_range(text: str) -> tuple[float, float]:
     if high > 1:
         low, high = low / 100, high / 100
     return max(0.0, low), min(1.0, high)
+
+
+# -- training -------------------------------------------------------------------------------
+
+
+def training_curve_table(history: Sequence[dict]) -> tuple[list[str], list[list]]:
+    """Per epoch: the training loss and the validation accuracy, as rows of a line chart."""
+    rows = []
+    for record in history:
+        rows.append([record["epoch"], "training loss", round(float(record["train_loss"]), 4)])
+        if record.get("val_accuracy") is not None:
+            rows.append([record["epoch"], "validation accuracy", round(float(record["val_accuracy"]), 4)])
+    return ["epoch", "series", "value"], rows
+
+
+def confusion_html(metrics: dict | None) -> str:
+    """The held-out confusion matrix as an HTML table, cells shaded by their share of the row."""
+    if not metrics or not metrics.get("confusion"):
+        return '<div class="lc-empty">No held-out items to show a confusion matrix for.</div>'
+    labels = [c["label"] for c in metrics["per_class"]]
+    head = "".join(f"<th>{html.escape(l)}</th>" for l in labels)
+    rows = []
+    for label, row in zip(labels, metrics["confusion"]):
+        total = sum(row) or 1
+        cells = "".join(
+            f'<td style="background: rgba(37, 99, 235, {0.85 * n / total:.2f})" title="{n} of {total}">{n}</td>'
+            for n in row
+        )
+        rows.append(f"<tr><th>{html.escape(label)}</th>{cells}</tr>")
+    return (f'<table class="lc-confusion"><caption>held-out items: rows are the true label, columns the '
+            f'prediction</caption><tr><th></th>{head}</tr>{"".join(rows)}</table>')
+
+
+def versions_table(versions: Sequence) -> tuple[list[str], list[list]]:
+    def percent(value):
+        return "" if value is None else f"{100 * value:.1f}%"
+
+    rows = [[("● " if v.active else "") + v.name, v.kind, percent(v.metrics.get("accuracy")),
+             percent(v.metrics.get("zero_shot_accuracy")), v.metrics.get("train_items"), v.base_model,
+             v.created_at[:16].replace("T", " ")] for v in versions]
+    return ["version", "kind", "held-out accuracy", "zero-shot", "trained on", "base model", "created"], rows
+
+
+def training_status(events: Sequence, running: bool, error: str | None, version_name: str | None) -> str:
+    """One line about the current or last training run, for the Models tab."""
+    if error:
+        return f"**Training stopped:** {html.escape(error)}"
+    messages = [e.message for e in events if e.message]
+    last = messages[-1] if messages else ""
+    if running:
+        steps = [e for e in events if e.phase == "step"]
+        where = f" · epoch {steps[-1].epoch}/{steps[-1].epochs}, step {steps[-1].step}/{steps[-1].steps}" if steps else ""
+        return f"**Training…**{where} {html.escape(last)}"
+    if version_name:
+        return f"**Done:** created {html.escape(version_name)}. {html.escape(last)}"
+    return "No training run in this session yet."

@@ -5,8 +5,11 @@ of the (normalised, centred) features, so with zero weights it *is* zero-shot:
 it starts where zero-shot is. The loss is class-balanced cross-entropy plus an
 L2 pull of the weights toward zero whose strength is chosen by stratified
 cross-validation on the training items, with "infinitely strong" (plain
-zero-shot) among the candidates, so on the validation folds it cannot do worse
-than zero-shot. Full-batch L-BFGS: seconds on a CPU for thousands of items.
+zero-shot) among the candidates. Of the candidates whose validation loss is
+within one standard error of the best, the most regularised wins (the
+one-standard-error rule): with a handful of examples the folds are noisy, and
+this keeps the probe at or near zero-shot unless the examples clearly say
+otherwise. Full-batch L-BFGS: seconds on a CPU for thousands of items.
 """
 
 from __future__ import annotations
@@ -36,9 +39,16 @@ def fit_probe(base: ZeroShotHead, features: np.ndarray, truth: np.ndarray,
     x = x - mean
     base_logp = np.log(np.maximum(base.probabilities(features), 1e-12)).astype(np.float32)
     c = len(base.labels)
-    losses = {str(s): _cross_validated_loss(x, base_logp, truth, c, s, seed) for s in strengths}
-    losses["zero-shot"] = _log_loss(base_logp, truth, c)
+    fold = _folds(truth, seed)
+    per_fold = {str(s): _fold_losses(x, base_logp, truth, c, s, fold) for s in sorted(strengths, reverse=True)}
+    per_fold["zero-shot"] = [_log_loss(base_logp[fold == k], truth[fold == k], c) for k in range(FOLDS)
+                             if (fold == k).any()]
+    losses = {name: float(np.mean(values)) for name, values in per_fold.items()}
     best = min(losses, key=losses.get)
+    spread = np.std(per_fold[best]) / np.sqrt(max(1, len(per_fold[best]) - 1))
+    # most regularised first: zero-shot, then the strongest pull
+    ordered = ["zero-shot"] + [str(s) for s in sorted(strengths, reverse=True)]
+    best = next(name for name in ordered if losses[name] <= losses[best] + spread)
     if best == "zero-shot":
         weights, bias = np.zeros((c, x.shape[1]), np.float32), np.zeros(c, np.float32)
         strength = None
@@ -60,8 +70,8 @@ def _folds(truth: np.ndarray, seed: int) -> np.ndarray:
     return fold
 
 
-def _cross_validated_loss(x, base_logp, truth, c, strength, seed) -> float:
-    fold = _folds(truth, seed)
+def _fold_losses(x, base_logp, truth, c, strength, fold) -> list[float]:
+    """The validation log-loss of each fold, trained on the others (inf if no fold can be held out)."""
     losses = []
     for k in range(FOLDS):
         held = fold == k
@@ -69,7 +79,7 @@ def _cross_validated_loss(x, base_logp, truth, c, strength, seed) -> float:
             continue
         weights, bias = _fit(x[~held], base_logp[~held], truth[~held], c, strength)
         losses.append(_log_loss(base_logp[held] + x[held] @ weights.T + bias, truth[held], c))
-    return float(np.mean(losses)) if losses else float("inf")
+    return losses or [float("inf")]
 
 
 def _balanced_weights(truth: np.ndarray, c: int) -> np.ndarray:
