@@ -13,6 +13,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -21,7 +22,7 @@ from index.project import Project
 from index.types import Job, JobStatus, ModelVersion
 
 from ..models import load_backend
-from ..models.base import head_from_bytes, softmax
+from ..models.base import ZeroShotHead, head_from_bytes, softmax
 from ..zeroshot import suggest_zero_shot
 from .checkpoint import read_json, write_json
 from .config import Kind, TrainConfig
@@ -125,54 +126,43 @@ def train(project: Project, config: TrainConfig = TrainConfig(), *, resume: bool
         return report
 
 
+@dataclass
+class _Run:
+    """What both kinds of training share: the data, the labels and the zero-shot starting point."""
+
+    project: Project
+    config: TrainConfig
+    split: Split
+    names: list[str]
+    features_model: str  # the base model's features spec
+    head: ZeroShotHead  # its zero-shot head
+    progress: ProgressFn
+    stop: StopFn
+    check_labels: Callable[[], None]
+
+    def columns(self, ids) -> np.ndarray:
+        column = {name: i for i, name in enumerate(self.names)}
+        return np.array([column[self.split.labels[i]] for i in ids], dtype=np.int64)
+
+    def features(self, ids) -> np.ndarray:
+        return self.project.store.embeddings(self.features_model, list(ids))[1]
+
+
 def _train(project: Project, config: TrainConfig, split: Split, job: Job, folder: Path, resume: bool,
            progress: ProgressFn, stop: StopFn) -> TrainReport:
-    store = project.store
-    names = list(store.label_set().names)
-    check_labels = _label_guard(project, names)
+    names = list(project.store.label_set().names)
     progress(TrainProgress("features", message="making sure every confirmed item has features"))
     base = suggest_zero_shot(project, model=config.model, device=config.device)
-    head = head_from_bytes(store.get_head(base.head_key))
-    column = {name: i for i, name in enumerate(names)}
-    columns = lambda ids: np.array([column[split.labels[i]] for i in ids], dtype=np.int64)  # noqa: E731
+    run = _Run(project, config, split, names, base.features_model,
+               head_from_bytes(project.store.get_head(base.head_key)), progress, stop, _label_guard(project, names))
     holdout = list(split.holdout)
-    _, holdout_features = store.embeddings(base.features_model, holdout)
-    zero_shot = evaluate(columns(holdout), head.probabilities(holdout_features), names) if holdout else None
+    truth = run.columns(holdout)
+    zero_shot = evaluate(truth, run.head.probabilities(run.features(holdout)), names) if holdout else None
     if config.kind == Kind.PROBE.value:
-        train_ids = sorted(split.train + split.validation)  # the probe validates by cross-validation
-        _, features = store.embeddings(base.features_model, train_ids)
-        progress(TrainProgress("probe", message=f"fitting a probe on {len(train_ids)} items"))
-        fit = fit_probe(head, features, columns(train_ids), config.strengths, config.seed)
-        check_labels()
-        trained_head, tower_state = fit.head, None
-        details = {"strength": fit.strength, "validation_loss": fit.validation_loss}
-        holdout_probabilities = trained_head.probabilities(holdout_features) if holdout else None
+        trained_head, tower_state, details, holdout_probabilities = _probe(run)
     else:
-        backend = load_backend(base.features_model, config.device)
-        check_finetunable(backend)
-        if not backend.device.startswith("cuda"):
-            progress(TrainProgress("epoch", message=(
-                f"Fine-tuning on {backend.device}: this is slow (minutes per epoch for a few hundred "
-                f"images). A CUDA GPU is much faster; a probe (--kind probe) takes seconds.")))
-        # LP-FT: fit the probe on the training items first; fine-tuning starts from it.
-        _, features = store.embeddings(base.features_model, list(split.train))
-        probe = fit_probe(head, features, columns(list(split.train)), config.strengths, config.seed)
-        examples = lambda ids: [Example(project.media.path(store.get_item(i).media_path), column[split.labels[i]]) for i in ids]  # noqa: E731
-        tuner = Finetuner(backend, probe.head, examples(split.train), examples(split.validation), config,
-                          backend.device, folder, on_progress=progress, should_stop=stop,
-                          check_labels=check_labels, job_id=job.id)
-        try:
-            result = tuner.run(resume=resume)
-            holdout_probabilities = softmax(tuner.logits(examples(holdout))[0]) if holdout else None
-        finally:
-            tuner.close()
-        trained_head, tower_state = result.head, result.tower_state
-        details = {
-            "probe_strength": probe.strength, "wise_alpha": result.wise_alpha, "wise_accuracy": result.wise_accuracy, "best_epoch": result.best_epoch,
-            "history": [r.__dict__ for r in result.history], "device": result.device,
-            "precision": result.precision, "batch_size": result.batch_size, "peak_memory_mb": result.peak_memory_mb,
-        }
-    metrics = evaluate(columns(holdout), holdout_probabilities, names) if holdout else None
+        trained_head, tower_state, details, holdout_probabilities = _finetune(run, job, folder, resume)
+    metrics = evaluate(truth, holdout_probabilities, names) if holdout else None
     summary = {
         "holdout_items": len(holdout), "train_items": len(split.train), "validation_items": len(split.validation),
         "accuracy": metrics.accuracy if metrics else None,
@@ -184,6 +174,51 @@ def _train(project: Project, config: TrainConfig, split: Split, job: Job, folder
                            tower_state=tower_state, config=config.to_dict(), metrics=summary, split=split.to_dict())
     empty = Metrics(0, None, (), ())
     return TrainReport(version, metrics or empty, zero_shot or empty, job.id, 0.0, details)
+
+
+def _probe(run: _Run):
+    """(head, no tower, details, held-out probabilities) of a probe on the cached features."""
+    train_ids = sorted(run.split.train + run.split.validation)  # the probe validates by cross-validation
+    run.progress(TrainProgress("probe", message=f"fitting a probe on {len(train_ids)} items"))
+    fit = fit_probe(run.head, run.features(train_ids), run.columns(train_ids), run.config.strengths, run.config.seed)
+    run.check_labels()
+    holdout = list(run.split.holdout)
+    probabilities = fit.head.probabilities(run.features(holdout)) if holdout else None
+    return fit.head, None, {"strength": fit.strength, "validation_loss": fit.validation_loss}, probabilities
+
+
+def _finetune(run: _Run, job: Job, folder: Path, resume: bool):
+    """(head, tower weights, details, held-out probabilities) of LP-FT: a probe on the training
+    items first, then the tower and that head together (see finetune.py)."""
+    store = run.project.store
+    backend = load_backend(run.features_model, run.config.device)
+    check_finetunable(backend)
+    if not backend.device.startswith("cuda"):
+        run.progress(TrainProgress("epoch", message=(
+            f"Fine-tuning on {backend.device}: this is slow (minutes per epoch for a few hundred "
+            f"images). A CUDA GPU is much faster; a probe (--kind probe) takes seconds.")))
+    train_ids = list(run.split.train)
+    probe = fit_probe(run.head, run.features(train_ids), run.columns(train_ids), run.config.strengths, run.config.seed)
+
+    def examples(ids) -> list[Example]:
+        paths = [run.project.media.path(store.get_item(i).media_path) for i in ids]
+        return [Example(path, int(column)) for path, column in zip(paths, run.columns(ids))]
+
+    tuner = Finetuner(backend, probe.head, examples(run.split.train), examples(run.split.validation), run.config,
+                      backend.device, folder, on_progress=run.progress, should_stop=run.stop,
+                      check_labels=run.check_labels, job_id=job.id)
+    try:
+        result = tuner.run(resume=resume)
+        holdout = list(run.split.holdout)
+        probabilities = softmax(tuner.logits(examples(holdout))[0]) if holdout else None
+    finally:
+        tuner.close()
+    details = {
+        "probe_strength": probe.strength, "wise_alpha": result.wise_alpha, "wise_accuracy": result.wise_accuracy,
+        "best_epoch": result.best_epoch, "history": [r.__dict__ for r in result.history], "device": result.device,
+        "precision": result.precision, "batch_size": result.batch_size, "peak_memory_mb": result.peak_memory_mb,
+    }
+    return result.head, result.tower_state, details, probabilities
 
 
 def _record_end(project: Project, job_id: int, status: JobStatus, message: str) -> None:
