@@ -31,6 +31,7 @@ class AgentContext:
     progress: ProgressFn = lambda done, total, what: None
     should_stop: Callable[[], bool] = lambda: False
     notices: list[str] = field(default_factory=list)
+    write_behind: bool = False  # the browser app: refreshed suggestions are stored from a thread
     _reviewer: Any = None
 
     def reviewer(self):
@@ -41,11 +42,18 @@ class AgentContext:
         stale = self._reviewer is None or self._reviewer.labels != labels.names or \
             len(self._reviewer.item_ids) != self.project.store.embedding_count(self._reviewer.model)
         if stale:
+            self.forget_reviewer()
             self._reviewer = Reviewer(self.project, model=self.model, device=self.device,
                                       on_notice=self.notices.append, on_progress=self.progress)
+            if self.write_behind:
+                self._reviewer.write_behind()
         return self._reviewer
 
     def forget_reviewer(self) -> None:
+        """Drop the review loop (after its unwritten suggestions are stored, so they cannot
+        land on top of newer ones)."""
+        if self._reviewer is not None:
+            self._reviewer.flush()
         self._reviewer = None
 
 
@@ -260,12 +268,12 @@ def build_tools(ctx: AgentContext) -> list[BaseTool]:
         report = train(ctx.project, TrainConfig(kind=kind, epochs=epochs, model=ctx.model),
                        on_progress=progress, should_stop=ctx.should_stop)
         version = report.version
+        ctx.forget_reviewer()
         text = (f"Trained {version.name}: {_percent(version.metrics.get('accuracy'))} right on "
                 f"{version.metrics.get('holdout_items')} held-out confirmed images (zero-shot: "
                 f"{_percent(version.metrics.get('zero_shot_accuracy'))}).")
         if activate:
             done = activate_version(ctx.project, version.id, device=ctx.device)
-            ctx.forget_reviewer()
             text += f" It now suggests the labels of all {done.rescored} images."
         else:
             text += f" Say 'use {version.name}' to let it suggest labels."
@@ -283,8 +291,8 @@ def build_tools(ctx: AgentContext) -> list[BaseTool]:
         chosen = None
         if version.lower().replace("-", "").replace(" ", "") not in ("zeroshot", "base", "none"):
             chosen = _find_version(store, version)
-        done = activate_version(ctx.project, chosen.id if chosen else None, device=ctx.device)
         ctx.forget_reviewer()
+        done = activate_version(ctx.project, chosen.id if chosen else None, device=ctx.device)
         name = chosen.name if chosen else "zero-shot"
         return f"Suggestions now come from {name}; re-scored {done.rescored} images.", done
 

@@ -30,7 +30,7 @@ def test_the_console_script_is_installed():
 
 
 @pytest.mark.parametrize(
-    "command", ["", "add", "import", "labels", "status", "items", "log", "export", "undo", "demo"]
+    "command", ["", "add", "import", "labels", "status", "items", "log", "export", "undo", "demo", "train", "models", "jobs"]
 )
 def test_help_everywhere(tmp_path, command):
     result = run(*([command] if command else []), "--help", cwd=tmp_path)

@@ -166,6 +166,32 @@ def test_decisions_learn_and_say_why(reviewer):
     assert {n.label for n in card.neighbors} <= {accepted.label, "windmill"}
 
 
+def test_write_behind_shows_the_newest_suggestions_and_stores_them_all(reviewer):
+    reviewer.write_behind()
+    reviewer.refresh()
+    reviewer.flush()
+    cards = reviewer.batch(Strategy.UNCERTAIN, 5)
+    for card in cards:
+        reviewer.decide(card.item.id, Action.CORRECT, "windmill")
+    written_rows = []
+    original = reviewer.store.put_suggestions_many
+
+    def slow_put(rows, head_key=None):  # the real write, observed: how many rows per transaction
+        written_rows.append(len(rows))
+        original(rows, head_key=head_key)
+
+    reviewer.store.put_suggestions_many = slow_put
+    report = reviewer.refresh()
+    assert report.written > 0
+    pending = reviewer.store.item_ids_where(status=Status.PENDING)
+    shown = {i: reviewer.card(i).suggestions for i in pending}  # before the writer is done, or after
+    reviewer.flush()
+    assert sum(written_rows) == report.written and max(written_rows) <= 300
+    for item_id in pending:
+        assert [s.label for s in reviewer.store.suggestions(item_id)] == [s.label for s in shown[item_id]]
+        assert reviewer.store.suggestions(item_id)[0].method == "zero-shot+examples"
+
+
 def test_bad_decisions_have_defined_answers(reviewer):
     with pytest.raises(UnknownItemError):
         reviewer.decide(99999, Action.ACCEPT)

@@ -23,6 +23,7 @@ from index.types import Action, Decision, Item, ItemState, Status, Suggestion
 from index.vectors import VectorIndex
 
 from .learn import BlendConfig, Blended, ExampleVotes
+from .writebehind import SuggestionWriter
 from .models.base import head_from_bytes
 from .zeroshot import DEFAULT_TEMPLATES, check_label_set, head_key, suggest, templates
 
@@ -107,6 +108,22 @@ class Reviewer:
         self.current_ids = np.zeros(0, dtype=np.int64)
         self.example_labels: dict[int, str] = {}
         self._index: VectorIndex | None = None
+        self.writer: SuggestionWriter | None = None  # set by write_behind(): rows stored from a thread
+
+    def write_behind(self) -> None:
+        """Store refreshed suggestions from a background thread (the browser app: a key press
+        must not wait for thousands of rows); `flush()` waits for them."""
+        if self.writer is None:
+            self.writer = SuggestionWriter(self.store)
+
+    def flush(self) -> None:
+        if self.writer is not None:
+            self.writer.flush()
+
+    def suggestions_of(self, item_id: int) -> list[Suggestion]:
+        """An item's current suggestions: the newest computed, even if not yet stored."""
+        pending = self.writer.get(item_id) if self.writer is not None else None
+        return pending if pending is not None else self.store.suggestions(item_id)
 
     # -- suggestions ------------------------------------------------------------------
 
@@ -143,7 +160,9 @@ class Reviewer:
             int(item_ids[r]): self._suggestions(int(item_ids[r]), blended, r)
             for r in np.flatnonzero(changed)
         }
-        if rows:
+        if rows and self.writer is not None:
+            self.writer.put(rows, self.head_key)
+        elif rows:
             self.store.put_suggestions_many(rows, head_key=self.head_key)
         return len(rows)
 
@@ -211,7 +230,7 @@ class Reviewer:
         return Card(
             self.store.get_item(item_id),
             self.store.state(item_id),
-            tuple(self.store.suggestions(item_id)),
+            tuple(self.suggestions_of(item_id)),
             tuple(self._nearest_examples(item_id, k)),
         )
 
@@ -304,7 +323,7 @@ class Reviewer:
         return self.store.decide(item_id, action, label, actor=actor)
 
     def _best_label(self, item_id: int) -> str:
-        top = self.store.suggestions(item_id)
+        top = self.suggestions_of(item_id)
         if not top:
             self.store.get_item(item_id)
             raise LabelchatError(f"Item {item_id} has no suggestion yet; give the label: accept {item_id} LABEL.")

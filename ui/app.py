@@ -33,6 +33,7 @@ class AppState:
     def __init__(self, project_dir: Path, *, brain: str, yes: bool, model: str | None, brain_options: dict):
         self.project = Project(project_dir)
         self.session = Session(self.project, brain=brain, yes=yes, session_id="web", model=model, **brain_options)
+        self.session.ctx.write_behind = True  # a key press never waits for thousands of suggestion rows
         self.lock = threading.RLock()  # one agent turn at a time
         self.cards: dict[int, object] = {}  # the shown batch's cards, so a decision re-renders without queries
         self._urls: dict[int, str] = {}
@@ -97,8 +98,8 @@ class AppState:
                 self.train_version = report.version.name
                 if use_when_done:
                     with self.lock:
-                        activate(self.project, report.version.id)
                         self.ctx.forget_reviewer()
+                        activate(self.project, report.version.id)
             except LabelchatError as exc:
                 self.train_error = str(exc)
             except Exception as exc:  # shown in the tab; the job records it too
@@ -335,8 +336,8 @@ def build_app(state: AppState):
             version = None if zero_shot else next(v for v in state.project.store.model_versions() if v.name == name)
             try:
                 with state.lock:
-                    done = activate(state.project, version.id if version else None)
                     state.ctx.forget_reviewer()
+                    done = activate(state.project, version.id if version else None)
             except LabelchatError as exc:
                 raise gr.Error(str(exc)) from exc
             return f"Suggestions now come from **{version.name if version else 'zero-shot'}**: re-scored " \
