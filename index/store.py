@@ -93,8 +93,21 @@ class Store:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction; committed when the block ends, rolled back on error."""
+        """One write transaction; committed when the block ends, rolled back on error.
+
+        Inside `transaction()` it is a savepoint of that transaction instead: its
+        writes still land all or none, and the commit is the outer one's."""
         with self._lock:
+            if self._db.in_transaction:
+                self._db.execute("SAVEPOINT write")
+                try:
+                    yield self._db
+                except BaseException:
+                    self._db.execute("ROLLBACK TO write")
+                    self._db.execute("RELEASE write")
+                    raise
+                self._db.execute("RELEASE write")
+                return
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
@@ -102,6 +115,13 @@ class Store:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group many writes into one commit (a crawl records a round of results at once):
+        the writes inside are all kept, or none if the block raises. Other threads wait."""
+        with self._write():
+            yield
 
     def _read(self, sql: str, params: Sequence | dict = ()) -> list[sqlite3.Row]:
         with self._lock:

@@ -264,10 +264,16 @@ class _Crawler:
             pass
 
     def _record_collected(self, inflight: dict[str, CrawlUrl]) -> None:
-        while self._unrecorded:  # in flight until recorded, so quotas still count them
-            visit = self._unrecorded.popleft()
-            del inflight[visit.url.url]
-            self._record(visit)
+        """Record the round's finished visits in one commit (one per visit cost more than the fetches)."""
+        if not self._unrecorded:
+            return
+        with self.store.transaction():
+            while self._unrecorded:  # in flight until recorded, so quotas still count them
+                visit = self._unrecorded.popleft()
+                del inflight[visit.url.url]
+                self._record(visit)
+        if self.on_progress:  # after the commit: a callback that raises loses nothing recorded
+            self.on_progress(self._progress())
 
     def _salvage(self, inflight: dict[str, CrawlUrl], seconds: float = 2.0) -> None:
         """On an interrupt, record what is done or finishes within `seconds`: a resume then refetches little."""
@@ -392,8 +398,6 @@ class _Crawler:
         self.report.off_site_links += visit.off_site
         if self.report.fetched % 50 == 0:
             self.store.update_job(self.job_id, done=sum(self.totals.values()))
-        if self.on_progress:
-            self.on_progress(self._progress())
 
     def _store(self, visit: _Visit) -> tuple[Outcome, int]:
         (media_path, info), url = visit.image, visit.url
