@@ -12,6 +12,7 @@ from index.vectors import VectorIndex
 from tools.ingest import ingest
 from tools.learn import BlendConfig, ExampleVotes
 from tools.review import Reviewer, Strategy, finish_auto_accept, plan_auto_accept, wilson_interval
+from tools.writebehind import CHUNK
 
 TINY = "openclip:tiny/random"
 LABELS = ["fish", "mammal", "monument", "tool", "windmill"]
@@ -186,7 +187,7 @@ def test_write_behind_shows_the_newest_suggestions_and_stores_them_all(reviewer)
     pending = reviewer.store.item_ids_where(status=Status.PENDING)
     shown = {i: reviewer.card(i).suggestions for i in pending}  # before the writer is done, or after
     reviewer.flush()
-    assert sum(written_rows) == report.written and max(written_rows) <= 300
+    assert sum(written_rows) == report.written and max(written_rows) <= CHUNK
     for item_id in pending:
         assert [s.label for s in reviewer.store.suggestions(item_id)] == [s.label for s in shown[item_id]]
         assert reviewer.store.suggestions(item_id)[0].method == "zero-shot+examples"

@@ -1,38 +1,47 @@
 """Suggestion rows written to the store behind the review loop, in small transactions.
 
 After a batch of decisions the review loop recomputes every undecided item's
-suggestions in memory in tens of milliseconds, but storing ten thousand rows
-takes about a second. In the browser app that second sat between a key press
-and the next card. `SuggestionWriter` takes the rows and writes them from a
-thread, a few hundred per transaction, so a decision arriving meanwhile waits
-for one small transaction at most. Until a row is written, `get` returns it,
-so the review loop never shows an older suggestion than it computed.
-Suggestions are derived data: rows lost to a crash are recomputed on the next
-refresh; decisions are never written here.
+suggestions in memory in tens of milliseconds, but turning ten thousand of
+them into rows and storing them took about a second, which sat between a key
+press and the next card in the browser app. `SuggestionWriter` takes a
+builder per item instead, and builds and stores the rows from a thread, over
+the store's one connection, a hundred rows per transaction with a pause
+between them, so a decision or a read from the app waits for one small
+transaction at most. (A second connection was worse: the app's writes then
+met SQLite's busy handler, which sleeps in steps of up to 100 ms.) Until an item's row is written, `get` builds it from the same
+snapshot, so the review loop never shows an older suggestion than it computed.
+Suggestions are derived data: rows lost to a crash are recomputed by the
+next refresh; decisions are never written here.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Sequence
+import time
+from typing import Callable, Iterable
 
 from index.store import Store
 from index.types import Suggestion
 
-CHUNK = 300
+CHUNK = 100
+PAUSE_S = 0.04  # between chunks: the app's requests get the interpreter first
+START_DELAY_S = 0.3  # the request that refreshed (a batch's last decision) finishes before writing starts
+
+Builder = Callable[[int], list[Suggestion]]
 
 
 class SuggestionWriter:
     def __init__(self, store: Store):
         self.store = store
         self._lock = threading.Lock()
-        self._pending: dict[int, tuple[Sequence[Suggestion], str]] = {}
-        self._writing: dict[int, tuple[Sequence[Suggestion], str]] = {}
+        self._pending: dict[int, tuple[Builder, str]] = {}
+        self._writing: dict[int, tuple[Builder, str]] = {}
         self._thread: threading.Thread | None = None
 
-    def put(self, rows: dict[int, Sequence[Suggestion]], head_key: str) -> None:
+    def put(self, item_ids: Iterable[int], build: Builder, head_key: str) -> None:
+        """Store build(item_id) for each item, later; newer puts replace older ones."""
         with self._lock:
-            self._pending.update({item_id: (suggestions, head_key) for item_id, suggestions in rows.items()})
+            self._pending.update({item_id: (build, head_key) for item_id in item_ids})
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._drain, daemon=True, name="labelchat-suggestions")
                 self._thread.start()
@@ -41,7 +50,7 @@ class SuggestionWriter:
         """The newest unwritten suggestions of an item, or None when the store has them."""
         with self._lock:
             found = self._pending.get(item_id) or self._writing.get(item_id)
-        return list(found[0]) if found else None
+        return found[0](item_id) if found else None
 
     def flush(self) -> None:
         """Wait until everything put so far is in the store."""
@@ -50,6 +59,7 @@ class SuggestionWriter:
             thread.join()
 
     def _drain(self) -> None:
+        time.sleep(START_DELAY_S)
         while True:
             with self._lock:
                 if not self._pending:
@@ -57,10 +67,11 @@ class SuggestionWriter:
                 keys = list(self._pending)[:CHUNK]
                 self._writing = {k: self._pending.pop(k) for k in keys}
                 chunk = self._writing
-            by_key: dict[str, dict[int, Sequence[Suggestion]]] = {}
-            for item_id, (suggestions, head_key) in chunk.items():
-                by_key.setdefault(head_key, {})[item_id] = suggestions
+            by_key: dict[str, dict[int, list[Suggestion]]] = {}
+            for item_id, (build, head_key) in chunk.items():
+                by_key.setdefault(head_key, {})[item_id] = build(item_id)
             for head_key, rows in by_key.items():
                 self.store.put_suggestions_many(rows, head_key=head_key)
             with self._lock:
                 self._writing = {}
+            time.sleep(PAUSE_S)
