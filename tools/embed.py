@@ -23,15 +23,11 @@ from .images import Reason
 
 ProgressFn = Callable[[int, int, str], None]
 PREFETCH_BATCHES = 3
-
-
-def default_workers() -> int:
-    """Decoding threads. On a GPU the model waits for pixels (an H100 embedded ViT-B/32 at a
-    tenth of its bare speed), but more threads do not help: 16 on a 16-core machine were
-    slower than 4 (351 vs 497 images/s, bench/results/gpu-h100-zeroshot*.log): they contend
-    for the GIL in per-image preprocessing."""
-    return 4
 DRAFT_SIDE = 448  # twice the usual 224 input
+# Decoding threads. On a GPU the model waits for pixels (an H100 embedded ViT-B/32 at a tenth
+# of its bare speed), but more threads do not help: 16 on a 16-core machine were slower than 4
+# (351 vs 497 images/s, bench/results/gpu-h100-zeroshot*.log); they contend for the GIL.
+DEFAULT_WORKERS = 4
 
 
 @dataclass
@@ -56,7 +52,7 @@ def embed_items(
     item_ids: Sequence[int] | None = None,
     *,
     batch_size: int | None = None,
-    workers: int | None = None,
+    workers: int = DEFAULT_WORKERS,
     on_progress: ProgressFn | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> EmbedReport:
@@ -70,7 +66,6 @@ def embed_items(
     stop = should_stop or (lambda: False)
     started = time.perf_counter()
     done = 0
-    workers = workers or default_workers()
     for ids, pixels, problems in _batches(project, backend, todo, report.batch_size, workers, stop):
         report.problems += problems
         if ids:

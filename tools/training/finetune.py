@@ -25,7 +25,7 @@ import numpy as np
 from index.errors import LabelchatError
 
 from ..models.base import Backend, BridgeHead, LinearHead, ModelError, ResidualHead, ZeroShotHead
-from ..embed import default_workers
+from ..embed import DEFAULT_WORKERS
 from .checkpoint import load_tensors, read_json, save_tensors, write_json
 from .config import TrainConfig
 from .progress import EpochRecord, ProgressFn, StopFn, TrainingCancelled, TrainProgress
@@ -239,7 +239,7 @@ class Finetuner:
         self.history: list[EpochRecord] = []
         self.best_accuracy = -1.0
         self.best_epoch = 0
-        self.pool = ThreadPoolExecutor(max_workers=config.workers or default_workers())
+        self.pool = ThreadPoolExecutor(max_workers=config.workers or DEFAULT_WORKERS)
         if device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats(device)
 
