@@ -181,7 +181,8 @@ class ExampleVotes:
             weights = np.linalg.solve(a.T @ a + self.config.ridge * np.eye(a.shape[1]), a.T @ targets)
         else:
             weights = a.T @ np.linalg.solve(a @ a.T + self.config.ridge * np.eye(len(a)), targets)
-        scores = self.config.probe_scale * (self.features[rows] @ weights.astype(np.float32))
+        # all rows, then the wanted ones: indexing first would copy every wanted feature vector
+        scores = self.config.probe_scale * (self.features @ weights.astype(np.float32))[rows]
         scores -= scores.max(axis=1, keepdims=True)
         probe = np.exp(scores)
         probe /= probe.sum(axis=1, keepdims=True)
