@@ -50,6 +50,15 @@ def browser():
         chromium.close()
 
 
+OPEN_CARDS = "#lc-review .lc-card:not(.lc-done)"
+
+
+def _wait_saved(page, item_id: int) -> None:
+    """The card left the panel at once, and the server acknowledged the decision."""
+    page.wait_for_function(f"!document.querySelector('{OPEN_CARDS}[data-item=\"{item_id}\"]')", timeout=30000)
+    page.wait_for_selector(f'#lc-ack [data-decided="{item_id}"]', state="attached", timeout=30000)
+
+
 def _store(folder):
     return Project(folder, create=False)
 
@@ -69,24 +78,24 @@ def test_label_review_and_undo_in_the_browser(app, browser):
     page.get_by_role("tab", name="Review").click()
     page.click("#lc-next")
     page.wait_for_selector("#lc-review .lc-card", timeout=60000)
-    cards = page.locator("#lc-review .lc-card")
+    cards = page.locator(OPEN_CARDS)
     first = int(cards.nth(0).get_attribute("data-item"))
     suggested = cards.nth(0).get_attribute("data-label")
     cards.nth(0).locator(".lc-accept").click()  # with the mouse
-    page.wait_for_function(f"!document.querySelector('#lc-review .lc-card[data-item=\"{first}\"]')", timeout=30000)
+    _wait_saved(page, first)
     with _store(folder) as project:
         assert project.store.state(first).label == suggested
 
-    second = int(page.locator("#lc-review .lc-card").nth(0).get_attribute("data-item"))
-    page.locator("#lc-review .lc-card").nth(0).click(position={"x": 5, "y": 5})  # focus the panel, not a button
+    second = int(page.locator(OPEN_CARDS).nth(0).get_attribute("data-item"))
+    page.locator(OPEN_CARDS).nth(0).click(position={"x": 5, "y": 5})  # focus the panel, not a button
     page.keyboard.press("a")  # with the keyboard
-    page.wait_for_function(f"!document.querySelector('#lc-review .lc-card[data-item=\"{second}\"]')", timeout=30000)
+    _wait_saved(page, second)
     with _store(folder) as project:
         assert project.store.state(second).status is Status.CONFIRMED
 
-    third = int(page.locator("#lc-review .lc-card").nth(0).get_attribute("data-item"))
+    third = int(page.locator(OPEN_CARDS).nth(0).get_attribute("data-item"))
     page.locator(f'#lc-review .lc-card[data-item="{third}"] select.lc-label').select_option("windmill")
-    page.wait_for_function(f"!document.querySelector('#lc-review .lc-card[data-item=\"{third}\"]')", timeout=30000)
+    _wait_saved(page, third)
     with _store(folder) as project:
         assert project.store.state(third).label == "windmill"
 
@@ -95,6 +104,14 @@ def test_label_review_and_undo_in_the_browser(app, browser):
     with _store(folder) as project:
         assert project.store.state(third).status is Status.PENDING
         assert project.store.decisions()[-1].actor == "web"
+
+    # A decision the store refuses: the card that left at once comes back, with the reason.
+    fourth = int(page.locator(OPEN_CARDS).nth(0).get_attribute("data-item"))
+    page.evaluate(f"labelchatAct('correct', {fourth}, 'no such label')")
+    page.wait_for_selector("#lc-review .lc-notice >> text=is not in the label set", timeout=30000)
+    assert page.locator(f'{OPEN_CARDS}[data-item="{fourth}"]').count() == 1
+    with _store(folder) as project:
+        assert project.store.state(fourth).status is Status.PENDING
 
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "review-panel.png"), full_page=False)

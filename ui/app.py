@@ -9,6 +9,7 @@ to other hosts (analytics off, system fonts).
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import threading
@@ -157,6 +158,7 @@ def build_app(state: AppState):
             batch_state = gr.State([])
             action = gr.Textbox(elem_id="lc-action", elem_classes=["lc-hidden"], show_label=False)
             act = gr.Button("act", elem_id="lc-act", elem_classes=["lc-hidden"])
+            ack = gr.HTML(elem_id="lc-ack", elem_classes=["lc-hidden"])  # which decision was saved last
         with gr.Tab("Models", elem_id="lc-models-tab"):
             with gr.Row():
                 train_kind = gr.Dropdown(["probe", "finetune"], value="probe", label="Kind", scale=1,
@@ -225,29 +227,34 @@ def build_app(state: AppState):
                 [c.item.id for c in cards]
 
         def on_action(raw, ids, order, label, span):
+            """One decision. The browser hides the card at once (app.js) and waits for the ack;
+            the panel is sent again only at a batch's end, after an undo or when something went
+            wrong: Gradio's front end slowed down with every large HTML update (measured)."""
             try:
                 request = json.loads(raw or "{}")
             except json.JSONDecodeError:
-                return gr.update(), ids
+                return gr.update(), ids, ""
             reviewer = state.ctx.reviewer()
             item_id, kind = request.get("item"), request.get("action")
-            notice = ""
+            ack = f'<span data-decided="{html.escape(str(item_id))}" data-t="{html.escape(str(request.get("t")))}"></span>'
             if kind == "undo":
                 decision = state.project.store.undo(actor="web")
-                notice = f"Undid the decision on #{decision.item_id}."
                 reviewer.refresh()
-                return show_batch(order, label, span, notice)
+                return (*show_batch(order, label, span, f"Undid the decision on #{decision.item_id}."), ack)
             if item_id not in ids:
                 notice = f"#{item_id} was already decided (maybe in another tab); nothing was counted twice."
-            else:
-                try:
-                    reviewer.decide(int(item_id), Action(kind), request.get("label") or None, actor="web")
-                except LabelchatError as exc:
-                    raise gr.Error(str(exc)) from exc
-                ids = [i for i in ids if i != item_id]
+                return (*render(ids, notice), ack)
+            try:
+                reviewer.decide(int(item_id), Action(kind), request.get("label") or None, actor="web")
+            except LabelchatError as exc:  # the hidden card comes back, with the reason
+                return (*render(ids, str(exc)), ack)
+            ids = [i for i in ids if i != item_id]
             if not ids:
                 reviewer.refresh()  # the batch is done: learn from it, then show the next one
-                return show_batch(order, label, span, notice)
+                return (*show_batch(order, label, span), ack)
+            return gr.update(), ids, ack
+
+        def render(ids, notice):
             labels = state.project.store.label_set().names
             return views.render_cards(state.cards_for(ids), labels, state.image_url, notice=notice), ids
 
@@ -355,7 +362,7 @@ def build_app(state: AppState):
         search.submit(on_search, [search, *filters], [cards_html, batch_state])
         # Decisions skip the queue (a direct request) and show no progress overlay: the
         # card must go at once. trigger_mode "multiple": fast key presses are not dropped.
-        act.click(on_action, [action, batch_state, *filters], [cards_html, batch_state], queue=False,
+        act.click(on_action, [action, batch_state, *filters], [cards_html, batch_state, ack], queue=False,
                   show_progress="hidden", trigger_mode="multiple")
         bulk_preview.click(on_preview, [bulk_label, bulk_prob], bulk_info)
         bulk_go.click(on_bulk, [bulk_label, bulk_prob, *filters], [bulk_info, cards_html, batch_state])

@@ -3,11 +3,24 @@ function labelchatAct(action, item, label) {
   const box = document.querySelector('#lc-action textarea, #lc-action input');
   const go = document.querySelector('#lc-act');
   if (!box || !go) return;
+  labelchatHide(action, item);
   box.value = JSON.stringify({action: action, item: item, label: label || null, t: Date.now()});
   box.dispatchEvent(new Event('input', {bubbles: true}));
   setTimeout(() => go.click(), 0);
 }
-function labelchatCards() { return Array.from(document.querySelectorAll('#lc-review .lc-card')); }
+// A decided card goes at once; the server acknowledges in #lc-ack, and sends the panel
+// again only when the batch ends or a decision could not be saved (the card then returns).
+function labelchatHide(action, item) {
+  if (action === 'undo' || item === null) return;
+  const card = document.querySelector(`#lc-review .lc-card[data-item="${item}"]`);
+  if (!card) return;
+  const index = labelchatCards().indexOf(card);
+  card.classList.add('lc-done');
+  card.classList.remove('focused');
+  const rest = labelchatCards();
+  if (rest.length) rest[Math.max(0, Math.min(index, rest.length - 1))].classList.add('focused');
+}
+function labelchatCards() { return Array.from(document.querySelectorAll('#lc-review .lc-card:not(.lc-done)')); }
 function labelchatFocus(delta) {
   const cards = labelchatCards();
   if (!cards.length) return null;
