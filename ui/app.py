@@ -4,7 +4,7 @@ Each callback calls one function of the agent or the review loop and renders
 its typed result with ui/views.py. Every decision is written to the store
 before the panel changes; the store serialises writes from several tabs.
 Binds 127.0.0.1 unless told otherwise, never shares publicly, sends nothing
-to other hosts (analytics off, system fonts).
+to other hosts (analytics and run history off, system fonts).
 """
 
 from __future__ import annotations
@@ -16,6 +16,11 @@ import threading
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+# Gradio 6's run history re-serialises every call's inputs and outputs (the review panel's
+# HTML included) into the browser's localStorage on each event: decisions got slower by
+# about 1 ms with every one made (measured), it keeps images' labels in the browser, and it
+# offers to upload to a Hugging Face bucket. Off, unless someone turns it on.
+os.environ.setdefault("GRADIO_RUN_HISTORY", "False")
 
 from agent.session import Session  # noqa: E402
 from index.errors import LabelchatError  # noqa: E402
