@@ -132,6 +132,8 @@ def test_label_review_and_undo_in_the_browser(app, browser):
         assert project.store.status().by_status["confirmed"] == before + preview
         assert project.store.check() == []
     assert outside == [], f"the page asked other hosts: {outside[:5]}"
+    stored = page.evaluate("Object.keys(localStorage).filter(k => k.includes('run-history'))")
+    assert stored == [], "Gradio's run history is off: it slowed every decision and kept labels in the browser"
     page.close()
 
 
