@@ -22,8 +22,6 @@ from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import numpy as np
 
-from index.errors import LabelchatError
-
 from ..models.base import Backend, BridgeHead, LinearHead, ModelError, ResidualHead, ZeroShotHead
 from ..embed import DEFAULT_WORKERS
 from .checkpoint import load_tensors, read_json, save_tensors, write_json
@@ -447,4 +445,4 @@ def check_finetunable(backend: Backend) -> None:
         backend.trainable_tower()  # raises the explanatory ModelError
 
 
-__all__ = ["Example", "Finetuner", "FinetuneResult", "LabelchatError", "check_finetunable"]
+__all__ = ["Example", "Finetuner", "FinetuneResult", "check_finetunable"]

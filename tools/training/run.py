@@ -301,8 +301,4 @@ def _label_guard(project: Project, names: list[str]):
     return check
 
 
-def history_of(version: ModelVersion) -> list[dict]:
-    return list(version.metrics.get("history", []))
-
-
 __all__ = ["TrainReport", "TrainingBusyError", "request_cancel", "train"]
