@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 from index.project import Project  # noqa: E402
 from index.types import Action  # noqa: E402
 from tools.training import TrainConfig, activate, train  # noqa: E402
-from tools.zeroshot import suggest_zero_shot  # noqa: E402
+from tools.zeroshot import suggest  # noqa: E402
 
 TEST_SHARE = 0.2
 
@@ -52,7 +52,7 @@ def prepare(data: Path, folder: Path, model: str) -> dict[int, str]:
     started = time.perf_counter()
     project, truth = build_project(folder, data)
     project.store.set_setting("model", model)
-    suggest_zero_shot(project, model=model)
+    suggest(project, model=model)
     project.close()
     truth_file.write_text(json.dumps(truth))
     print(f"built {folder} ({len(truth)} items) in {time.perf_counter() - started:.0f} s", file=sys.stderr)

@@ -108,33 +108,18 @@ def suggest(
     on_progress: Callable[[int, int, str], None] | None = None,
     on_notice: Callable[[str], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    use_trained: bool = True,
 ) -> SuggestReport:
     """Suggestions for every item whose suggestions are stale or missing: from the project's
-    active trained model version when there is one (and no --model was given), else zero-shot."""
-    if model is None:
+    active trained model version when there is one (unless a --model was given, or
+    `use_trained` is False, as training itself asks), else zero-shot."""
+    if use_trained and model is None:
         from .training.versions import active_version_if_usable, suggest_with_version
 
         version = active_version_if_usable(project, on_notice=on_notice)
         if version is not None:
             return suggest_with_version(project, version, device=device, batch_size=batch_size,
                                         on_progress=on_progress, should_stop=should_stop)
-    return suggest_zero_shot(project, model=model, device=device, template_set=template_set,
-                             batch_size=batch_size, on_progress=on_progress, on_notice=on_notice,
-                             should_stop=should_stop)
-
-
-def suggest_zero_shot(
-    project: Project,
-    *,
-    model: str | None = None,
-    device: str | None = None,
-    template_set: str = DEFAULT_TEMPLATES,
-    batch_size: int | None = None,
-    on_progress: Callable[[int, int, str], None] | None = None,
-    on_notice: Callable[[str], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
-) -> SuggestReport:
-    """Compute zero-shot suggestions for every item whose suggestions are stale or missing."""
     started = time.perf_counter()
     store = project.store
     labels = list(store.label_set().labels)

@@ -23,7 +23,7 @@ from index.types import Job, JobStatus, ModelVersion
 
 from ..models import load_backend
 from ..models.base import ZeroShotHead, head_from_bytes, softmax
-from ..zeroshot import suggest_zero_shot
+from ..zeroshot import suggest
 from .checkpoint import read_json, write_json
 from .config import Kind, TrainConfig
 from .data import Split, split_examples
@@ -152,7 +152,7 @@ def _train(project: Project, config: TrainConfig, split: Split, job: Job, folder
            progress: ProgressFn, stop: StopFn) -> TrainReport:
     names = list(project.store.label_set().names)
     progress(TrainProgress("features", message="making sure every confirmed item has features"))
-    base = suggest_zero_shot(project, model=config.model, device=config.device)
+    base = suggest(project, model=config.model, device=config.device, use_trained=False)
     run = _Run(project, config, split, names, base.features_model,
                head_from_bytes(project.store.get_head(base.head_key)), progress, stop, _label_guard(project, names))
     holdout = list(split.holdout)
