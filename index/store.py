@@ -229,17 +229,8 @@ class Store:
         offset: int = 0,
     ) -> list[Item]:
         """Items in the order they were added, optionally filtered by current state."""
-        where, params = [], []
-        if status is not None:
-            where.append("s.status = ?")
-            params.append(status.value)
-        if label is not None:
-            where.append("s.label = ?")
-            params.append(label)
-        sql = _ITEM_SELECT + " JOIN item_state s ON s.item_id = i.id"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY i.id LIMIT ? OFFSET ?"
+        where, params = _state_filter(status, label, "s.")
+        sql = _ITEM_SELECT + f" JOIN item_state s ON s.item_id = i.id WHERE {where} ORDER BY i.id LIMIT ? OFFSET ?"
         params += [-1 if limit is None else limit, offset]
         return [_item(row) for row in self._read(sql, params)]
 
@@ -465,14 +456,8 @@ class Store:
         return [_state(row) for row in rows]
 
     def item_ids_where(self, *, status: Status | None = None, label: str | None = None) -> list[int]:
-        where, params = ["1"], []
-        if status is not None:
-            where.append("status = ?")
-            params.append(status.value)
-        if label is not None:
-            where.append("label = ?")
-            params.append(label)
-        sql = f"SELECT item_id FROM item_state WHERE {' AND '.join(where)} ORDER BY item_id"
+        where, params = _state_filter(status, label)
+        sql = f"SELECT item_id FROM item_state WHERE {where} ORDER BY item_id"
         return [row[0] for row in self._read(sql, params)]
 
     def confirmed_labels(self) -> dict[int, str]:
@@ -805,6 +790,18 @@ class Store:
     def jobs(self, *, limit: int = 20) -> list[Job]:
         rows = self._read("SELECT * FROM jobs ORDER BY id DESC LIMIT ?", (limit,))
         return [_job(row) for row in rows]
+
+
+def _state_filter(status: Status | None, label: str | None, prefix: str = "") -> tuple[str, list]:
+    """A WHERE clause (and its parameters) on item_state's status and label; "1" when neither."""
+    where, params = ["1"], []
+    if status is not None:
+        where.append(f"{prefix}status = ?")
+        params.append(status.value)
+    if label is not None:
+        where.append(f"{prefix}label = ?")
+        params.append(label)
+    return " AND ".join(where), params
 
 
 # -- derivation of state from the decision log (pure) ----------------------------
