@@ -10,6 +10,8 @@ from index.errors import LabelchatError
 from index.project import Project
 from index.types import ModelVersion
 
+from .format import percent
+
 
 
 def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
@@ -184,16 +186,12 @@ def need_args(action: str, args: list[str], count: int, usage: str) -> None:
 # -- text for people ---------------------------------------------------------------------
 
 
-def _percent(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.1f}%"
-
-
 def format_train_report(report) -> str:
     m = report.version.metrics
     lines = [
         f"Trained {report.version.name} ({report.version.kind} on {report.version.base_model}) in {report.seconds:.1f} s.",
-        f"  held-out accuracy: {_percent(m.get('accuracy'))} (zero-shot on the same "
-        f"{m.get('holdout_items', 0)} items: {_percent(m.get('zero_shot_accuracy'))})",
+        f"  held-out accuracy: {percent(m.get('accuracy'))} (zero-shot on the same "
+        f"{m.get('holdout_items', 0)} items: {percent(m.get('zero_shot_accuracy'))})",
         f"  trained on {m.get('train_items', 0)} items, validated on {m.get('validation_items', 0)}",
     ]
     if report.details.get("wise_alpha") is not None:
@@ -210,7 +208,7 @@ def format_per_class(metrics) -> list[str]:
         return []
     lines = ["  per label (held out):  precision  recall  items"]
     for c in metrics.per_class:
-        lines.append(f"    {c.label[:20]:<20} {_percent(c.precision):>9} {_percent(c.recall):>7} {c.support:>6}")
+        lines.append(f"    {c.label[:20]:<20} {percent(c.precision):>9} {percent(c.recall):>7} {c.support:>6}")
     return lines
 
 
@@ -220,8 +218,8 @@ def format_versions(versions: list[ModelVersion]) -> str:
     lines = [f"{'':2}{'version':<22}{'kind':<10}{'held-out':>9}{'zero-shot':>10}  base model, created"]
     for v in versions:
         mark = "* " if v.active else "  "
-        lines.append(f"{mark}{v.name:<22}{v.kind:<10}{_percent(v.metrics.get('accuracy')):>9}"
-                     f"{_percent(v.metrics.get('zero_shot_accuracy')):>10}  {v.base_model}, {v.created_at[:16]}")
+        lines.append(f"{mark}{v.name:<22}{v.kind:<10}{percent(v.metrics.get('accuracy')):>9}"
+                     f"{percent(v.metrics.get('zero_shot_accuracy')):>10}  {v.base_model}, {v.created_at[:16]}")
     lines.append("(* active: it suggests labels; 'labelchat models activate base' goes back to zero-shot)")
     return "\n".join(lines)
 
@@ -232,7 +230,7 @@ def format_compare(a: ModelVersion, b: ModelVersion) -> str:
     lines = [f"{'':24}{a.name:>16}{b.name:>16}"]
     for key in ("accuracy", "zero_shot_accuracy", "train_items", "holdout_items"):
         va, vb = a.metrics.get(key), b.metrics.get(key)
-        show = _percent if "accuracy" in key else (lambda x: str(x))
+        show = percent if "accuracy" in key else str
         lines.append(f"{key:<24}{show(va):>16}{show(vb):>16}")
     ma = Metrics.from_dict(a.metrics["holdout"]) if a.metrics.get("holdout") else None
     mb = Metrics.from_dict(b.metrics["holdout"]) if b.metrics.get("holdout") else None
@@ -240,7 +238,7 @@ def format_compare(a: ModelVersion, b: ModelVersion) -> str:
         recall_b = {c.label: c.recall for c in mb.per_class}
         lines.append("recall per label:")
         for c in ma.per_class:
-            lines.append(f"  {c.label[:22]:<22}{_percent(c.recall):>16}{_percent(recall_b.get(c.label)):>16}")
+            lines.append(f"  {c.label[:22]:<22}{percent(c.recall):>16}{percent(recall_b.get(c.label)):>16}")
     return "\n".join(lines)
 
 

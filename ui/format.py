@@ -29,6 +29,10 @@ def json_line(value: Any) -> str:
     return json.dumps(to_jsonable(value), ensure_ascii=False, sort_keys=False)
 
 
+def percent(value: float | None, missing: str = "n/a") -> str:
+    return missing if value is None else f"{100 * value:.1f}%"
+
+
 def bar(count: int, biggest: int, width: int = 24) -> str:
     if biggest <= 0:
         return ""

@@ -10,6 +10,8 @@ import html
 from collections import Counter
 from typing import Callable, Sequence
 
+from .format import percent
+
 STEP_TITLES = {
     "add_images": "Adding images", "crawl": "Crawling", "set_labels": "Setting labels",
     "add_labels": "Adding labels", "suggest_labels": "Suggesting labels", "review_batch": "Review batch",
@@ -179,11 +181,8 @@ def confusion_html(metrics: dict | None) -> str:
 
 
 def versions_table(versions: Sequence) -> tuple[list[str], list[list]]:
-    def percent(value):
-        return "" if value is None else f"{100 * value:.1f}%"
-
-    rows = [[("● " if v.active else "") + v.name, v.kind, percent(v.metrics.get("accuracy")),
-             percent(v.metrics.get("zero_shot_accuracy")), v.metrics.get("train_items"), v.base_model,
+    rows = [[("● " if v.active else "") + v.name, v.kind, percent(v.metrics.get("accuracy"), ""),
+             percent(v.metrics.get("zero_shot_accuracy"), ""), v.metrics.get("train_items"), v.base_model,
              v.created_at[:16].replace("T", " ")] for v in versions]
     return ["version", "kind", "held-out accuracy", "zero-shot", "trained on", "base model", "created"], rows
 
