@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections import Counter, deque
 from dataclasses import dataclass
 from enum import Enum
 from typing import Callable, Sequence
@@ -23,8 +24,8 @@ from index.types import Action, Decision, Item, ItemState, Status, Suggestion
 from index.vectors import VectorIndex
 
 from .learn import BlendConfig, Blended, ExampleVotes
-from .writebehind import SuggestionWriter
 from .models.base import head_from_bytes
+from .writebehind import SuggestionWriter
 from .zeroshot import DEFAULT_TEMPLATES, check_label_set, head_key, suggest, templates
 
 TOP_K = 5
@@ -405,8 +406,6 @@ def _spread_over_labels(order: np.ndarray, predicted: np.ndarray, cap_share: flo
 def _capped(order: np.ndarray, predicted: np.ndarray, cap: int, window: int) -> np.ndarray:
     """The order, except that no label takes more than `cap` of any `window` consecutive places
     (when every label with items left is at its cap, the earliest item goes next anyway)."""
-    from collections import Counter, deque
-
     queues: dict[int, deque] = {}
     for position, index in enumerate(order):
         queues.setdefault(int(predicted[index]), deque()).append((position, int(index)))
