@@ -30,9 +30,16 @@ def png(seed: int, size: tuple[int, int] = (64, 48)) -> bytes:
     return encode(noise_image(seed, size), "PNG")
 
 
-def truncated_jpeg(seed: int) -> bytes:
-    data = jpeg(seed, (256, 256))
+def truncated_jpeg(seed: int, side: int = 256) -> bytes:
+    data = jpeg(seed, (side, side))
     return data[: len(data) // 2]
+
+
+def sideways_jpeg(image: Image.Image) -> bytes:
+    """A camera's JPEG: the pixels stored turned a quarter, with EXIF orientation 6 to turn them back."""
+    exif = Image.Exif()
+    exif[0x0112] = 6  # the stored picture is shown turned 90 degrees clockwise
+    return encode(image.transpose(Image.Transpose.ROTATE_90), "JPEG", quality=90, exif=exif)
 
 
 def bomb_png(side: int = 10_000) -> bytes:

@@ -222,6 +222,7 @@ def test_stopping_early_keeps_what_was_added(project, fashion_dir):
         (b"", Reason.EMPTY),
         (b"%PDF-1.4 not an image", Reason.NOT_AN_IMAGE),
         (imagefiles.truncated_jpeg(1), Reason.CORRUPT),
+        (imagefiles.truncated_jpeg(2, side=2048), Reason.CORRUPT),  # decoded at 1/8 scale, still checked
         (imagefiles.bomb_png(), Reason.TOO_MANY_PIXELS),
     ],
 )
@@ -237,6 +238,17 @@ def test_animated_gif_is_accepted(tmp_path):
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=100, loop=0)
     info = inspect_image(path.read_bytes())
     assert (info.format, info.width, info.height) == ("GIF", 64, 48)
+
+
+def test_a_sideways_camera_jpeg_is_the_same_picture_as_its_upright_png():
+    upright = imagefiles.noise_image(3, (480, 640))
+    camera = inspect_image(imagefiles.sideways_jpeg(upright))
+    png = inspect_image(imagefiles.encode(upright, "PNG"))
+    assert (camera.width, camera.height) == (png.width, png.height) == (480, 640)
+    distance = bin(int(camera.phash, 16) ^ int(png.phash, 16)).count("1")
+    assert distance <= 4  # near duplicates: found as the same picture across formats
+    other = inspect_image(imagefiles.jpeg(4, (480, 640)))
+    assert bin(int(other.phash, 16) ^ int(png.phash, 16)).count("1") > 10
 
 
 def test_perceptual_hash_is_stable_under_resizing_and_differs_between_pictures():
