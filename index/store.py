@@ -180,6 +180,7 @@ class Store:
         recorded as a confirmed decision in the same transaction, so an item
         never lands without the label it was imported with.
         """
+        added_at = now()
         with self._write() as db:
             row = db.execute("SELECT id FROM items WHERE sha256 = ?", (sha256,)).fetchone()
             created = row is None
@@ -187,7 +188,7 @@ class Store:
                 item_id = db.execute(
                     "INSERT INTO items(sha256, phash, media_path, width, height, format, bytes,"
                     " added_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (sha256, phash, media_path, width, height, format, bytes, now()),
+                    (sha256, phash, media_path, width, height, format, bytes, added_at),
                 ).lastrowid
                 db.execute(
                     "INSERT INTO item_state(item_id, status) VALUES (?, ?)",
@@ -203,7 +204,7 @@ class Store:
             db.execute(
                 "INSERT OR IGNORE INTO item_sources(item_id, source, page_url, alt_text, title,"
                 " added_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (item_id, origin.source, origin.page_url, origin.alt_text, origin.title, now()),
+                (item_id, origin.source, origin.page_url, origin.alt_text, origin.title, added_at),
             )
             if label is not None and not _confirmed_as(db, item_id, label):
                 self._check_label(db, label)
