@@ -5,16 +5,21 @@ queued once per crawl, normalised, and gets one outcome once fetched. A crawl
 stopped by Ctrl-C, a limit or a kill goes on with `resume=True` and fetches
 only what is still queued.
 
-The calling thread schedules (breadth-first; a URL starts only when its host
-has a free slot and its delay passed) and writes; a bounded pool of threads
-fetches, decodes, hashes and stores files. Links are followed `depth` hops,
-with `same_site` only within their page's site; images are taken wherever a
-page puts them (CDNs). Animated images are kept whole; models see frame one.
+The calling thread reads the frontier in breadth-first windows and writes
+the outcomes; a bounded pool of threads fetches, decodes, hashes and stores
+files. A URL starts only when its host has a free slot and its delay passed.
+A worker that finishes claims the next URL from the window itself, so the
+pool stays busy while the calling thread writes.
+
+Links are followed `depth` hops, with `same_site` only within their page's
+site; images are taken wherever a page puts them (CDNs). Animated images are
+kept whole; models see frame one.
 """
 
 from __future__ import annotations
 
 import queue
+import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -197,7 +202,8 @@ class _Crawler:
         self.on_progress, self.should_stop = on_progress, should_stop
         self.gate = HostGate(options.per_host, options.host_delay_s)
         self.fetcher = Fetcher(WireOptions(options.timeout_s, options.retries, options.max_retry_wait_s,
-                                           allow_private=options.allow_private, allow_hosts=tuple(options.allow_hosts)), self.gate)
+                                           allow_private=options.allow_private, allow_hosts=tuple(options.allow_hosts),
+                                           connections=options.workers), self.gate)
         self.scope = Scope(options.depth, options.same_site, tuple(options.include), tuple(options.exclude))
         self.near = NearDuplicateIndex(self.store.phashes(), options.near_duplicate_distance)
         counts = self.store.crawl_counts(job_id)
@@ -208,33 +214,39 @@ class _Crawler:
         self._buffer_kinds: tuple[str, ...] = ()
         self._stale = True
         self._results: queue.SimpleQueue = queue.SimpleQueue()
-        self._running = 0  # workers busy; `inflight` also holds visits done but not yet recorded
         self._unrecorded: deque[_Visit] = deque()
+        # Shared with the workers, under `_claims`: they claim URLs from the buffer themselves.
+        self._claims = threading.Lock()
+        self._inflight: dict[str, CrawlUrl] = {}  # claimed and not yet recorded, by URL
+        self._running = 0  # workers busy
+        self._stopping = False
 
     # -- scheduling ---------------------------------------------------------------------
 
     def run(self, report: CrawlReport) -> str:
         self.report = report
-        inflight: dict[str, CrawlUrl] = {}  # by URL
         reason: str | None = None
         pool = ThreadPoolExecutor(max_workers=self.options.workers, thread_name_prefix="crawl")
         try:
             while True:
                 reason = reason or self._why_stop()
+                self._stopping = reason is not None
                 if reason is None:
-                    self._launch(pool, inflight)
-                if not inflight:
-                    if reason or not self._queued(inflight):
+                    self._launch(pool)
+                if not self._inflight:
+                    if reason or not self._queued():
                         break
                     time.sleep(min(max(self.gate.seconds_to_next(), 0.002), 0.5))
                     continue
                 self._collect(timeout=self.gate.seconds_to_next() or None)
                 reason = reason or self._why_stop()
-                if reason is None:  # refill the freed workers before the slow part, the writes
-                    self._launch(pool, inflight)
-                self._record_collected(inflight)
+                self._stopping = reason is not None
+                if reason is None:  # refill the idle workers before the slow part, the writes
+                    self._launch(pool)
+                self._record_collected()
         except BaseException:
-            self._salvage(inflight)
+            self._stopping = True
+            self._salvage()
             raise
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
@@ -242,12 +254,19 @@ class _Crawler:
             report.elapsed_s = time.monotonic() - self.started
         return reason or "finished"
 
-    def _work(self, url: CrawlUrl) -> None:
-        """A worker's whole job: visit, then hand the result (or our own bug) to the scheduler."""
+    def _work(self, url: CrawlUrl | None) -> None:
+        """A worker's whole job: visit, hand the result (or our own bug) to the scheduler, claim the next URL."""
         try:
-            self._results.put(self._visit(url))
+            while url is not None:
+                visit = self._visit(url)
+                self.gate.finish(host_key(url.url))
+                self._results.put(visit)
+                url = next(iter(self._claim(1)), None)
         except BaseException as exc:  # not a bad URL (those are outcomes): a bug, raised in the caller
             self._results.put(exc)
+        finally:
+            with self._claims:
+                self._running -= 1
 
     def _collect(self, timeout: float | None) -> None:
         """Take finished visits: wait for one (up to `timeout`), then whatever else is ready."""
@@ -256,32 +275,28 @@ class _Crawler:
             while True:
                 if isinstance(item, BaseException):
                     raise item
-                self.gate.finish(host_key(item.url.url))
-                self._running -= 1
                 self._unrecorded.append(item)
                 item = self._results.get_nowait()
         except queue.Empty:
             pass
 
-    def _record_collected(self, inflight: dict[str, CrawlUrl]) -> None:
+    def _record_collected(self) -> None:
         """Record the round's finished visits in one commit (one per visit cost more than the fetches)."""
         if not self._unrecorded:
             return
         with self.store.transaction():
             while self._unrecorded:  # in flight until recorded, so quotas still count them
-                visit = self._unrecorded.popleft()
-                del inflight[visit.url.url]
-                self._record(visit)
+                self._record(self._unrecorded.popleft())
         if self.on_progress:  # after the commit: a callback that raises loses nothing recorded
             self.on_progress(self._progress())
 
-    def _salvage(self, inflight: dict[str, CrawlUrl], seconds: float = 2.0) -> None:
+    def _salvage(self, seconds: float = 2.0) -> None:
         """On an interrupt, record what is done or finishes within `seconds`: a resume then refetches little."""
         self.on_progress = None
         deadline = time.monotonic() + seconds
         try:
             while True:
-                self._record_collected(inflight)
+                self._record_collected()
                 if not self._running or time.monotonic() >= deadline:
                     return
                 self._collect(timeout=deadline - time.monotonic())
@@ -298,9 +313,9 @@ class _Crawler:
             return "max images"
         return None
 
-    def _kinds(self, inflight: dict[str, CrawlUrl]) -> list[str]:
-        """Kinds that may start now: quotas count what is in flight, so none is overshot."""
-        busy = [u.kind for u in inflight.values()]
+    def _kinds(self) -> list[str]:
+        """Kinds that may start now: quotas count what is in flight, so none is overshot. Under `_claims`."""
+        busy = [u.kind for u in self._inflight.values()]
         images = self.totals.get(Outcome.SAVED, 0) + busy.count("image")
         if self.options.max_images is not None and images >= self.options.max_images:
             return []  # pages would only lead to more images than wanted
@@ -310,39 +325,57 @@ class _Crawler:
             kinds += DOCUMENT_KINDS
         return kinds
 
-    def _queued(self, inflight: dict[str, CrawlUrl]) -> list[CrawlUrl]:
+    def _queued(self) -> list[CrawlUrl]:
         """The shallowest queued URLs, from a buffer re-read when it is empty or stale.
 
         Reading the frontier for every start would sort the whole queue each
         time; a window of 8x workers keeps the order breadth-first enough.
+        Only the scheduler thread calls it (it reads the store).
         """
-        kinds = tuple(self._kinds(inflight))
-        if not kinds:
-            return []
-        if self._stale or kinds != self._buffer_kinds or not self._buffer:
-            busy = inflight.keys()
-            rows = self.store.crawl_queued(self.job_id, kinds=kinds, limit=len(busy) + 8 * self.options.workers)
-            self._buffer = [u for u in rows if u.url not in busy]
-            self._buffer_kinds, self._stale = kinds, False
-        return self._buffer
+        with self._claims:
+            kinds = tuple(self._kinds())
+            if not kinds:
+                return []
+            if self._stale or kinds != self._buffer_kinds or not self._buffer:
+                busy = self._inflight.keys()
+                rows = self.store.crawl_queued(self.job_id, kinds=kinds, limit=len(busy) + 8 * self.options.workers)
+                self._buffer = [u for u in rows if u.url not in busy]
+                self._buffer_kinds, self._stale = kinds, False
+            return self._buffer
 
-    def _launch(self, pool: ThreadPoolExecutor, inflight: dict[str, CrawlUrl]) -> None:
-        free = self.options.workers - self._running
-        if free <= 0:
+    def _launch(self, pool: ThreadPoolExecutor) -> None:
+        """Refresh the buffer, then start URLs on idle workers (busy ones claim their next URL themselves)."""
+        if not self._queued() or self.options.workers - self._running <= 0:
             return
-        kinds, started = self._kinds(inflight), set()
-        for url in self._queued(inflight):
-            if url.kind not in kinds or not self.gate.try_start(host_key(url.url)):
-                continue
+        with self._claims:
+            free = self.options.workers - self._running
+            self._running += free
+        started = self._claim(free)
+        for url in started:
             pool.submit(self._work, url)
-            inflight[url.url] = url
-            self._running += 1
-            started.add(url.url)
-            kinds, free = self._kinds(inflight), free - 1
-            if free == 0:
-                break
-        if started:
-            self._buffer = [u for u in self._buffer if u.url not in started]
+        with self._claims:
+            self._running -= free - len(started)
+
+    def _claim(self, most: int) -> list[CrawlUrl]:
+        """Up to `most` URLs from the buffer whose kind is within quota and whose host may
+        start now, taken out of the buffer and put in flight. Workers call it too."""
+        started: list[CrawlUrl] = []
+        with self._claims:
+            if self._stopping:
+                return started
+            kinds = self._kinds()
+            for url in self._buffer:
+                if len(started) == most:
+                    break
+                if url.kind not in kinds or not self.gate.try_start(host_key(url.url)):
+                    continue
+                self._inflight[url.url] = url
+                started.append(url)
+                kinds = self._kinds()
+            if started:
+                taken = {url.url for url in started}
+                self._buffer = [u for u in self._buffer if u.url not in taken]
+        return started
 
     # -- one URL, in a worker thread ----------------------------------------------------------
 
@@ -391,8 +424,10 @@ class _Crawler:
         if visit.found:  # before the mark: a kill in between re-reads the page, loses nothing
             self._stale = self.store.crawl_enqueue(self.job_id, visit.found) > 0 or self._stale
         self.store.crawl_mark(self.job_id, visit.url.url, outcome.value, visit.detail, item_id)
-        self.totals[outcome] = self.totals.get(outcome, 0) + 1
-        self.documents += visit.url.kind in DOCUMENT_KINDS
+        with self._claims:  # out of flight and into the totals at once: quotas never miss it
+            del self._inflight[visit.url.url]
+            self.totals[outcome] = self.totals.get(outcome, 0) + 1
+            self.documents += visit.url.kind in DOCUMENT_KINDS
         self.report.fetched += 1
         self.report.bytes += visit.bytes
         self.report.off_site_links += visit.off_site
