@@ -430,6 +430,14 @@ class Store:
         rows = self._read(_DECISION_SELECT + " WHERE id = ?", (decision_id,))
         return _decision(rows[0])
 
+    def decision_mark(self) -> int:
+        """The newest decision's id (0 with none); `decided_since(mark)` tells what came after it."""
+        return self._read("SELECT COALESCE(MAX(id), 0) FROM decisions")[0][0]
+
+    def decided_since(self, mark: int) -> set[int]:
+        """Ids of the items with a decision (an undo included) newer than `mark`."""
+        return {row[0] for row in self._read("SELECT DISTINCT item_id FROM decisions WHERE id > ?", (mark,))}
+
     def decisions(self, item_id: int | None = None, *, limit: int | None = None) -> list[Decision]:
         """The log, oldest first (for one item, or the newest `limit` of the project)."""
         if item_id is not None:
@@ -457,9 +465,12 @@ class Store:
         return [_state(row) for row in rows]
 
     def item_ids_where(self, *, status: Status | None = None, label: str | None = None) -> list[int]:
+        """Ids in order. Fetched as one joined string: Python's sqlite3 gives up the interpreter
+        lock for every row fetched, and with a busy thread beside it (the suggestion writer)
+        getting it back 10,000 times made this take 300 ms instead of 3 (measured)."""
         where, params = _state_filter(status, label)
-        sql = f"SELECT item_id FROM item_state WHERE {where} ORDER BY item_id"
-        return [row[0] for row in self._read(sql, params)]
+        joined = self._read(f"SELECT group_concat(item_id) FROM item_state WHERE {where}", params)[0][0]
+        return sorted(map(int, joined.split(","))) if joined else []
 
     def confirmed_labels(self) -> dict[int, str]:
         """item id -> label of every confirmed item (fast: for refreshing suggestions)."""
@@ -560,19 +571,28 @@ class Store:
     def put_suggestions_many(
         self, suggestions: dict[int, Sequence[Suggestion]], *, head_key: str | None = None
     ) -> None:
-        """Replace the suggestions of many items in one transaction."""
+        """Replace the suggestions of many items in one transaction.
+
+        The rows go in as one JSON parameter per statement, not by executemany:
+        sqlite3 gives up the interpreter lock for every row, and from the
+        suggestion writer's thread that made the app's own work beside it
+        stall for hundreds of milliseconds (measured)."""
         created = now()
+        rows = [
+            [item_id, s.rank, s.label, _number(s.score), s.model, s.method, created, head_key,
+             _number(s.zero_shot), _number(s.examples), json.dumps(list(s.voters)) if s.voters else None]
+            for item_id, ranked in suggestions.items()
+            for s in ranked
+        ]
         with self._write() as db:
-            db.executemany("DELETE FROM suggestions WHERE item_id = ?", [(i,) for i in suggestions])
-            db.executemany(
+            db.execute("DELETE FROM suggestions WHERE item_id IN (SELECT value FROM json_each(?))",
+                       (json.dumps(list(suggestions)),))
+            db.execute(
                 "INSERT INTO suggestions(item_id, rank, label, score, model, method, created_at,"
-                " head_key, zero_shot, examples, voters) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (item_id, s.rank, s.label, s.score, s.model, s.method, created, head_key,
-                     s.zero_shot, s.examples, json.dumps(list(s.voters)) if s.voters else None)
-                    for item_id, rows in suggestions.items()
-                    for s in rows
-                ],
+                " head_key, zero_shot, examples, voters) SELECT value ->> 0, value ->> 1, value ->> 2,"
+                " value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7, value ->> 8,"
+                " value ->> 9, value ->> 10 FROM json_each(?)",
+                (json.dumps(rows),),
             )
 
     def items_without_suggestions_from(self, head_key: str) -> list[int]:
@@ -791,6 +811,11 @@ class Store:
     def jobs(self, *, limit: int = 20) -> list[Job]:
         rows = self._read("SELECT * FROM jobs ORDER BY id DESC LIMIT ?", (limit,))
         return [_job(row) for row in rows]
+
+
+def _number(value) -> float | None:
+    """A score as JSON can carry it: a plain float (numpy's are not serialisable), or None."""
+    return None if value is None else float(value)
 
 
 def _state_filter(status: Status | None, label: str | None, prefix: str = "") -> tuple[str, list]:
