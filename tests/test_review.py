@@ -130,6 +130,8 @@ def test_batches_follow_their_strategy(reviewer):
     low, high = sorted(scores)[2], sorted(scores)[-3]
     ranged = reviewer.batch(Strategy.RANDOM, 94, min_prob=low, max_prob=high, seed=1)
     assert ranged and all(low <= c.suggestions[0].score <= high for c in ranged)
+    on_screen = {c.item.id for c in uncertain[:5]}  # cards still shown are never served again
+    assert on_screen.isdisjoint(c.item.id for c in reviewer.batch(Strategy.UNCERTAIN, 10, exclude=on_screen))
 
 
 def test_a_batch_never_holds_two_near_duplicates(project, photos_dir, tmp_path):

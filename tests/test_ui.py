@@ -137,6 +137,56 @@ def test_label_review_and_undo_in_the_browser(app, browser):
     page.close()
 
 
+def test_finishing_a_batch_by_keyboard_brings_the_next_one_and_keeps_every_decision(app, browser):
+    url, folder = app
+    page = browser.new_page(viewport={"width": 1300, "height": 1000})
+    page.goto(url, wait_until="load")
+    page.get_by_role("tab", name="Review").click()
+    page.click("#lc-next")
+    page.wait_for_selector(OPEN_CARDS, timeout=60000)
+    shown = {int(c.get_attribute("data-item")): c.get_attribute("data-label") for c in page.locator(OPEN_CARDS).all()}
+    page.locator(OPEN_CARDS).nth(0).click(position={"x": 5, "y": 5})
+    for _ in shown:  # as fast as the acknowledgements come
+        item = int(page.locator(f"{OPEN_CARDS}.focused").get_attribute("data-item"))
+        page.keyboard.press("a")
+        _wait_saved(page, item)
+    page.wait_for_selector(OPEN_CARDS, timeout=30000)  # the next batch, prepared while the last cards were decided
+    following = {int(c.get_attribute("data-item")) for c in page.locator(OPEN_CARDS).all()}
+    assert following and following.isdisjoint(shown)
+    with _store(folder) as project:
+        for item, label in shown.items():  # each approved as the label its card showed
+            assert (project.store.state(item).status, project.store.state(item).label) == (Status.CONFIRMED, label)
+        assert project.store.check() == []
+    page.close()
+
+
+def test_a_prepared_batch_is_used_only_if_nothing_else_was_decided_meanwhile(project, photos_dir):
+    from index.types import Action
+    from ui.next_batch import NextBatch, Prepared
+
+    ingest(project, [str(next(photos_dir.iterdir()))])
+    project.store.set_labels([Label(n) for n in LABELS])
+    store = project.store
+    last, other, *_ = store.item_ids_where()
+    ready = Prepared("<div>next</div>", [])
+    next_batch = NextBatch(store)
+
+    next_batch.prepare("uncertain", {last}, lambda left_out: ready)
+    store.decide(last, Action.ACCEPT, "fish")  # the card left out of it: expected
+    assert next_batch.take("uncertain") is ready
+    assert next_batch.take("uncertain") is None  # used once
+
+    next_batch.prepare("uncertain", {last}, lambda left_out: ready)
+    store.decide(other, Action.ACCEPT, "fish")  # another tab, or the chat: it may be in the batch
+    assert next_batch.take("uncertain") is None
+
+    next_batch.prepare("uncertain", {last}, lambda left_out: ready)
+    assert next_batch.take("confident") is None  # other filters since
+
+    next_batch.prepare("uncertain", {last}, lambda left_out: 1 / 0)
+    assert next_batch.take("uncertain") is None  # the panel is then computed as before
+
+
 def test_train_and_choose_a_model_in_the_browser(app, browser):
     from index.types import Action
 

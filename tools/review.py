@@ -14,7 +14,7 @@ import random
 from collections import Counter, deque
 from dataclasses import dataclass
 from enum import Enum
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -194,13 +194,17 @@ class Reviewer:
 
     def batch(self, strategy: Strategy | str = Strategy.UNCERTAIN, size: int = 20, *,
               label: str | None = None, seed: int | None = None,
-              min_prob: float = 0.0, max_prob: float = 1.0) -> list[Card]:
+              min_prob: float = 0.0, max_prob: float = 1.0, exclude: Iterable[int] = ()) -> list[Card]:
         """The next items to review: pending (and skipped) ones, ordered by `strategy`,
-        optionally only those whose best suggestion is `label` with a probability in range."""
+        optionally only those whose best suggestion is `label` with a probability in range,
+        never those in `exclude` (cards still on screen)."""
         strategy = Strategy(strategy)
         if self.current is None:
             self.refresh()
         open_ids = self.store.item_ids_where(status=Status.PENDING) + self.store.item_ids_where(status=Status.SKIPPED)
+        if exclude:
+            shown = set(exclude)
+            open_ids = [i for i in open_ids if i not in shown]
         open_rows = np.flatnonzero(np.isin(self.current_ids, np.array(open_ids, dtype=np.int64)))
         probabilities = self.current.probabilities[open_rows]
         ids = self.current_ids[open_rows]

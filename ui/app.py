@@ -9,6 +9,7 @@ to other hosts (analytics and run history off, system fonts).
 
 from __future__ import annotations
 
+import gc
 import html
 import json
 import os
@@ -28,9 +29,11 @@ from index.project import Project  # noqa: E402
 from index.types import Action  # noqa: E402
 
 from . import views  # noqa: E402
+from .next_batch import NextBatch, Prepared  # noqa: E402
 
 ASSETS = Path(__file__).parent / "assets"
 BATCH = 12
+PREPARE_AT = 2  # cards left when the next batch is prepared (ui/next_batch.py): time to finish first
 
 
 class AppState:
@@ -42,12 +45,27 @@ class AppState:
         self.session.ctx.write_behind = True  # a key press never waits for thousands of suggestion rows
         self.lock = threading.RLock()  # one agent turn at a time
         self.cards: dict[int, object] = {}  # the shown batch's cards, so a decision re-renders without queries
+        self.review_lock = threading.Lock()  # one refresh-and-choose of the review loop at a time
+        self.next_batch = NextBatch(self.project.store)
+        self._settled = None  # the review loop the heap was last frozen with
         self._urls: dict[int, str] = {}
         self.training: threading.Thread | None = None  # the background training run, if any
         self.train_events: list = []  # its TrainProgress events, read by the Models tab's timer
         self.train_error: str | None = None
         self.train_version: str | None = None
         self._train_cancel: threading.Event | None = None
+
+    def reviewer(self):
+        """The review loop. A new one (the first, or after a model change) freezes the heap:
+        everything alive then (Gradio, torch, the models, the project's arrays, about 460,000
+        objects) leaves the garbage collector's sight. Its full passes over them took 200 ms
+        and landed on a key press every few batches (measured); newer objects are collected
+        as usual."""
+        reviewer = self.ctx.reviewer()
+        if reviewer is not self._settled:
+            gc.freeze()
+            self._settled = reviewer
+        return reviewer
 
     def cards_for(self, ids: list[int]) -> list:
         reviewer = self.ctx.reviewer()
@@ -209,15 +227,37 @@ def build_app(state: AppState):
             paths = [getattr(f, "name", f) for f in files]
             return list(respond("add " + " ".join(str(p) for p in paths), history))[-1][0]
 
-        def show_batch(order, label, span="0-1", notice=""):
-            low, high = views.parse_range(span)
+        def show_batch(order, label, span="0-1", notice="", *, learn=False):
+            """Choose and render a batch; with `learn`, refresh the suggestions from the decisions first."""
+            state.next_batch.drop()
             try:
-                cards = state.ctx.reviewer().batch(order, BATCH, label=label or None, min_prob=low, max_prob=high)
+                cards = choose_batch(order, label, span, learn=learn)
             except LabelchatError as exc:
                 raise gr.Error(str(exc)) from exc
+            return show(cards, notice)
+
+        def choose_batch(order, label, span, *, learn, left_out=frozenset()):
+            low, high = views.parse_range(span)
+            with state.review_lock:
+                reviewer = state.reviewer()
+                if learn:
+                    reviewer.refresh()
+                return reviewer.batch(order, BATCH, label=label or None, min_prob=low, max_prob=high, exclude=left_out)
+
+        def prepare_next(order, label, span, left_out) -> Prepared:
+            cards = choose_batch(order, label, span, learn=True, left_out=left_out)
+            return Prepared(views.render_cards(cards, state.project.store.label_set().names, state.image_url), cards)
+
+        def show(cards, notice="", html_text=None):
             state.cards = {c.item.id: c for c in cards}
-            labels = state.project.store.label_set().names
-            return views.render_cards(cards, labels, state.image_url, notice=notice), [c.item.id for c in cards]
+            if html_text is None:
+                labels = state.project.store.label_set().names
+                html_text = views.render_cards(cards, labels, state.image_url, notice=notice)
+            return html_text, [c.item.id for c in cards]
+
+        def next_key(order, label, span):
+            """What a prepared next batch must have been prepared for."""
+            return order, label, span, tuple(state.project.store.label_set().names), id(state.ctx.reviewer())
 
         def on_search(text, order, label, span):
             if not text.strip():
@@ -226,10 +266,7 @@ def build_app(state: AppState):
                 cards = state.ctx.reviewer().search_cards(text)
             except LabelchatError as exc:
                 raise gr.Error(str(exc)) from exc
-            state.cards = {c.item.id: c for c in cards}
-            labels = state.project.store.label_set().names
-            return views.render_cards(cards, labels, state.image_url, notice=f"Matches for {text!r}"), \
-                [c.item.id for c in cards]
+            return show(cards, f"Matches for {text!r}")
 
         def on_action(raw, ids, order, label, span):
             """One decision. The browser hides the card at once (app.js) and waits for the ack;
@@ -244,8 +281,7 @@ def build_app(state: AppState):
             ack = f'<span data-decided="{html.escape(str(item_id))}" data-t="{html.escape(str(request.get("t")))}"></span>'
             if kind == "undo":
                 decision = state.project.store.undo(actor="web")
-                reviewer.refresh()
-                return (*show_batch(order, label, span, f"Undid the decision on #{decision.item_id}."), ack)
+                return (*show_batch(order, label, span, f"Undid the decision on #{decision.item_id}.", learn=True), ack)
             if item_id not in ids:
                 notice = f"#{item_id} was already decided (maybe in another tab); nothing was counted twice."
                 return (*render(ids, notice), ack)
@@ -254,9 +290,14 @@ def build_app(state: AppState):
             except LabelchatError as exc:  # the hidden card comes back, with the reason
                 return (*render(ids, str(exc)), ack)
             ids = [i for i in ids if i != item_id]
-            if not ids:
-                reviewer.refresh()  # the batch is done: learn from it, then show the next one
-                return (*show_batch(order, label, span), ack)
+            if len(ids) == PREPARE_AT:  # near the end: learn from the others, prepare the next batch meanwhile
+                state.next_batch.prepare(next_key(order, label, span), set(ids),
+                                         lambda left_out: prepare_next(order, label, span, left_out))
+            if not ids:  # the batch is done: show the next one, learnt from it
+                prepared = state.next_batch.take(next_key(order, label, span))
+                if prepared is not None:
+                    return (*show(prepared.cards, html_text=prepared.html), ack)
+                return (*show_batch(order, label, span, learn=True), ack)
             return gr.update(), ids, ack
 
         def render(ids, notice):
@@ -275,8 +316,7 @@ def build_app(state: AppState):
         def on_bulk(label, prob, order, filter_label, span):
             count = len(candidates(label, prob))
             report = state.ctx.reviewer().accept_above(float(prob), label, actor="web")
-            state.ctx.reviewer().refresh()
-            html, ids = show_batch(order, filter_label, span)
+            html, ids = show_batch(order, filter_label, span, learn=True)
             return f"Approved **{report.accepted}** of {count} items as **{label}**.", html, ids
 
         def label_choices():

@@ -3,6 +3,11 @@ function labelchatAct(action, item, label) {
   const box = document.querySelector('#lc-action textarea, #lc-action input');
   const go = document.querySelector('#lc-act');
   if (!box || !go) return;
+  if (!label && (action === 'accept' || action === 'reject')) {
+    // Decide the label the card shows, even if the suggestions were refreshed meanwhile.
+    const card = document.querySelector(`#lc-review .lc-card[data-item="${item}"]`);
+    label = card ? card.dataset.label : null;
+  }
   labelchatHide(action, item);
   box.value = JSON.stringify({action: action, item: item, label: label || null, t: Date.now()});
   box.dispatchEvent(new Event('input', {bubbles: true}));
