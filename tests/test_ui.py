@@ -160,6 +160,37 @@ def test_finishing_a_batch_by_keyboard_brings_the_next_one_and_keeps_every_decis
     page.close()
 
 
+def test_a_double_click_on_approve_decides_one_card_not_the_next(app, browser):
+    url, folder = app
+    page = browser.new_page(viewport={"width": 1300, "height": 1000})
+    page.goto(url, wait_until="load")
+    page.get_by_role("tab", name="Review").click()
+    page.click("#lc-next")
+    page.wait_for_selector(OPEN_CARDS, timeout=60000)
+    first, second = (int(c.get_attribute("data-item")) for c in page.locator(OPEN_CARDS).all()[:2])
+    with _store(folder) as project:
+        decisions = len(project.store.decisions())
+    page.locator(f'{OPEN_CARDS}[data-item="{first}"] .lc-accept').dblclick()  # the next card slides under it
+    page.wait_for_selector("#lc-ack [data-decided]", state="attached", timeout=30000)
+    page.wait_for_timeout(500)  # time for a second decision to arrive, were one sent
+    assert page.locator(f'{OPEN_CARDS}[data-item="{first}"]').count() == 0
+    assert page.locator(f'{OPEN_CARDS}[data-item="{second}"]').count() == 1
+    with _store(folder) as project:
+        assert len(project.store.decisions()) == decisions + 1
+        assert project.store.state(first).status is Status.CONFIRMED
+        assert project.store.state(second).status is Status.PENDING
+
+    # Two decisions in the same instant (keys pressed faster than a round trip): both kept, each on its card.
+    third = int(page.locator(OPEN_CARDS).all()[1].get_attribute("data-item"))
+    page.evaluate(f"labelchatAct('accept', {second}); labelchatAct('reject', {third})")
+    _wait_saved(page, third)
+    with _store(folder) as project:
+        assert project.store.state(second).status is Status.CONFIRMED
+        assert project.store.decisions()[-1].item_id == third and project.store.decisions()[-1].action.value == "reject"
+        assert len(project.store.decisions()) == decisions + 3
+    page.close()
+
+
 def test_a_prepared_batch_is_used_only_if_nothing_else_was_decided_meanwhile(project, photos_dir):
     from index.types import Action
     from ui.next_batch import NextBatch, Prepared

@@ -1,17 +1,35 @@
 // Keyboard-first review: the panel's cards act through a hidden textbox and button.
+// Requests go one at a time: two set into the textbox before Gradio read the first sent the
+// second twice (a fast double press decided the wrong card and lost the right one).
+const labelchatQueue = [];
+let labelchatSending = false;
 function labelchatAct(action, item, label) {
-  const box = document.querySelector('#lc-action textarea, #lc-action input');
-  const go = document.querySelector('#lc-act');
-  if (!box || !go) return;
   if (!label && (action === 'accept' || action === 'reject')) {
     // Decide the label the card shows, even if the suggestions were refreshed meanwhile.
     const card = document.querySelector(`#lc-review .lc-card[data-item="${item}"]`);
     label = card ? card.dataset.label : null;
   }
   labelchatHide(action, item);
-  box.value = JSON.stringify({action: action, item: item, label: label || null, t: Date.now()});
+  labelchatQueue.push({action: action, item: item, label: label || null, t: Date.now()});
+  labelchatSend();
+}
+function labelchatSend() {
+  const box = document.querySelector('#lc-action textarea, #lc-action input');
+  const go = document.querySelector('#lc-act');
+  if (labelchatSending || !labelchatQueue.length || !box || !go) return;
+  labelchatSending = true;
+  box.value = JSON.stringify(labelchatQueue.shift());
   box.dispatchEvent(new Event('input', {bubbles: true}));
-  setTimeout(() => go.click(), 0);
+  setTimeout(() => {
+    go.click();
+    setTimeout(() => { labelchatSending = false; labelchatSend(); }, 0);
+  }, 0);
+}
+// A card's buttons. The second click of a double-click would land on the next card, which
+// slid under the pointer when this one left: it is ignored.
+function labelchatClick(event, action, item) {
+  if (event.detail > 1) return;
+  labelchatAct(action, item);
 }
 // A decided card goes at once; the server acknowledges in #lc-ack, and sends the panel
 // again only when the batch ends or a decision could not be saved (the card then returns).
