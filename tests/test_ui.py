@@ -59,6 +59,16 @@ def _wait_saved(page, item_id: int) -> None:
     page.wait_for_selector(f'#lc-ack [data-decided="{item_id}"]', state="attached", timeout=30000)
 
 
+def _review_page(browser, url: str):
+    """A new page on the Review tab, with a batch shown."""
+    page = browser.new_page(viewport={"width": 1300, "height": 1000})
+    page.goto(url, wait_until="load")
+    page.get_by_role("tab", name="Review").click()
+    page.click("#lc-next")
+    page.wait_for_selector(OPEN_CARDS, timeout=60000)
+    return page
+
+
 def _store(folder):
     return Project(folder, create=False)
 
@@ -139,11 +149,7 @@ def test_label_review_and_undo_in_the_browser(app, browser):
 
 def test_finishing_a_batch_by_keyboard_brings_the_next_one_and_keeps_every_decision(app, browser):
     url, folder = app
-    page = browser.new_page(viewport={"width": 1300, "height": 1000})
-    page.goto(url, wait_until="load")
-    page.get_by_role("tab", name="Review").click()
-    page.click("#lc-next")
-    page.wait_for_selector(OPEN_CARDS, timeout=60000)
+    page = _review_page(browser, url)
     shown = {int(c.get_attribute("data-item")): c.get_attribute("data-label") for c in page.locator(OPEN_CARDS).all()}
     page.locator(OPEN_CARDS).nth(0).click(position={"x": 5, "y": 5})
     for _ in shown:  # as fast as the acknowledgements come
@@ -162,11 +168,7 @@ def test_finishing_a_batch_by_keyboard_brings_the_next_one_and_keeps_every_decis
 
 def test_a_double_click_on_approve_decides_one_card_not_the_next(app, browser):
     url, folder = app
-    page = browser.new_page(viewport={"width": 1300, "height": 1000})
-    page.goto(url, wait_until="load")
-    page.get_by_role("tab", name="Review").click()
-    page.click("#lc-next")
-    page.wait_for_selector(OPEN_CARDS, timeout=60000)
+    page = _review_page(browser, url)
     first, second = (int(c.get_attribute("data-item")) for c in page.locator(OPEN_CARDS).all()[:2])
     with _store(folder) as project:
         decisions = len(project.store.decisions())
