@@ -235,6 +235,27 @@ def test_private_addresses_are_refused_unless_allowed(project, site):
     assert again.counts == {"read": 1, "saved": 1}
 
 
+def test_a_refused_connection_and_a_broken_redirect_are_outcomes_not_crashes(project, site):
+    import socket
+
+    from tools.robots import Fetcher, FetchFailed, HostGate, Outcome, WireOptions
+
+    site.page("/", '<img src="/moved.jpg">')
+    site.redirect("/moved.jpg", "http://[::1")  # an unbalanced bracket: no URL at all
+    report = crawl(project, [site.url("/")], fast())
+    assert report.counts == {"read": 1, "download failed": 1}
+    moved = next(u for u in project.store.crawl_urls(report.job_id) if u.url.endswith("/moved.jpg"))
+    assert "not an http(s) URL" in moved.detail
+
+    with socket.socket() as closed:  # a port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    fetcher = Fetcher(WireOptions(retries=0, allow_private=True), HostGate(1, 0.0))
+    with pytest.raises(FetchFailed) as failed:
+        fetcher.get(f"http://127.0.0.1:{port}/a.jpg", lambda first, kind: 1000, robots=False)
+    assert failed.value.outcome is Outcome.DOWNLOAD_FAILED and "refused" in failed.value.detail.lower()
+
+
 # -- sitemaps and URL lists ------------------------------------------------------------------
 
 

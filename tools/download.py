@@ -22,7 +22,11 @@ MAX_REDIRECTS = 5
 
 
 def is_http_url(text: str) -> bool:
-    parts = urlsplit(text.strip())
+    try:
+        parts = urlsplit(text.strip())
+        parts.port  # noqa: B018 -- raises ValueError for a port that is not a number
+    except ValueError:  # that, or an unbalanced IPv6 bracket (a redirect may send either)
+        return False
     return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 

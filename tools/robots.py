@@ -9,8 +9,9 @@ total time; retries 429/5xx and broken connections with bounded backoff,
 honouring Retry-After. It returns a `Fetched` or raises `FetchFailed` with an
 `Outcome`, never a bare urllib3 exception.
 
-`HostGate` is used by the scheduler (one thread) to start a request on a host
-only when the host has a free slot and its delay since the last start passed.
+`HostGate` lets a request start on a host only when the host has a free slot
+and its delay since the last start passed; the scheduler and the workers
+that claim their next URL ask it, under its lock.
 """
 
 from __future__ import annotations
@@ -255,7 +256,10 @@ class Fetcher:
             if not location:
                 return url, response
             response.close()
-            url = urljoin(url, location.strip())
+            try:
+                url = urljoin(url, location.strip())
+            except ValueError:  # e.g. an unbalanced IPv6 bracket
+                raise FetchFailed(Outcome.DOWNLOAD_FAILED, f"redirected to {location!r}, which is not an http(s) URL") from None
             if url in hops:
                 raise FetchFailed(Outcome.TOO_MANY_REDIRECTS, f"redirect loop: {' -> '.join(hops + [url])}")
             if len(hops) > self.options.max_redirects:
@@ -315,7 +319,7 @@ class Fetcher:
     def _request(self, url: str):
         """One GET (headers only), retried on 429, 5xx and broken connections."""
         from urllib3 import Timeout
-        from urllib3.exceptions import HTTPError
+        from urllib3.exceptions import HTTPError, LocationValueError
 
         timeout = Timeout(connect=self.options.timeout_s, read=self.options.timeout_s)
         for attempt in range(self.options.retries + 1):
@@ -324,8 +328,8 @@ class Fetcher:
                 response = self._pool.request("GET", url, preload_content=False, redirect=False, timeout=timeout)
             except HTTPError as exc:
                 failure = _as_failure(exc)
-                if last or failure.outcome is not Outcome.DOWNLOAD_FAILED:
-                    raise failure from exc
+                if last or failure.outcome is not Outcome.DOWNLOAD_FAILED or isinstance(exc, LocationValueError):
+                    raise failure from exc  # a URL that cannot be parsed fails the same way every time
                 time.sleep(min(BACKOFF_S * 2**attempt, self.options.max_retry_wait_s))
                 continue
             if response.status != 429 and response.status < 500:
@@ -378,9 +382,11 @@ def _retry_after(value: str | None) -> float | None:
 
 
 def _as_failure(exc: Exception) -> FetchFailed:
+    from urllib3.exceptions import NewConnectionError
     from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
     text = f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, Urllib3Timeout) or "timed out" in str(exc).lower():
+    refused = isinstance(exc, NewConnectionError)  # urllib3 files it under timeouts, for old callers
+    if (isinstance(exc, Urllib3Timeout) and not refused) or "timed out" in str(exc).lower():
         return FetchFailed(Outcome.TIMEOUT, text)
     return FetchFailed(Outcome.DOWNLOAD_FAILED, text)
