@@ -589,9 +589,9 @@ class Store:
                        (json.dumps(list(suggestions)),))
             db.execute(
                 "INSERT INTO suggestions(item_id, rank, label, score, model, method, created_at,"
-                " head_key, zero_shot, examples, voters) SELECT value ->> 0, value ->> 1, value ->> 2,"
-                " value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7, value ->> 8,"
-                " value ->> 9, value ->> 10 FROM json_each(?)",
+                " head_key, zero_shot, examples, voters) SELECT "
+                + ", ".join(f"json_extract(value, '$[{i}]')" for i in range(11))
+                + " FROM json_each(?)",  # json_extract, not ->>: SQLite before 3.38 has JSON1 but not ->>
                 (json.dumps(rows),),
             )
 
