@@ -387,7 +387,7 @@ def test_an_interrupted_crawl_resumes_where_it_stopped(project, site):
     start = _gallery(site, 6)
 
     def interrupt(progress: CrawlProgress) -> None:
-        if progress.images == 3:
+        if progress.images >= 3:  # a round may record more than one image
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):

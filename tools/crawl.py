@@ -296,10 +296,11 @@ class _Crawler:
         deadline = time.monotonic() + seconds
         try:
             while True:
+                idle = not self._running  # read first: a worker queues its last result before it stops
+                self._collect(timeout=0 if idle else max(0.0, min(0.05, deadline - time.monotonic())))
                 self._record_collected()
-                if not self._running or time.monotonic() >= deadline:
+                if idle or time.monotonic() >= deadline:
                     return
-                self._collect(timeout=deadline - time.monotonic())
         except Exception:  # the interrupt that got us here is what the caller must see
             return
 
