@@ -63,6 +63,9 @@ class AppState:
         as usual."""
         reviewer = self.ctx.reviewer()
         if reviewer is not self._settled:
+            if self._settled is not None:  # the old review loop may sit in frozen cycles: free it once
+                gc.unfreeze()
+                gc.collect()
             gc.freeze()
             self._settled = reviewer
         return reviewer
