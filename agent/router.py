@@ -186,16 +186,34 @@ def _read_add_labels(text: str, lowered: str, labels: list[str]):
     return {"labels": found} if found else _missing("add_labels")
 
 
+# (pattern, value) in order: the first pattern found in the message gives the value
+INCLUDE_WORDS = (
+    (r"\b(only|just) (the )?confirmed|confirmed (labels )?only", "confirmed"),
+    (r"suggest|predict|includ\w* (the )?(guess|prediction)|everything", "suggested"),
+)
+ACTION_WORDS = ((r"\b(reject|decline|refuse|no to|wrong)\b", "reject"), (r"\bskip\b", "skip"))
+STRATEGY_WORDS = (
+    (r"unsure|uncertain|least (sure|certain|confident)|hardest|doubt|not sure|borderline|confus", "uncertain"),
+    (r"most (sure|certain|confident)|surest|easiest|confident|obvious", "confident"),
+    (r"\brandom", "random"),
+    (r"balanced|mix|each (label|class)|every (label|class)", "balanced"),
+)
+TRAIN_KIND_WORDS = ((r"fine[- ]?tun|whole (image )?model|full", "finetune"), (r"\bprobe\b|linear", "probe"))
+
+
+def _first_match(lowered: str, table: tuple[tuple[str, str], ...]) -> str | None:
+    return next((value for pattern, value in table if re.search(pattern, lowered)), None)
+
+
 def _read_export(text: str, lowered: str, labels: list[str]):
     args: dict = {}
     for word, fmt in FORMATS.items():
         if re.search(rf"\b{re.escape(word)}\b", lowered):
             args["format"] = fmt
             break
-    if re.search(r"\b(only|just) (the )?confirmed|confirmed (labels )?only", lowered):
-        args["include"] = "confirmed"
-    elif re.search(r"suggest|predict|includ\w* (the )?(guess|prediction)|everything", lowered):
-        args["include"] = "suggested"
+    include = _first_match(lowered, INCLUDE_WORDS)
+    if include:
+        args["include"] = include
     path = re.search(r"\b(?:to|into|in|at|under)\s+(?:the )?(?:folder |directory |dir )?"
                      r"([A-Za-z]:[\\/][^\s,;]*|[~./][^\s,;]*|[\w.-]+/[^\s,;]*)", text, re.I)
     if not path:
@@ -293,25 +311,14 @@ def _read_decide(text: str, lowered: str, labels: list[str]):
     ids = _ids(lowered)
     if not ids:
         return _missing("decide")
-    if re.search(r"\b(reject|decline|refuse|no to|wrong)\b", lowered):
-        action = "reject"
-    elif re.search(r"\bskip\b", lowered):
-        action = "skip"
-    else:
-        action = "accept"
-    return {"item_ids": ids, "action": action}
+    return {"item_ids": ids, "action": _first_match(lowered, ACTION_WORDS) or "accept"}
 
 
 def _read_review(text: str, lowered: str, labels: list[str]):
     args: dict = {}
-    if re.search(r"unsure|uncertain|least (sure|certain|confident)|hardest|doubt|not sure|borderline|confus", lowered):
-        args["strategy"] = "uncertain"
-    elif re.search(r"most (sure|certain|confident)|surest|easiest|confident|obvious", lowered):
-        args["strategy"] = "confident"
-    elif re.search(r"\brandom", lowered):
-        args["strategy"] = "random"
-    elif re.search(r"balanced|mix|each (label|class)|every (label|class)", lowered):
-        args["strategy"] = "balanced"
+    strategy = _first_match(lowered, STRATEGY_WORDS)
+    if strategy:
+        args["strategy"] = strategy
     size = re.search(r"\b(\d+)\b", lowered) or re.search(r"\b(" + "|".join(NUMBER_WORDS) + r")\b", lowered)
     if size:
         args["size"] = int(NUMBER_WORDS.get(size.group(1), size.group(1)))
@@ -329,10 +336,9 @@ def _no_arguments(text: str, lowered: str, labels: list[str]):
 
 def _read_train(text: str, lowered: str, labels: list[str]):
     args: dict = {}
-    if re.search(r"fine[- ]?tun|whole (image )?model|full", lowered):
-        args["kind"] = "finetune"
-    elif re.search(r"\bprobe\b|linear", lowered):
-        args["kind"] = "probe"
+    kind = _first_match(lowered, TRAIN_KIND_WORDS)
+    if kind:
+        args["kind"] = kind
     epochs = re.search(r"\b(\d+) (epochs?|passes|rounds)\b", lowered)
     if epochs:
         args["epochs"] = int(epochs.group(1))
