@@ -346,16 +346,14 @@ class _Crawler:
 
     def _launch(self, pool: ThreadPoolExecutor) -> None:
         """Refresh the buffer, then start URLs on idle workers (busy ones claim their next URL themselves)."""
-        if not self._queued() or self.options.workers - self._running <= 0:
+        free = self.options.workers - self._running  # only this thread adds to _running
+        if not self._queued() or free <= 0:
             return
-        with self._claims:
-            free = self.options.workers - self._running
-            self._running += free
         started = self._claim(free)
+        with self._claims:
+            self._running += len(started)  # before the workers start: their exit subtracts
         for url in started:
             pool.submit(self._work, url)
-        with self._claims:
-            self._running -= free - len(started)
 
     def _claim(self, most: int) -> list[CrawlUrl]:
         """Up to `most` URLs from the buffer whose kind is within quota and whose host may
