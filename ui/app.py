@@ -71,7 +71,7 @@ class AppState:
         return reviewer
 
     def cards_for(self, ids: list[int]) -> list:
-        reviewer = self.ctx.reviewer()
+        reviewer = self.reviewer()
         return [self.cards.get(i) or reviewer.card(i) for i in ids]
 
     @property
@@ -260,13 +260,13 @@ def build_app(state: AppState):
 
         def next_key(order, label, span):
             """What a prepared next batch must have been prepared for."""
-            return order, label, span, tuple(state.project.store.label_set().names), id(state.ctx.reviewer())
+            return order, label, span, tuple(state.project.store.label_set().names), id(state.reviewer())
 
         def on_search(text, order, label, span):
             if not text.strip():
                 return show_batch(order, label, span)
             try:
-                cards = state.ctx.reviewer().search_cards(text)
+                cards = state.reviewer().search_cards(text)
             except LabelchatError as exc:
                 raise gr.Error(str(exc)) from exc
             return show(cards, f"Matches for {text!r}")
@@ -279,7 +279,7 @@ def build_app(state: AppState):
                 request = json.loads(raw or "{}")
             except json.JSONDecodeError:
                 return gr.update(), ids, ""
-            reviewer = state.ctx.reviewer()
+            reviewer = state.reviewer()
             item_id, kind = request.get("item"), request.get("action")
             ack = f'<span data-decided="{html.escape(str(item_id))}" data-t="{html.escape(str(request.get("t")))}"></span>'
             if kind == "undo":
@@ -310,7 +310,7 @@ def build_app(state: AppState):
         def candidates(label, prob):
             if not label:
                 raise gr.Error("Choose the label to approve.")
-            return state.ctx.reviewer().candidates(float(prob), label)
+            return state.reviewer().candidates(float(prob), label)
 
         def on_preview(label, prob):
             found = candidates(label, prob)
@@ -318,7 +318,7 @@ def build_app(state: AppState):
 
         def on_bulk(label, prob, order, filter_label, span):
             count = len(candidates(label, prob))
-            report = state.ctx.reviewer().accept_above(float(prob), label, actor="web")
+            report = state.reviewer().accept_above(float(prob), label, actor="web")
             html, ids = show_batch(order, filter_label, span, learn=True)
             return f"Approved **{report.accepted}** of {count} items as **{label}**.", html, ids
 
