@@ -21,6 +21,7 @@ import numpy as np
 DEFAULT_MAX_PIXELS = 64_000_000  # about 8000 x 8000
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
 HASH_SOURCE_PX = 64  # pictures shrink to about this (short side) before the 32x32 hash thumbnail
+ORIENTATION_TAG = 0x0112  # EXIF
 
 # magic bytes -> (format, file extension)
 _SIGNATURES: list[tuple[bytes, int, str, str]] = [
@@ -155,7 +156,6 @@ def _dct_matrix(n: int) -> np.ndarray:
 
 
 _DCT32 = _dct_matrix(32)
-ORIENTATION_TAG = 0x0112
 _UPRIGHT = {  # EXIF orientation -> the PIL Transpose that makes the picture upright (as ImageOps.exif_transpose)
     2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE",
     6: "ROTATE_270", 7: "TRANSVERSE", 8: "ROTATE_90",
