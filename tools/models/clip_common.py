@@ -64,6 +64,7 @@ class PrecisionChooser:
                 features = encode_fn(batch).float()
             return features, time.perf_counter() - started
 
+        self.model.to(torch.float32)  # the reference, whatever another chooser of this model left it in
         reference, fp32_seconds = timed(sample)
         try:
             self.model.to(torch.bfloat16)
