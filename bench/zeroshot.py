@@ -13,7 +13,12 @@ for every contender):
    pipeline("zero-shot-image-classification") on the same model, images and
    labels (goal >= 3);
 3. peak resident memory of the process;
-4. top-1 accuracy of the offline backend on every DATA folder, default prompts.
+4. top-1 accuracy of the offline backend on every DATA folder, default prompts;
+5. the embedding pipeline's loader alone (read, decode, resize, crop, batch:
+   what feeds the model) in images/s, handing over uint8 pixels as it does,
+   as a ratio to the same loader running the model's own per-image float
+   transform, and as a ratio to the bare forward pass: on a GPU, where the
+   forward pass is fast, this is what end-to-end throughput is bound by.
 
 Ends with one JSON line of all figures. Needs no network (HF_HUB_OFFLINE=1).
 """
@@ -112,6 +117,33 @@ def end_to_end(spec: str, rows, scratch: Path, batch_size: int, device: str = "c
     return rate, ingest_rate
 
 
+class OwnTransform:
+    """A backend as the loader saw it before uint8 hand-over: each worker ran the full float transform."""
+
+    def __init__(self, backend):
+        self.backend, self.device = backend, backend.device
+
+    def prepare(self, image):
+        return self.backend.preprocess(image)
+
+
+def loader_rates(backend, rows, scratch: Path, batch_size: int, rounds: int = 3) -> tuple[float, float]:
+    """(uint8 loader images/s, float loader images/s): the median of `rounds`, interleaved."""
+    from tools.embed import DEFAULT_WORKERS, pixel_batches
+
+    with Project(scratch / f"loader-{time.monotonic_ns()}") as project:
+        ingest(project, [str(path) for path, _ in rows], IngestOptions(near_duplicate_distance=-1))
+        ids = [item.id for item in project.store.items()]
+        rates: dict[str, list[float]] = {"uint8": [], "float": []}
+        for _ in range(rounds):
+            for name, contender in (("uint8", backend), ("float", OwnTransform(backend))):
+                started = time.perf_counter()
+                count = sum(len(batch_ids) for batch_ids, _, _ in
+                            pixel_batches(project, contender, ids, batch_size, DEFAULT_WORKERS, lambda: False))
+                rates[name].append(count / (time.perf_counter() - started))
+    return sorted(rates["uint8"])[rounds // 2], sorted(rates["float"])[rounds // 2]
+
+
 def transformers_pipeline(folder: Path, rows, batch_size: int, device: str = "cpu") -> float:
     from PIL import Image
     from transformers import pipeline
@@ -182,6 +214,15 @@ def main() -> None:
         )
         print(f"bare forward {bare:.1f} img/s | suggest end to end {e2e:.1f} img/s "
               f"| ratio {e2e / bare:.2f} (goal >= 0.85)", file=sys.stderr)
+        loader, loader_float = loader_rates(backend, rows, scratch, args.batch_size)
+        figures.update(
+            loader_images_per_s=round(loader, 1),
+            loader_own_transform_images_per_s=round(loader_float, 1),
+            ratio_loader_to_own_transform=round(loader / loader_float, 2),
+            ratio_loader_to_bare_forward=round(loader / bare, 2),
+        )
+        print(f"loader (uint8) {loader:.0f} img/s | with the model's own float transform {loader_float:.0f} img/s "
+              f"| ratio {loader / loader_float:.2f} | loader / bare forward {loader / bare:.2f}", file=sys.stderr)
         if not args.skip_pipeline:
             reference = transformers_pipeline(folder, rows, args.batch_size, args.device)
             figures["transformers_pipeline_images_per_s"] = round(reference, 2)

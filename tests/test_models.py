@@ -90,6 +90,63 @@ def test_tiny_clip_embeds_images_and_builds_a_prompt_ensemble_head(tiny):
     assert again.labels == ("cat", "dog", "bird") and np.allclose(again.probabilities(features), probabilities)
 
 
+def test_worker_threads_hand_over_uint8_pixels_that_encode_like_the_models_own_transform(tiny):
+    images = [imagefiles.noise_image(i, size) for i, size in enumerate([(80, 60), (31, 97), (224, 224)])]
+    prepared = torch.stack([tiny.prepare(image) for image in images])
+    assert prepared.dtype == torch.uint8 and tiny.pixel_norm is not None  # a quarter of the bytes
+    own = torch.stack([tiny.preprocess(image) for image in images])
+    assert torch.allclose(tiny.pixel_norm.apply(prepared), own, atol=1e-5)
+    assert np.allclose(tiny.encode_images(prepared), tiny.encode_images(own), atol=1e-5)
+
+
+def test_a_transform_that_cannot_be_split_still_embeds_with_float_pixels():
+    import open_clip
+    import torchvision.transforms as T
+
+    from tools.models.openclip import OpenClipBackend, split_transform
+
+    base = load_backend("openclip:tiny/random", "cpu")
+    odd = T.Compose([T.Resize(32), T.CenterCrop(32), T.ToTensor(), T.Normalize((0.5,) * 3, (0.5,) * 3),
+                     T.Lambda(lambda x: x.clamp(-1, 1))])  # arithmetic after Normalize: not ours to redo
+    assert split_transform(odd) == (None, None)
+    backend = OpenClipBackend(base.model, odd, open_clip.get_tokenizer("ViT-B-32"), spec="openclip:odd/random",
+                              device="cpu", description="test")
+    pixels = backend.prepare(imagefiles.noise_image(1, (50, 40)))
+    assert pixels.dtype == torch.float32 and pixels.shape == (3, 32, 32)
+    assert backend.encode_images(pixels[None]).shape == (1, backend.dim)
+    with pytest.raises(ModelError, match="takes float pixels"):
+        backend.encode_images(torch.zeros((1, 3, 32, 32), dtype=torch.uint8))
+
+
+def test_transformers_geometry_is_done_by_torchvision_exactly_as_the_processor_does_it():
+    from transformers import CLIPImageProcessor, SiglipImageProcessor
+
+    from tools.models.hf import fast_resize_crop, processor_pixels
+
+    clip = CLIPImageProcessor(size={"shortest_edge": 64}, crop_size={"height": 48, "width": 48})
+    siglip = SiglipImageProcessor(size={"height": 40, "width": 40})
+    nearest = CLIPImageProcessor(size={"shortest_edge": 64}, crop_size={"height": 48, "width": 48}, resample=0)
+    assert fast_resize_crop(nearest) is None  # not a geometry it knows: the processor itself is called
+    for processor in (clip, siglip):
+        fast = fast_resize_crop(processor)
+        assert fast is not None
+        for i, size in enumerate([(80, 60), (31, 97), (64, 64), (300, 17)]):
+            image = imagefiles.noise_image(i, size)
+            assert torch.equal(fast(image), processor_pixels(processor, image))
+
+
+def test_pixel_norm_matches_torchvision():
+    import torchvision.transforms.functional as F
+
+    from tools.models.base import PixelNorm
+
+    image = imagefiles.noise_image(3, (20, 10))
+    mean, std = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
+    expected = F.normalize(F.to_tensor(image.convert("RGB")), mean, std)
+    got = PixelNorm(mean, std).apply(torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)[None])[0]
+    assert torch.allclose(got, expected, atol=1e-5)
+
+
 def test_label_texts_use_the_description_and_add_the_labels_own_prompts():
     texts = label_texts(Label("tabby", "a striped cat", ("my cat Felix",)), ["a photo of a {{ label }}."])
     assert texts == ["a photo of a tabby, a striped cat.", "my cat Felix"]
@@ -139,6 +196,9 @@ def test_offline_backend_is_real_and_honest():
     assert backend.spec == OFFLINE_SPEC and "CLIP" in backend.description
     with Image.open(next(iter(sorted((imagefiles_dir() / "windmill").glob("*.jpg"))))) as image:
         features = backend.encode_images(torch.stack([backend.preprocess(image)]))
+        prepared = backend.prepare(image)
+    assert prepared.dtype == torch.uint8
+    assert np.allclose(backend.encode_images(prepared[None]), features, atol=1e-3)
     head = backend.zero_shot_head([Label("windmill"), Label("fish"), Label("tool")], templates("default"))
     assert isinstance(head, BridgeHead)
     probabilities = head.probabilities(features)[0]

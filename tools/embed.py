@@ -1,7 +1,9 @@
 """Embedding a project's images: each item once per model, in batches, cached in the store.
 
-Decoding and preprocessing run in a thread pool a few batches ahead of the
-model, so the model is rarely idle waiting for pixels. A file that fails to
+Decoding, resizing and cropping run in a thread pool a few batches ahead of
+the model, so the model is rarely idle waiting for pixels; the threads hand
+over uint8 pixels and the arithmetic (scaling, normalising) runs once per
+batch on the model's device (`Backend.prepare`, `PixelNorm`). A file that fails to
 decode is skipped and counted; a CUDA out-of-memory error halves the batch
 and retries it.
 """
@@ -15,6 +17,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
+from index.errors import LabelchatError
 from index.project import Project
 
 from .models.base import Backend, ModelError
@@ -66,7 +69,7 @@ def embed_items(
     stop = should_stop or (lambda: False)
     started = time.perf_counter()
     done = 0
-    for ids, pixels, problems in _batches(project, backend, todo, report.batch_size, workers, stop):
+    for ids, pixels, problems in pixel_batches(project, backend, todo, report.batch_size, workers, stop):
         report.problems += problems
         if ids:
             vectors = _encode_with_backoff(backend, pixels, report)
@@ -84,22 +87,26 @@ def embed_items(
     return report
 
 
-def _load_pixels(project: Project, backend: Backend, item_id: int):
+def _load_pixels(project: Project, backend: Backend, item_id: int, media_path: str | None = None):
+    """`backend.prepare` of an item's image, or a Problem; `media_path` saves a lookup."""
     from PIL import Image
 
-    path = project.media.path(project.store.get_item(item_id).media_path)
+    try:
+        path = project.media.path(media_path or project.store.get_item(item_id).media_path)
+    except LabelchatError as exc:
+        return Problem(f"item {item_id}", Reason.CORRUPT, str(exc))
     try:
         with Image.open(path) as image:
             image.seek(0)  # animated images: the first frame
             # JPEGs decode straight to a smaller scale (1/2 .. 1/8) when that still
             # leaves at least twice the model's input size: much less work, same result.
             image.draft("RGB", (DRAFT_SIDE, DRAFT_SIDE))
-            return backend.preprocess(image.convert("RGB"))
+            return backend.prepare(image.convert("RGB"))
     except Exception as exc:  # a file damaged or removed since it was added
         return Problem(str(path), Reason.CORRUPT, f"item {item_id} cannot be decoded: {exc}")
 
 
-def _batches(
+def pixel_batches(
     project: Project,
     backend: Backend,
     item_ids: list[int],
@@ -107,22 +114,32 @@ def _batches(
     workers: int,
     stop: Callable[[], bool],
 ) -> Iterator[tuple[list[int], object, list[Problem]]]:
-    """(ids, stacked pixels, problems) per batch, preprocessed in a pool ahead of use."""
+    """(ids, stacked pixels, problems) per batch, prepared in a pool ahead of use.
+
+    The pixels are `backend.prepare`'s: uint8 for backends with a `pixel_norm`
+    (pinned in memory when the model is on a CUDA GPU), else floats.
+    """
     import torch
 
     chunks = [item_ids[i : i + batch_size] for i in range(0, len(item_ids), batch_size)]
+    pin = torch.cuda.is_available() and backend.device.startswith("cuda")  # pinned: asynchronous copies
+
+    def submit(pool: ThreadPoolExecutor, chunk: list[int]) -> list[Future]:
+        paths = project.store.media_paths(chunk)
+        return [pool.submit(_load_pixels, project, backend, i, paths.get(i)) for i in chunk]
+
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        queued: list[list[Future]] = []
-        for chunk in chunks[:PREFETCH_BATCHES]:
-            queued.append([pool.submit(_load_pixels, project, backend, i) for i in chunk])
+        queued = [submit(pool, chunk) for chunk in chunks[:PREFETCH_BATCHES]]
         for index, chunk in enumerate(chunks):
             results = [future.result() for future in queued.pop(0)]
             following = index + PREFETCH_BATCHES
             if following < len(chunks) and not stop():
-                queued.append([pool.submit(_load_pixels, project, backend, i) for i in chunks[following]])
+                queued.append(submit(pool, chunks[following]))
             good = [(i, r) for i, r in zip(chunk, results) if not isinstance(r, Problem)]
             problems = [r for r in results if isinstance(r, Problem)]
             pixels = torch.stack([r for _, r in good]) if good else None
+            if pin and pixels is not None:
+                pixels = pixels.pin_memory()
             yield [i for i, _ in good], pixels, problems
             if stop():
                 for futures in queued:

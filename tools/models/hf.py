@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
@@ -21,7 +22,7 @@ import numpy as np
 
 from index.types import Label
 
-from .base import Backend, LinearHead, ModelError
+from .base import Backend, LinearHead, ModelError, PixelNorm, uint8_pixels
 from .clip_common import PrecisionChooser, text_head
 
 
@@ -42,6 +43,8 @@ class HFClipBackend(Backend):
         self.dim = int(getattr(model.config, "projection_dim", 0) or model.config.text_config.hidden_size)
         self.precision = PrecisionChooser(self.model, device)
         self.default_batch_size = 128 if device.startswith("cuda") else 32
+        self.pixel_norm = processor_norm(image_processor)
+        self._resize_crop = fast_resize_crop(image_processor) if self.pixel_norm else None
 
     @classmethod
     def load(cls, ident: str, device: str) -> "HFClipBackend":
@@ -74,11 +77,18 @@ class HFClipBackend(Backend):
     def preprocess(self, image):
         return self.image_processor(images=[image.convert("RGB")], return_tensors="pt")["pixel_values"][0]
 
+    def prepare(self, image):
+        if self.pixel_norm is None:
+            return self.preprocess(image)
+        if self._resize_crop is not None:
+            return self._resize_crop(image)
+        return processor_pixels(self.image_processor, image)
+
     def encode_images(self, pixels) -> np.ndarray:
         def encode(batch):
             return _pooled(self.model.get_image_features(pixel_values=batch))
 
-        return self.precision.encode(encode, pixels).cpu().numpy().astype(np.float32)
+        return self.precision.encode(encode, self.model_input(pixels)).cpu().numpy().astype(np.float32)
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         import torch
@@ -93,6 +103,90 @@ class HFClipBackend(Backend):
     def zero_shot_head(self, labels: Sequence[Label], templates: Sequence[str]) -> LinearHead:
         scale = float(self.model.logit_scale.exp().item())
         return text_head(labels, templates, self.encode_texts, scale)
+
+
+def processor_pixels(processor, image):
+    """The processor's resize and crop alone: uint8 (3, H, W)."""
+    return processor(images=[image.convert("RGB")], do_rescale=False, do_normalize=False,
+                     return_tensors="pt")["pixel_values"][0]
+
+
+@dataclass(frozen=True)
+class ResizeCrop:
+    """A CLIP processor's geometry (shorter side to `shortest_edge`, or straight to `size`; then
+    a centre crop) as two torchvision calls on a uint8 tensor: about 3x faster than calling the
+    processor for each image, and they release the GIL, so worker threads run side by side."""
+
+    shortest_edge: int | None
+    size: tuple[int, int] | None  # (height, width)
+    crop: tuple[int, int] | None  # (height, width)
+    bicubic: bool
+
+    def __call__(self, image):
+        import torchvision.transforms.v2.functional as F
+
+        pixels = uint8_pixels(image)
+        height, width = pixels.shape[1:]
+        if self.size is not None:
+            target = list(self.size)
+        elif height <= width:
+            target = [self.shortest_edge, int(self.shortest_edge * width / height)]
+        else:
+            target = [int(self.shortest_edge * height / width), self.shortest_edge]
+        mode = F.InterpolationMode.BICUBIC if self.bicubic else F.InterpolationMode.BILINEAR
+        pixels = F.resize(pixels, target, interpolation=mode, antialias=True)
+        return F.center_crop(pixels, list(self.crop)).contiguous() if self.crop else pixels
+
+
+def fast_resize_crop(processor) -> ResizeCrop | None:
+    """A `ResizeCrop` for this processor, only if it gives exactly the processor's pixels on
+    probe images of both orientations; None for any other processor (which is then called)."""
+    from PIL import Image
+
+    size, crop = dict(getattr(processor, "size", None) or {}), dict(getattr(processor, "crop_size", None) or {})
+    resample = int(getattr(processor, "resample", 3) or 3)
+    if not getattr(processor, "do_resize", True) or resample not in (2, 3) or getattr(processor, "do_pad", False):
+        return None
+    if set(size) == {"shortest_edge"}:
+        fast = ResizeCrop(int(size["shortest_edge"]), None, None, resample == 3)
+    elif set(size) == {"height", "width"}:
+        fast = ResizeCrop(None, (int(size["height"]), int(size["width"])), None, resample == 3)
+    else:
+        return None
+    if getattr(processor, "do_center_crop", False):
+        if set(crop) != {"height", "width"}:
+            return None
+        fast = ResizeCrop(fast.shortest_edge, fast.size, (int(crop["height"]), int(crop["width"])), fast.bicubic)
+    rng = np.random.default_rng(0)
+    for shape in ((61, 97, 3), (113, 40, 3)):
+        probe = Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8))
+        expected = processor_pixels(processor, probe)
+        got = fast(probe)
+        if got.shape != expected.shape or not bool((got == expected).all()):
+            return None
+    return fast
+
+
+def processor_norm(processor) -> PixelNorm | None:
+    """The rescale and normalise steps of a transformers image processor, when it can
+    leave them out and hand back uint8 pixels (its resize and crop alone); else None."""
+    import torch
+    from PIL import Image
+
+    try:
+        probe = processor(images=[Image.new("RGB", (9, 7))], do_rescale=False, do_normalize=False,
+                          return_tensors="pt")["pixel_values"]
+    except (TypeError, ValueError):  # an older processor that does not take these options
+        return None
+    if probe.dtype != torch.uint8:
+        return None
+    scale = float(processor.rescale_factor) if getattr(processor, "do_rescale", True) else 1.0
+    if not getattr(processor, "do_normalize", True):
+        return PixelNorm((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), scale)
+    mean, std = processor.image_mean, processor.image_std
+    mean = (mean,) * 3 if isinstance(mean, (int, float)) else mean
+    std = (std,) * 3 if isinstance(std, (int, float)) else std
+    return PixelNorm(tuple(float(m) for m in mean), tuple(float(s) for s in std), scale)
 
 
 def _pooled(output):

@@ -23,7 +23,7 @@ import numpy as np
 
 from index.types import Label
 
-from .base import Backend, BridgeHead, ModelError, l2_normalize, label_texts
+from .base import Backend, BridgeHead, ModelError, PixelNorm, l2_normalize, label_texts, uint8_pixels
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -186,6 +186,7 @@ class OfflineBackend(Backend):
     )
     dim = 1280
     default_batch_size = 32
+    pixel_norm = PixelNorm((MEAN,) * 3, (STD,) * 3)
 
     def __init__(self, device: str = "cpu"):
         if device.split(":")[0] not in DEVICES:
@@ -197,9 +198,8 @@ class OfflineBackend(Backend):
         self._text_model: MiniLM | None = None
         self._class_embeddings: np.ndarray | None = None
 
-    def preprocess(self, image: "Image.Image") -> "torch.Tensor":
-        """Shorter side to 256 (bicubic), centre 224x224 crop, scaled to [-1, 1]."""
-        import torch
+    def prepare(self, image: "Image.Image") -> "torch.Tensor":
+        """Shorter side to 256 (bicubic), centre 224x224 crop: uint8 (3, 224, 224)."""
         from PIL import Image
 
         image = image.convert("RGB")
@@ -207,9 +207,11 @@ class OfflineBackend(Backend):
         size = tuple(max(IMAGE_SIZE, round(side * scale)) for side in image.size)
         image = image.resize(size, Image.Resampling.BICUBIC)
         left, top = (size[0] - IMAGE_SIZE) // 2, (size[1] - IMAGE_SIZE) // 2
-        image = image.crop((left, top, left + IMAGE_SIZE, top + IMAGE_SIZE))
-        pixels = (np.asarray(image, dtype=np.float32) / 255.0 - MEAN) / STD
-        return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))
+        return uint8_pixels(image.crop((left, top, left + IMAGE_SIZE, top + IMAGE_SIZE)))
+
+    def preprocess(self, image: "Image.Image") -> "torch.Tensor":
+        """`prepare`, scaled to [-1, 1]: float (3, 224, 224)."""
+        return self.pixel_norm.apply(self.prepare(image)[None])[0]
 
     def encode_images(self, pixels: "torch.Tensor") -> np.ndarray:
         """Pooled penultimate features (N, 1280), before the ImageNet classifier."""
@@ -217,7 +219,7 @@ class OfflineBackend(Backend):
 
         model = self._vision()
         with torch.inference_mode():
-            pixels = pixels.to(self.device, memory_format=torch.channels_last)
+            pixels = self.model_input(pixels).contiguous(memory_format=torch.channels_last)
             features = model.forward_head(model.forward_features(pixels), pre_logits=True)
         return features.float().cpu().numpy().astype(np.float32)
 

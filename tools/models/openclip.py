@@ -16,7 +16,7 @@ import numpy as np
 
 from index.types import Label
 
-from .base import Backend, LinearHead, ModelError
+from .base import Backend, LinearHead, ModelError, PixelNorm, uint8_pixels
 from .clip_common import PrecisionChooser, text_head
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
@@ -37,6 +37,7 @@ class OpenClipBackend(Backend):
         self.dim = int(model.text_projection.shape[-1] if model.text_projection is not None else model.visual.output_dim)
         self.precision = PrecisionChooser(self.model, device)
         self.default_batch_size = 128 if device.startswith("cuda") else 32
+        self._pil_steps, self.pixel_norm = split_transform(preprocess)
 
     @classmethod
     def load(cls, arch: str, pretrained: str, device: str) -> "OpenClipBackend":
@@ -76,8 +77,16 @@ class OpenClipBackend(Backend):
     def preprocess(self, image):
         return self._preprocess(image.convert("RGB"))
 
+    def prepare(self, image):
+        if self._pil_steps is None:
+            return self.preprocess(image)
+        image = image.convert("RGB")
+        for step in self._pil_steps:
+            image = step(image)
+        return uint8_pixels(image)
+
     def encode_images(self, pixels) -> np.ndarray:
-        features = self.precision.encode(self.model.encode_image, pixels)
+        features = self.precision.encode(self.model.encode_image, self.model_input(pixels))
         return features.cpu().numpy().astype(np.float32)
 
     def trainable_tower(self):
@@ -95,6 +104,21 @@ class OpenClipBackend(Backend):
     def zero_shot_head(self, labels: Sequence[Label], templates: Sequence[str]) -> LinearHead:
         scale = float(self.model.logit_scale.exp().item())
         return text_head(labels, templates, self.encode_texts, scale)
+
+
+def split_transform(transform) -> tuple[list | None, PixelNorm | None]:
+    """open_clip's eval transform as (its steps on PIL images, the arithmetic after them).
+
+    It ends with ToTensor (uint8 -> [0, 1]) and Normalize; everything before
+    those (resize, crop, mode conversion) works on PIL images. A transform of
+    any other shape is not split: (None, None), and `prepare` gives its floats.
+    """
+    steps = list(getattr(transform, "transforms", ()))
+    names = [type(step).__name__ for step in steps]
+    if len(steps) < 2 or not names[-2].endswith("ToTensor") or names[-1] != "Normalize":
+        return None, None
+    normalize = steps[-1]
+    return steps[:-2], PixelNorm(tuple(float(m) for m in normalize.mean), tuple(float(s) for s in normalize.std))
 
 
 def _in_hub_cache(arch: str, pretrained: str) -> bool:

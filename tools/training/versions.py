@@ -74,9 +74,13 @@ class VersionBackend(Backend):
         self.description = f"{name}: {base.spec} fine-tuned on this project's confirmed labels"
         self.dim, self.device = base.dim, base.device
         self.default_batch_size = base.default_batch_size
+        self.pixel_norm = base.pixel_norm
 
     def preprocess(self, image):
         return self.base.preprocess(image)
+
+    def prepare(self, image):
+        return self.base.prepare(image)
 
     def encode_images(self, pixels) -> np.ndarray:
         import contextlib
@@ -85,7 +89,7 @@ class VersionBackend(Backend):
 
         autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.device.startswith("cuda") else contextlib.nullcontext()
         with torch.inference_mode(), autocast:
-            return self.tower(pixels.to(self.device)).float().cpu().numpy().astype(np.float32)
+            return self.tower(self.model_input(pixels)).float().cpu().numpy().astype(np.float32)
 
     def zero_shot_head(self, labels, templates):
         raise LabelchatError(f"{self.spec} scores with its trained head; it builds no zero-shot heads.")
