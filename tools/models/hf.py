@@ -176,7 +176,7 @@ def processor_norm(processor) -> PixelNorm | None:
     try:
         probe = processor(images=[Image.new("RGB", (9, 7))], do_rescale=False, do_normalize=False,
                           return_tensors="pt")["pixel_values"]
-    except (TypeError, ValueError):  # an older processor that does not take these options
+    except Exception:  # a processor that does not take these options: it is called whole, as before
         return None
     if probe.dtype != torch.uint8:
         return None
