@@ -23,6 +23,7 @@ from tools.zeroshot import templates
         ("hf:openai/clip-vit-base-patch32", "hf:openai/clip-vit-base-patch32"),
         ("offline", OFFLINE_SPEC),
         (" offline ", OFFLINE_SPEC),
+        ("offline:efficientnet-lite0+minilm", OFFLINE_SPEC),  # the name before the middle-stage features
     ],
 )
 def test_model_specs_parse_to_one_canonical_form(text, canonical):

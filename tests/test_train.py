@@ -315,6 +315,29 @@ def test_a_version_for_another_label_set_is_never_used_silently(photos):
     assert report.method == "zero-shot" and "bird" in notices[0] and "zero-shot" in notices[0]
 
 
+def test_a_version_trained_on_the_old_offline_features_is_never_used_silently(photos):
+    import sqlite3
+
+    from tools.models import OFFLINE_SPEC
+    from tools.training import VersionFeaturesError
+
+    old_spec = "offline:efficientnet-lite0+minilm"  # 1280-d head features only, before the middle stages
+    _confirm(photos, 3)
+    version = train(photos, TrainConfig(kind="probe")).version
+    with sqlite3.connect(photos.store.path) as db:  # as a project made by that older labelchat has it
+        db.execute("UPDATE models SET base_model = ? WHERE id = ?", (old_spec, version.id))
+    db.close()
+    with pytest.raises(VersionFeaturesError, match="no longer makes.*labelchat train --kind probe"):
+        activate(photos, version.id)
+    photos.store.activate_model(version.id)  # active from before the upgrade
+    notices = []
+    report = suggest(photos, on_notice=notices.append)
+    assert report.method == "zero-shot" and report.model == OFFLINE_SPEC
+    assert "no longer makes" in notices[0] and "zero-shot" in notices[0]
+    photos.store.set_setting("model", old_spec)  # the old name still names the offline model
+    assert suggest(photos).model == OFFLINE_SPEC
+
+
 def test_export_and_import_of_a_version(photos, tmp_path):
     _confirm(photos, 3)
     version = train(photos, TrainConfig(kind="probe")).version

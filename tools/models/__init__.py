@@ -23,7 +23,7 @@ from typing import Callable
 from .base import Backend, ModelError
 
 DEFAULT_SPEC = "openclip:ViT-B-32/laion2b_s34b_b79k"
-OFFLINE_SPEC = "offline:efficientnet-lite0+minilm"
+OFFLINE_SPEC = "offline:efficientnet-lite0-multilayer+minilm"
 MODEL_ENV = "LABELCHAT_MODEL"
 MODEL_SETTING = "model"
 DOWNLOAD_ENV = "LABELCHAT_ALLOW_DOWNLOAD"
@@ -49,8 +49,9 @@ class ModelSpec:
 def parse_spec(text: str) -> ModelSpec:
     text = text.strip()
     kind, _, rest = text.partition(":")
-    if kind == "offline" and rest in ("", "efficientnet-lite0+minilm"):
-        return ModelSpec("offline", "efficientnet-lite0+minilm")
+    # the spec before middle-stage features (1280-d) names the same backend: its projects re-embed
+    if kind == "offline" and rest in ("", "efficientnet-lite0-multilayer+minilm", "efficientnet-lite0+minilm"):
+        return ModelSpec("offline", "efficientnet-lite0-multilayer+minilm")
     if kind == "openclip" and "/" in rest and rest.split("/", 1)[0] and rest.split("/", 1)[1]:
         arch, weights = rest.split("/", 1)
         return ModelSpec("openclip", arch, weights)

@@ -8,11 +8,13 @@ from .config import Kind, TrainConfig
 from .data import NotEnoughExamplesError
 from .progress import LabelsChangedError, TrainingCancelled, TrainProgress
 from .run import NothingToResumeError, TrainingBusyError, TrainReport, request_cancel, train
-from .versions import Activation, VersionLabelsError, activate, active_version, export_version, import_version
+from .versions import (
+    Activation, VersionFeaturesError, VersionLabelsError, activate, active_version, export_version, import_version,
+)
 
 __all__ = [
     "Activation", "Kind", "LabelsChangedError", "NotEnoughExamplesError", "NothingToResumeError",
     "TrainConfig", "TrainProgress", "TrainReport", "TrainingBusyError", "TrainingCancelled",
-    "VersionLabelsError", "activate", "active_version", "export_version", "import_version",
+    "VersionFeaturesError", "VersionLabelsError", "activate", "active_version", "export_version", "import_version",
     "request_cancel", "train",
 ]

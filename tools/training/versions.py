@@ -28,7 +28,7 @@ from index.project import Project
 from index.types import ModelVersion
 
 from ..embed import embed_items
-from ..models import load_backend
+from ..models import load_backend, parse_spec
 from ..models.base import Backend, ZeroShotHead, head_to_bytes
 from .checkpoint import CheckpointError, load_head, load_tensors, read_json, refuse_pickle, write_json
 
@@ -46,6 +46,26 @@ class VersionLabelsError(LabelchatError):
             f"label set is now {current} (added {added or 'none'}, removed {removed or 'none'}). "
             f"It cannot score the new label set; train a new version (labelchat train)."
         )
+
+
+class VersionFeaturesError(LabelchatError):
+    """A version trained on features that this labelchat no longer makes under that model's name."""
+
+    def __init__(self, version: ModelVersion):
+        super().__init__(
+            f"Model version {version.name} was trained on the features of {version.base_model}, which "
+            f"labelchat no longer makes (that model is now {parse_spec(version.base_model)}, with other "
+            f"features). Train a new version (labelchat train --kind {version.kind})."
+        )
+
+
+def features_are_current(version: ModelVersion) -> bool:
+    """Whether the version's base model still makes the features it was trained on: a spec that
+    no longer parses to itself was renamed because its features changed (e.g. the offline model)."""
+    try:
+        return str(parse_spec(version.base_model)) == version.base_model
+    except LabelchatError:
+        return False
 
 
 def version_folder(project: Project, version: ModelVersion) -> Path:
@@ -143,9 +163,11 @@ def active_version_if_usable(project: Project, on_notice: Callable[[str], None] 
     if version is None:
         return None
     current = list(project.store.label_set().names)
-    if list(version.labels) != current:
+    problem = (VersionLabelsError(version, current) if list(version.labels) != current
+               else None if features_are_current(version) else VersionFeaturesError(version))
+    if problem is not None:
         if on_notice:
-            on_notice(f"{VersionLabelsError(version, current)} Until then, suggestions are zero-shot.")
+            on_notice(f"{problem} Until then, suggestions are zero-shot.")
         return None
     return version
 
@@ -200,6 +222,8 @@ def activate(project: Project, version_id: int | None, *, device: str | None = N
         current = list(store.label_set().names)
         if list(version.labels) != current:
             raise VersionLabelsError(version, current)
+        if not features_are_current(version):
+            raise VersionFeaturesError(version)
         load_version_head(project, version)  # refuse damaged or non-safetensors files before switching
         if version.kind == "finetune":
             refuse_pickle(version_folder(project, version) / TOWER_FILE)
