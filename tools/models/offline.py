@@ -181,13 +181,15 @@ def multilayer_features(network: "torch.nn.Module", pixels: "torch.Tensor") -> "
     the pooled outputs of MIDDLE_STAGES, each scaled so its typical norm is about the head's."""
     import torch
 
+    scales = dict(MIDDLE_STAGES)
+    pooled = {}  # pooled at once: a stage's full activations are not kept alive to the end
     x = network.bn1(network.conv_stem(pixels))
-    middle = {}
     for index, stage in enumerate(network.blocks):
         x = stage(x)
-        middle[index] = x
+        if index in scales:
+            pooled[index] = scales[index] * x.mean((2, 3))
     head = network.forward_head(network.bn2(network.conv_head(x)), pre_logits=True)
-    return torch.cat([head] + [scale * middle[index].mean((2, 3)) for index, scale in MIDDLE_STAGES], dim=1)
+    return torch.cat([head] + [pooled[index] for index, _ in MIDDLE_STAGES], dim=1)
 
 
 def pooled_features(network: "torch.nn.Module") -> "torch.nn.Module":

@@ -52,10 +52,13 @@ class VersionFeaturesError(LabelchatError):
     """A version trained on features that this labelchat no longer makes under that model's name."""
 
     def __init__(self, version: ModelVersion):
+        try:
+            now = f"that model is now {parse_spec(version.base_model)}, with other features"
+        except LabelchatError:
+            now = "this labelchat does not know that model"
         super().__init__(
             f"Model version {version.name} was trained on the features of {version.base_model}, which "
-            f"labelchat no longer makes (that model is now {parse_spec(version.base_model)}, with other "
-            f"features). Train a new version (labelchat train --kind {version.kind})."
+            f"labelchat no longer makes ({now}). Train a new version (labelchat train --kind {version.kind})."
         )
 
 
