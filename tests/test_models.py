@@ -202,6 +202,12 @@ def test_offline_backend_is_real_and_honest():
     assert np.allclose(backend.encode_images(prepared[None]), features, atol=1e-3)
     head = backend.zero_shot_head([Label("windmill"), Label("fish"), Label("tool")], templates("default"))
     assert isinstance(head, BridgeHead)
+    from tools.models.offline import HEAD_DIM
+
+    assert features.shape == (1, backend.dim) and backend.dim > HEAD_DIM
+    head_only = features.copy()
+    head_only[:, HEAD_DIM:] = 0  # the middle layers are for examples and search: zero-shot ignores them
+    assert np.allclose(head.probabilities(head_only), head.probabilities(features))
     probabilities = head.probabilities(features)[0]
     assert probabilities.argmax() == 0, f"a windmill photo should look like a windmill: {probabilities}"
 
