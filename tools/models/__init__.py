@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .base import Backend, ModelError
+from .offline import SPEC as OFFLINE_SPEC  # a light import: torch loads only with the model
 
 DEFAULT_SPEC = "openclip:ViT-B-32/laion2b_s34b_b79k"
-OFFLINE_SPEC = "offline:efficientnet-lite0-multilayer+minilm"
+OFFLINE_NAME = OFFLINE_SPEC.partition(":")[2]
 MODEL_ENV = "LABELCHAT_MODEL"
 MODEL_SETTING = "model"
 DOWNLOAD_ENV = "LABELCHAT_ALLOW_DOWNLOAD"
@@ -50,8 +51,8 @@ def parse_spec(text: str) -> ModelSpec:
     text = text.strip()
     kind, _, rest = text.partition(":")
     # the spec before middle-stage features (1280-d) names the same backend: its projects re-embed
-    if kind == "offline" and rest in ("", "efficientnet-lite0-multilayer+minilm", "efficientnet-lite0+minilm"):
-        return ModelSpec("offline", "efficientnet-lite0-multilayer+minilm")
+    if kind == "offline" and rest in ("", OFFLINE_NAME, "efficientnet-lite0+minilm"):
+        return ModelSpec("offline", OFFLINE_NAME)
     if kind == "openclip" and "/" in rest and rest.split("/", 1)[0] and rest.split("/", 1)[1]:
         arch, weights = rest.split("/", 1)
         return ModelSpec("openclip", arch, weights)
