@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
@@ -156,7 +156,7 @@ def fast_resize_crop(processor) -> ResizeCrop | None:
     if getattr(processor, "do_center_crop", False):
         if set(crop) != {"height", "width"}:
             return None
-        fast = ResizeCrop(fast.shortest_edge, fast.size, (int(crop["height"]), int(crop["width"])), fast.bicubic)
+        fast = replace(fast, crop=(int(crop["height"]), int(crop["width"])))
     rng = np.random.default_rng(0)
     for shape in ((61, 97, 3), (113, 40, 3)):
         probe = Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8))
