@@ -13,7 +13,6 @@ from index.types import ModelVersion
 from .format import percent
 
 
-
 def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     train = command("train", "train a model on the confirmed labels (a probe in seconds, or a fine-tune)", cmd_train)
     train.add_argument("--kind", default="probe", choices=["probe", "finetune"],

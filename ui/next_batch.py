@@ -2,10 +2,11 @@
 
 At a batch's end the panel waited for the review loop to learn from the batch,
 choose the next batch and render it: about 100 ms of one key press in ten, on
-10,000 items (bench/ui_latency.py). Now that work starts in a thread when one
-card is left, leaving that card out, and the last decision swaps the ready
-panel in. Like an annotation queue that fetches ahead, the new batch has learnt
-from every decision but the last card's; the next refresh adds that one.
+10,000 items (bench/ui_latency.py). Now that work starts in a thread when a
+few cards are left (PREPARE_AT in ui/app.py), leaving those cards out, and the
+last decision swaps the ready panel in. Like an annotation queue that fetches
+ahead, the new batch has learnt from every decision but those cards'; the next
+refresh adds them.
 
 A prepared panel is used only if it was prepared for the same filters, labels
 and suggester and nothing but the left-out cards was decided since (another
