@@ -209,6 +209,24 @@ def test_suggestions_are_replaced_and_counted_for_undecided_items(store):
     assert {c.label: c.suggested for c in store.status().by_label}["dog"] == 1
 
 
+def test_ranked_suggestions_in_bulk_read_back_like_single_ones(store):
+    import numpy as np
+
+    a, b, c = _add(store, 3)
+    store.put_suggestions(a, [Suggestion(a, "old", 1.0, 0, "m", "zero-shot")])
+    order = np.array([[2, 0], [1, 2], [0, 1]])
+    scores = np.array([[0.7, 0.2], [0.6, 0.3], [0.5, 0.4]], dtype=np.float32)
+    store.put_ranked_suggestions([a, b, c], ["cat", "dog", "fish"], order, scores,
+                                 model="m", method="zero-shot", head_key="h1")
+    got = store.suggestions(a)
+    assert [(s.label, round(s.score, 6), s.rank, s.model, s.method) for s in got] == [
+        ("fish", 0.7, 0, "m", "zero-shot"), ("cat", 0.2, 1, "m", "zero-shot")]  # the old row is gone
+    assert [s.label for s in store.suggestions(c)] == ["cat", "dog"]
+    assert store.items_without_suggestions_from("h1") == []
+    assert store.items_without_suggestions_from("h2") == [a, b, c]
+    assert {x.label: x.suggested for x in store.status().by_label}["fish"] == 1
+
+
 def test_check_finds_a_state_row_that_disagrees_with_the_log(project, store):
     (a,) = _add(store, 1)
     store.decide(a, Action.ACCEPT, "cat")
