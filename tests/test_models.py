@@ -216,3 +216,23 @@ def imagefiles_dir():
     from conftest import PHOTOS
 
     return PHOTOS
+
+
+def test_the_loader_stacks_channels_last_pixels_without_changing_a_value():
+    """uint8 images laid out channels last (PIL, torchvision) are stacked as (N, H, W, C) and seen
+    as (N, C, H, W): the same numbers as a plain stack; float tensors are stacked as they are."""
+    from tools.loaders import collate
+    from tools.sources import Problem
+    from tools.images import Reason
+
+    rng = np.random.default_rng(0)
+    hwc = [torch.from_numpy(rng.integers(0, 256, (6, 5, 3), dtype=np.uint8)) for _ in range(3)]
+    chw = [image.permute(2, 0, 1) for image in hwc]
+    bad = Problem("x.png", Reason.CORRUPT, "item 9 cannot be decoded")
+    batch = collate([(1, chw[0]), (9, bad), (2, chw[1]), (3, chw[2])])
+    assert batch.ids == [1, 2, 3] and batch.problems == [bad] and batch.channels_last
+    assert torch.equal(batch.nchw(), torch.stack([c.contiguous() for c in chw]))
+    floats = [c.float() / 255 for c in chw]
+    plain = collate(list(enumerate(floats)))
+    assert not plain.channels_last and torch.equal(plain.nchw(), torch.stack(floats))
+    assert collate([(9, bad)]).pixels is None

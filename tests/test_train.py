@@ -148,7 +148,7 @@ def test_finetune_saves_reloads_and_rescores(tiny):
     code = (
         "import sys, json; sys.path.insert(0, '.');"
         "from index.project import Project; from tools.training.versions import backend_for_features;"
-        "from tools.embed import _load_pixels; import torch;"
+        "from tools.loaders import _load_pixels; import torch;"
         f"p = Project({str(tiny.folder)!r}); b = backend_for_features(p, {spec!r}, 'cpu');"
         "print(json.dumps(b.encode_images(torch.stack([_load_pixels(p, b, 1)]))[0].tolist()))"
     )

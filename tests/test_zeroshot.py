@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from index.errors import LabelchatError
+from index.project import Project
 from index.types import Label
 from tools.embed import embed_items
 from tools.ingest import ingest
@@ -92,6 +93,50 @@ def test_a_file_damaged_after_ingest_is_skipped_and_the_rest_goes_on(photos_proj
     (problem,) = report.embed.problems
     assert f"item {victim.id} cannot be decoded" in problem.message
     assert photos_project.store.suggestions(victim.id) == []
+
+
+def test_worker_processes_embed_exactly_as_threads_do_and_skip_damaged_files(photos_project, photos_dir, tmp_path):
+    """The GPU loader (forked worker processes) on this CPU: same vectors, same order, same problems."""
+    backend = load_backend(TINY, "cpu")
+    with Project(tmp_path / "by-threads") as twin:
+        ingest(twin, [str(photos_dir)])
+        victim = photos_project.store.items()[40]
+        for project in (photos_project, twin):
+            project.media.path(victim.media_path).write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+        by_threads = embed_items(twin, backend, batch_size=16, loader="threads")
+        expected_ids, expected = twin.store.embeddings(TINY)
+    by_processes = embed_items(photos_project, backend, batch_size=16, workers=2, loader="processes")
+    assert (by_processes.loader, by_processes.embedded, by_threads.embedded) == ("processes", 93, 93)
+    (problem,) = by_processes.problems
+    assert f"item {victim.id} cannot be decoded" in problem.message
+    ids, vectors = photos_project.store.embeddings(TINY)
+    assert list(ids) == list(expected_ids) and victim.id not in ids
+    np.testing.assert_allclose(vectors, expected, atol=1e-6)
+
+
+def test_a_cancelled_run_stops_its_worker_processes(photos_project):
+    backend = load_backend(TINY, "cpu")
+    batches = []
+    report = embed_items(photos_project, backend, batch_size=8, workers=2, loader="processes",
+                         on_progress=lambda done, total, stage: batches.append(done),
+                         should_stop=lambda: len(batches) >= 2)
+    assert report.cancelled and report.embedded == 16
+    assert len(photos_project.store.embedded_item_ids(TINY)) == 16
+    import multiprocessing
+
+    multiprocessing.active_children()  # reaps finished workers
+    assert not multiprocessing.active_children()
+
+
+def test_a_cancelled_suggest_keeps_what_it_scored_and_the_next_run_finishes_the_rest(photos_project):
+    seen = []
+    first = suggest(photos_project, model=TINY, batch_size=8,
+                    on_progress=lambda done, total, stage: seen.append(done), should_stop=lambda: len(seen) >= 3)
+    assert first.embed.cancelled and first.suggested == first.embed.embedded == 24
+    store = photos_project.store
+    assert sum(bool(store.suggestions(item.id)) for item in store.items()) == 24
+    second = suggest(photos_project, model=TINY, batch_size=8)
+    assert (second.suggested, second.up_to_date, second.embed.embedded) == (70, 24, 70)
 
 
 def test_out_of_memory_halves_the_batch_and_loses_nothing(photos_project):

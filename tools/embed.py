@@ -1,36 +1,28 @@
 """Embedding a project's images: each item once per model, in batches, cached in the store.
 
-Decoding, resizing and cropping run in a thread pool a few batches ahead of
-the model, so the model is rarely idle waiting for pixels; the threads hand
-over uint8 pixels and the arithmetic (scaling, normalising) runs once per
-batch on the model's device (`Backend.prepare`, `PixelNorm`). A file that fails to
-decode is skipped and counted; a CUDA out-of-memory error halves the batch
-and retries it.
+Three things run side by side: the loader (`loaders`: threads, or worker
+processes on a GPU) decodes and resizes a few batches ahead; the model
+encodes one; a writer thread stores the last one's features and what the
+caller makes of them (suggestions). A file that fails to decode is skipped
+and counted; a CUDA out-of-memory error halves the batch and retries it.
 """
 
 from __future__ import annotations
 
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
-from index.errors import LabelchatError
 from index.project import Project
 
+from .background import OrderedWriter
+from .loaders import default_workers, loader_kind, pixel_batches
 from .models.base import Backend, ModelError
 from .sources import Problem
-from .images import Reason
 
 ProgressFn = Callable[[int, int, str], None]
-PREFETCH_BATCHES = 3
-DRAFT_SIDE = 448  # twice the usual 224 input
-# Decoding threads. On a GPU the model waits for pixels (an H100 embedded ViT-B/32 at a tenth
-# of its bare speed), but more threads do not help: 16 on a 16-core machine were slower than 4
-# (351 vs 497 images/s, bench/results/gpu-h100-zeroshot*.log); they contend for the GIL.
-DEFAULT_WORKERS = 4
 
 
 @dataclass
@@ -43,6 +35,7 @@ class EmbedReport:
     batch_size: int = 0
     precision: str = ""
     cancelled: bool = False
+    loader: str = ""  # "threads" or "processes": who decoded the images
 
     @property
     def images_per_second(self) -> float:
@@ -55,97 +48,53 @@ def embed_items(
     item_ids: Sequence[int] | None = None,
     *,
     batch_size: int | None = None,
-    workers: int = DEFAULT_WORKERS,
+    workers: int | None = None,
+    loader: str | None = None,
     on_progress: ProgressFn | None = None,
     should_stop: Callable[[], bool] | None = None,
+    on_embedded: Callable[[list[int], np.ndarray], None] | None = None,
 ) -> EmbedReport:
-    """Encode the items that have no features for `backend` yet; returns what was done."""
+    """Encode the items that have no features for `backend` yet; returns what was done.
+
+    Each batch's features are stored, and then given to `on_embedded`, on a
+    writer thread while the model encodes the next batch; all of it is done
+    when this returns, cancelled or not."""
     store = project.store
     wanted = [item.id for item in store.items()] if item_ids is None else list(item_ids)
     done_before = store.embedded_item_ids(backend.spec)
     todo = [item_id for item_id in wanted if item_id not in done_before]
     report = EmbedReport(backend.spec, cached=len(wanted) - len(todo))
     report.batch_size = batch_size or backend.default_batch_size
+    report.loader = loader or loader_kind(backend, len(todo), report.batch_size)
+    workers = workers or default_workers(report.loader)
     stop = should_stop or (lambda: False)
     started = time.perf_counter()
     done = 0
-    for ids, pixels, problems in pixel_batches(project, backend, todo, report.batch_size, workers, stop):
-        report.problems += problems
-        if ids:
-            vectors = _encode_with_backoff(backend, pixels, report)
-            store.put_embeddings(backend.spec, dict(zip(ids, vectors)))
-            report.embedded += len(ids)
-        done += len(ids) + len(problems)
-        if on_progress:
-            on_progress(done, len(todo), "embedding")
-        if stop():
-            report.cancelled = True
-            break
+    batches = pixel_batches(project, backend, todo, report.batch_size, workers, stop, report.loader)
+    with OrderedWriter() as writer:
+        for ids, pixels, problems in batches:
+            report.problems += problems
+            if ids:
+                vectors = _encode_with_backoff(backend, pixels, report)
+                writer.submit(_store_batch, store, backend.spec, ids, vectors, on_embedded)
+                report.embedded += len(ids)
+            done += len(ids) + len(problems)
+            if on_progress:
+                on_progress(done, len(todo), "embedding")
+            if stop():
+                report.cancelled = True
+                break
     report.seconds = time.perf_counter() - started
     precision = getattr(getattr(backend, "precision", None), "dtype", None)
     report.precision = str(precision).replace("torch.", "") if precision is not None else "float32"
     return report
 
 
-def _load_pixels(project: Project, backend: Backend, item_id: int, media_path: str | None = None):
-    """`backend.prepare` of an item's image, or a Problem; `media_path` saves a lookup."""
-    from PIL import Image
-
-    try:
-        path = project.media.path(media_path or project.store.get_item(item_id).media_path)
-    except LabelchatError as exc:
-        return Problem(f"item {item_id}", Reason.CORRUPT, str(exc))
-    try:
-        with Image.open(path) as image:
-            image.seek(0)  # animated images: the first frame
-            # JPEGs decode straight to a smaller scale (1/2 .. 1/8) when that still
-            # leaves at least twice the model's input size: much less work, same result.
-            image.draft("RGB", (DRAFT_SIDE, DRAFT_SIDE))
-            return backend.prepare(image.convert("RGB"))
-    except Exception as exc:  # a file damaged or removed since it was added
-        return Problem(str(path), Reason.CORRUPT, f"item {item_id} cannot be decoded: {exc}")
-
-
-def pixel_batches(
-    project: Project,
-    backend: Backend,
-    item_ids: list[int],
-    batch_size: int,
-    workers: int,
-    stop: Callable[[], bool],
-) -> Iterator[tuple[list[int], object, list[Problem]]]:
-    """(ids, stacked pixels, problems) per batch, prepared in a pool ahead of use.
-
-    The pixels are `backend.prepare`'s: uint8 for backends with a `pixel_norm`
-    (pinned in memory when the model is on a CUDA GPU), else floats.
-    """
-    import torch
-
-    chunks = [item_ids[i : i + batch_size] for i in range(0, len(item_ids), batch_size)]
-    pin = torch.cuda.is_available() and backend.device.startswith("cuda")  # pinned: asynchronous copies
-
-    def submit(pool: ThreadPoolExecutor, chunk: list[int]) -> list[Future]:
-        paths = project.store.media_paths(chunk)
-        return [pool.submit(_load_pixels, project, backend, i, paths.get(i)) for i in chunk]
-
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        queued = [submit(pool, chunk) for chunk in chunks[:PREFETCH_BATCHES]]
-        for index, chunk in enumerate(chunks):
-            results = [future.result() for future in queued.pop(0)]
-            following = index + PREFETCH_BATCHES
-            if following < len(chunks) and not stop():
-                queued.append(submit(pool, chunks[following]))
-            good = [(i, r) for i, r in zip(chunk, results) if not isinstance(r, Problem)]
-            problems = [r for r in results if isinstance(r, Problem)]
-            pixels = torch.stack([r for _, r in good]) if good else None
-            if pin and pixels is not None:
-                pixels = pixels.pin_memory()
-            yield [i for i, _ in good], pixels, problems
-            if stop():
-                for futures in queued:
-                    for future in futures:
-                        future.cancel()
-                return
+def _store_batch(store, model: str, ids: list[int], vectors: np.ndarray, then: Callable | None) -> None:
+    with store.transaction():  # one commit for a batch's features and what is made of them
+        store.put_embeddings(model, dict(zip(ids, vectors)))
+        if then is not None:
+            then(ids, vectors)
 
 
 def _encode_with_backoff(backend: Backend, pixels, report: EmbedReport) -> np.ndarray:

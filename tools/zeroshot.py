@@ -20,7 +20,8 @@ import numpy as np
 import prompts
 from index.errors import LabelchatError
 from index.project import Project
-from index.types import Label, Suggestion
+from index.store import Store
+from index.types import Label
 
 from .embed import EmbedReport, embed_items
 from .models import MODEL_SETTING, load_backend, parse_spec, resolve_spec
@@ -83,19 +84,51 @@ def zero_shot_head(
     return key, head
 
 
-def top_suggestions(
-    item_ids: np.ndarray, probabilities: np.ndarray, labels: Sequence[str], *, model: str, k: int = TOP_K,
-    method: str = "zero-shot",
-) -> dict[int, list[Suggestion]]:
-    k = min(k, probabilities.shape[1])
-    best = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
-    return {
-        int(item_id): [
-            Suggestion(int(item_id), labels[j], float(row[j]), rank, model, method)
-            for rank, j in enumerate(order)
-        ]
-        for item_id, row, order in zip(item_ids, probabilities, best)
-    }
+@dataclass(frozen=True)
+class Scorer:
+    """Features -> stored suggestions (each item's TOP_K labels) for one head."""
+
+    store: Store
+    head: ZeroShotHead
+    head_key: str
+    model: str
+    method: str = "zero-shot"
+
+    def __call__(self, item_ids: Sequence[int], features: np.ndarray) -> int:
+        """Scores and stores these items; returns how many."""
+        chunk = max(1, MAX_SCORES_PER_CHUNK // len(self.head.labels))
+        for start in range(0, len(item_ids), chunk):
+            probabilities = self.head.probabilities(features[start : start + chunk])
+            order = np.argsort(-probabilities, axis=1, kind="stable")[:, :TOP_K]
+            self.store.put_ranked_suggestions(
+                item_ids[start : start + chunk], self.head.labels, order,
+                np.take_along_axis(probabilities, order, axis=1),
+                model=self.model, method=self.method, head_key=self.head_key,
+            )
+        return len(item_ids)
+
+
+def score_stale(
+    project: Project, scorer: Scorer, stale: Sequence[int], features_model: str,
+    backend: Backend | None = None, **embed_options,
+) -> tuple[int, EmbedReport | None]:
+    """(items scored, embedding report) for the `stale` items.
+
+    Items without features are embedded by `backend` (when one is given) and
+    scored a batch at a time as their features come, on the thread that stores
+    them, while the model encodes the next batch; the rest are scored from the
+    features cached in the store."""
+    scored: list[int] = []
+    report = None
+    if backend is not None:
+        def on_embedded(ids: list[int], vectors: np.ndarray) -> None:
+            scorer(ids, vectors)
+            scored.extend(ids)
+
+        report = embed_items(project, backend, stale, on_embedded=on_embedded, **embed_options)
+    done = set(scored)
+    ids, features = project.store.embeddings(features_model, [i for i in stale if i not in done])
+    return len(scored) + scorer(ids, features), report
 
 
 def suggest(
@@ -143,16 +176,10 @@ def suggest(
     report = SuggestReport(backend.spec, "zero-shot", len(labels), notices=notices,
                            features_model=backend.spec, head_key=key)
     report.up_to_date = store.item_count() - len(stale)
-    report.embed = embed_items(
-        project, backend, stale, batch_size=batch_size, on_progress=on_progress, should_stop=should_stop
+    report.suggested, report.embed = score_stale(
+        project, Scorer(store, head, key, backend.spec), stale, backend.spec, backend,
+        batch_size=batch_size, on_progress=on_progress, should_stop=should_stop,
     )
-    ids, features = store.embeddings(backend.spec, stale)
-    chunk = max(1, MAX_SCORES_PER_CHUNK // max(1, len(labels)))
-    for start in range(0, len(ids), chunk):
-        probabilities = head.probabilities(features[start : start + chunk])
-        rows = top_suggestions(ids[start : start + chunk], probabilities, head.labels, model=backend.spec)
-        store.put_suggestions_many(rows, head_key=key)
-        report.suggested += len(rows)
     report.seconds = time.perf_counter() - started
     return report
 

@@ -135,7 +135,8 @@ class ResizeCrop:
             target = [int(self.shortest_edge * height / width), self.shortest_edge]
         mode = F.InterpolationMode.BICUBIC if self.bicubic else F.InterpolationMode.BILINEAR
         pixels = F.resize(pixels, target, interpolation=mode, antialias=True)
-        return F.center_crop(pixels, list(self.crop)).contiguous() if self.crop else pixels
+        # no .contiguous(): the bytes stay channels last, and the loader stacks them so (PixelBatch)
+        return F.center_crop(pixels, list(self.crop)) if self.crop else pixels
 
 
 def fast_resize_crop(processor) -> ResizeCrop | None:

@@ -32,7 +32,7 @@ class TrainConfig:
     patience: int = 3  # epochs without a better validation accuracy before stopping early
     validation: float = 0.15  # share of the training items used for early stopping and the WiSE-FT blend
     wise_alphas: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)  # 0: zero-shot weights, 1: fine-tuned
-    workers: int = 0  # image decoding threads (0: embed.DEFAULT_WORKERS)
+    workers: int = 0  # image decoding threads (0: loaders.DEFAULT_WORKERS)
 
     def __post_init__(self):
         if self.kind not in {k.value for k in Kind}:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 import numpy as np
 
 from ..models.base import Backend, BridgeHead, LinearHead, ModelError, ResidualHead, ZeroShotHead
-from ..embed import DEFAULT_WORKERS
+from ..loaders import DEFAULT_WORKERS
 from .checkpoint import load_tensors, read_json, save_tensors, write_json
 from .config import TrainConfig
 from .progress import EpochRecord, ProgressFn, StopFn, TrainingCancelled, TrainProgress

@@ -27,7 +27,6 @@ from index.errors import LabelchatError
 from index.project import Project
 from index.types import ModelVersion
 
-from ..embed import embed_items
 from ..models import load_backend, parse_spec
 from ..models.base import Backend, ZeroShotHead, head_to_bytes
 from .checkpoint import CheckpointError, load_head, load_tensors, read_json, refuse_pickle, write_json
@@ -178,7 +177,7 @@ def active_version_if_usable(project: Project, on_notice: Callable[[str], None] 
 def suggest_with_version(project: Project, version: ModelVersion, *, device: str | None = None,
                          batch_size: int | None = None, on_progress=None, should_stop=None):
     """Score every item whose suggestions did not come from this version yet."""
-    from ..zeroshot import SuggestReport, top_suggestions
+    from ..zeroshot import Scorer, SuggestReport, score_stale
 
     started = time.perf_counter()
     store = project.store
@@ -191,17 +190,12 @@ def suggest_with_version(project: Project, version: ModelVersion, *, device: str
                            head_key=key, up_to_date=store.item_count() - len(stale))
     if stale:
         missing = set(stale) - store.embedded_item_ids(report.features_model)
-        if missing:  # only then is the model itself needed
-            backend = version_backend(project, version, device)
-            report.embed = embed_items(project, backend, sorted(missing), batch_size=batch_size,
-                                       on_progress=on_progress, should_stop=should_stop)
-        ids, features = store.embeddings(report.features_model, stale)
-        for start in range(0, len(ids), 50_000):
-            probabilities = head.probabilities(features[start : start + 50_000])
-            rows = top_suggestions(ids[start : start + 50_000], probabilities, head.labels,
-                                   model=version.name, method=version.kind)
-            store.put_suggestions_many(rows, head_key=key)
-            report.suggested += len(rows)
+        backend = version_backend(project, version, device) if missing else None  # the model only when needed
+        scorer = Scorer(store, head, key, version.name, version.kind)
+        report.suggested, report.embed = score_stale(
+            project, scorer, stale, report.features_model, backend,
+            batch_size=batch_size, on_progress=on_progress, should_stop=should_stop,
+        )
     report.seconds = time.perf_counter() - started
     return report
 

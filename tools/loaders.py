@@ -1,0 +1,223 @@
+"""Where the embedding loop's pixels come from: files decoded, resized and cropped ahead of the model.
+
+Two loaders give the same batches. Threads (the default) suit a CPU model,
+which is the bottleneck and needs the cores itself. Worker processes suit a
+GPU, which a pool of threads cannot feed: decoding in Python threads
+contends for one interpreter lock (an H100 waited for 4 threads at a tenth
+of its bare speed, and 16 threads were slower still).
+
+Workers hand over uint8 pixels (`Backend.prepare`), stacked channels last as
+PIL and torchvision lay them out; the model's device does the arithmetic
+(`PixelNorm`). A file that fails to decode becomes a Problem in its batch,
+never an exception.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from index.errors import LabelchatError
+from index.project import Project
+
+from .images import Reason
+from .models.base import Backend
+from .sources import Problem
+
+PREFETCH_BATCHES = 3
+DRAFT_SIDE = 448  # twice the usual 224 input
+DEFAULT_WORKERS = 4  # threads; more contend for the interpreter lock
+MIN_CORES_FOR_PROCESSES = 4
+PROCESS_MIN_BATCHES = 4  # fewer batches than this: forking the workers costs more than it saves
+
+Batches = Iterator[tuple[list[int], object, list[Problem]]]
+
+
+def loader_kind(backend: Backend, images: int, batch_size: int) -> str:
+    """"processes" for a CUDA model with enough images and cores to gain from them, else "threads"."""
+    import multiprocessing
+
+    forkable = "fork" in multiprocessing.get_all_start_methods()
+    if not (backend.device.startswith("cuda") and forkable and usable_cores() >= MIN_CORES_FOR_PROCESSES):
+        return "threads"
+    return "processes" if images >= PROCESS_MIN_BATCHES * batch_size else "threads"
+
+
+def default_workers(loader: str) -> int:
+    """Processes: half the cores; threads: DEFAULT_WORKERS. On the 16-core H100 host the
+    loader alone gave 4,477 images/s with 4 workers, 5,975 with 8, 5,508 with 12 and 5,010
+    with 15, and suggest ran best with 8 to 12: the main process needs cores too."""
+    if loader != "processes":
+        return DEFAULT_WORKERS
+    return max(1, usable_cores() // 2)
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def pixel_batches(
+    project: Project,
+    backend: Backend,
+    item_ids: list[int],
+    batch_size: int,
+    workers: int,
+    stop: Callable[[], bool],
+    loader: str = "threads",
+) -> Batches:
+    """(ids, stacked (N, C, H, W) pixels, problems) per batch, in order, prepared ahead of use
+    by `workers` threads or, when `loader` is "processes", worker processes.
+
+    The pixels are `backend.prepare`'s: uint8 for backends with a `pixel_norm`
+    (pinned in memory when threads feed a CUDA model), else floats.
+    """
+    if loader == "processes":
+        yield from _process_batches(project, backend, item_ids, batch_size, workers, stop)
+    else:
+        yield from _thread_batches(project, backend, item_ids, batch_size, workers, stop)
+
+
+def _load_pixels(project: Project, backend: Backend, item_id: int, media_path: str | None = None):
+    """`backend.prepare` of an item's image, or a Problem; `media_path` saves a lookup."""
+    try:
+        path = project.media.path(media_path or project.store.get_item(item_id).media_path)
+    except LabelchatError as exc:
+        return Problem(f"item {item_id}", Reason.CORRUPT, str(exc))
+    return _decode(path, item_id, backend.prepare)
+
+
+def _decode(path: Path, item_id: int, prepare: Callable):
+    """prepare(RGB image) of one file, or a Problem when it cannot be decoded."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            image.seek(0)  # animated images: the first frame
+            # JPEGs decode straight to a smaller scale (1/2 .. 1/8) when that still
+            # leaves at least twice the model's input size: much less work, same result.
+            image.draft("RGB", (DRAFT_SIDE, DRAFT_SIDE))
+            return prepare(image.convert("RGB"))
+    except Exception as exc:  # a file damaged or removed since it was added
+        return Problem(str(path), Reason.CORRUPT, f"item {item_id} cannot be decoded: {exc}")
+
+
+def _thread_batches(project, backend, item_ids, batch_size, workers, stop) -> Batches:
+    import torch
+
+    pin = torch.cuda.is_available() and backend.device.startswith("cuda")  # pinned: asynchronous copies
+    chunks = [item_ids[i : i + batch_size] for i in range(0, len(item_ids), batch_size)]
+
+    def submit(pool: ThreadPoolExecutor, chunk: list[int]) -> list[Future]:
+        paths = project.store.media_paths(chunk)
+        return [pool.submit(_load_pixels, project, backend, i, paths.get(i)) for i in chunk]
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        queued = [submit(pool, chunk) for chunk in chunks[:PREFETCH_BATCHES]]
+        for index, chunk in enumerate(chunks):
+            results = [future.result() for future in queued.pop(0)]
+            following = index + PREFETCH_BATCHES
+            if following < len(chunks) and not stop():
+                queued.append(submit(pool, chunks[following]))
+            batch = collate(list(zip(chunk, results)))
+            if pin and batch.pixels is not None:
+                batch.pixels = batch.pixels.pin_memory()
+            yield batch.ids, batch.nchw(), batch.problems
+            if stop():
+                for futures in queued:
+                    for future in futures:
+                        future.cancel()
+                return
+
+
+@dataclass
+class PixelBatch:
+    """A batch as the loader stacked it. uint8 images whose bytes lie channels last (as PIL
+    and torchvision's resize leave them) are stacked as (N, H, W, C), a plain copy: made
+    channels first, each image would cost a transposing copy as long as its resize (measured)."""
+
+    ids: list[int]
+    pixels: object  # a torch.Tensor; None when no image in the batch could be decoded
+    problems: list[Problem]
+    channels_last: bool = False
+
+    def nchw(self):
+        """(N, C, H, W), as models take it: a view, whatever the bytes' order."""
+        return self.pixels.permute(0, 3, 1, 2) if self.channels_last and self.pixels is not None else self.pixels
+
+
+def collate(samples: list[tuple[int, object]]) -> PixelBatch:
+    """One batch from (item id, pixels or Problem) pairs."""
+    import torch
+
+    good = [(i, r) for i, r in samples if not isinstance(r, Problem)]
+    problems = [r for _, r in samples if isinstance(r, Problem)]
+    if not good:
+        return PixelBatch([], None, problems)
+    images = [r for _, r in good]
+    channels_last = all(i.dim() == 3 and i.stride(0) == 1 and i.dtype == torch.uint8 for i in images)
+    pixels = _stack([image.permute(1, 2, 0) for image in images] if channels_last else images)
+    return PixelBatch([i for i, _ in good], pixels, problems, channels_last)
+
+
+def _stack(tensors: list):
+    """torch.stack; in a DataLoader worker straight into shared memory, as torch's own collate
+    does, which saves a copy on the way to the main process."""
+    import torch
+    from torch.utils.data import get_worker_info
+
+    out = None
+    if get_worker_info() is not None:
+        first = tensors[0]
+        storage = first._typed_storage()._new_shared(len(tensors) * first.numel(), device=first.device)
+        out = first.new(storage).resize_(len(tensors), *first.shape)
+    return torch.stack(tensors, out=out)
+
+
+def _process_batches(project, backend, item_ids, batch_size, workers, stop) -> Batches:
+    """Batches from forked worker processes, through torch's DataLoader, one batch per task:
+    a worker decodes a whole batch and stacks it straight into shared memory, as torch's
+    own collate does. (A ring of shared buffers reused batch after batch, so that only a
+    buffer's number travelled back, was no faster on the H100 host: 5,975 against 7,211
+    images/s with 8 workers, 5,508 against 5,316 with 12.)"""
+    from torch.utils.data import DataLoader
+
+    paths = project.store.media_paths(item_ids)
+    items = [(i, project.media.path(paths[i]) if i in paths else Problem(f"item {i}", Reason.CORRUPT, f"No item {i}."))
+             for i in item_ids]
+    chunks = [items[start : start + batch_size] for start in range(0, len(items), batch_size)]
+    loader = DataLoader(
+        _BatchFiles(chunks, backend.prepare),
+        batch_size=None,  # each task is a whole batch
+        collate_fn=_as_is,
+        num_workers=max(1, min(workers, len(chunks))),
+        prefetch_factor=PREFETCH_BATCHES,
+        multiprocessing_context="fork",  # the backend is inherited, never pickled
+    )
+    for batch in loader:
+        yield batch.ids, batch.nchw(), batch.problems
+        if stop():
+            return  # the loader's iterator, released here, stops its workers
+
+
+class _BatchFiles:
+    """A map-style dataset for torch's DataLoader: index k -> batch k, decoded and stacked."""
+
+    def __init__(self, chunks: list[list[tuple[int, Path | Problem]]], prepare: Callable):
+        self.chunks, self.prepare = chunks, prepare
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    def __getitem__(self, index: int) -> PixelBatch:
+        return collate([(i, path if isinstance(path, Problem) else _decode(path, i, self.prepare))
+                        for i, path in self.chunks[index]])
+
+
+def _as_is(batch):
+    return batch
