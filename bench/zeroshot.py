@@ -1,14 +1,18 @@
 """Zero-shot benchmark: throughput against two baselines, peak memory, offline accuracy.
 
-    python bench/zeroshot.py DATA [DATA ...] [--limit 200] [--batch-size 32]
+    python bench/zeroshot.py DATA [DATA ...] [--limit 200] [--batch-size 32] [--device cuda]
 
-DATA is any folder laid out as <label>/<image>. In one run, on the images of
-the first folder and a randomly initialised CLIP ViT-B/32 (the same weights
-for every contender):
+DATA is any folder laid out as <label>/<image>. In one run, on `--limit` images
+of the first folder (topped up with distinct copies when it has fewer: a GPU
+needs tens of thousands to show its rate) and a randomly initialised CLIP
+ViT-B/32 (the same weights for every contender):
 
 1. end-to-end `suggest` (media files on disk -> suggestions in the store) in
-   images/s, as a ratio to the bare model forward pass on pre-decoded tensors
-   at the same batch size and precision (goal >= 0.85);
+   images/s, as a ratio to the bare model forward pass on pre-decoded pixels
+   at the same batch size and precision (goal >= 0.85). The bare pass gets
+   the uint8 batches the pipeline's loader hands over, the strict baseline;
+   the ratio to a bare pass on the model's own float input is printed too
+   (on a GPU that one is bound by copying four times the bytes);
 2. the same throughput as a ratio to transformers'
    pipeline("zero-shot-image-classification") on the same model, images and
    labels (goal >= 3);
@@ -18,7 +22,8 @@ for every contender):
    what feeds the model) in images/s, handing over uint8 pixels as it does,
    as a ratio to the same loader running the model's own per-image float
    transform, and as a ratio to the bare forward pass: on a GPU, where the
-   forward pass is fast, this is what end-to-end throughput is bound by.
+   forward pass is fast, this is what end-to-end throughput is bound by. On
+   a GPU also worker threads against worker processes.
 
 Ends with one JSON line of all figures. Needs no network (HF_HUB_OFFLINE=1).
 """
@@ -41,10 +46,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from index.project import Project  # noqa: E402
 from index.types import Label  # noqa: E402
+from tools.loaders import DEFAULT_WORKERS, default_workers, loader_kind  # noqa: E402
 from tools.ingest import IngestOptions, ingest  # noqa: E402
 from tools.models import load_backend  # noqa: E402
 from tools.zeroshot import suggest  # noqa: E402
 
+PIPELINE_MAX_IMAGES = 2000  # the baseline holds its decoded images in memory; its rate is steady by then
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"}
 
 
@@ -60,6 +67,33 @@ def labelled_images(folder: Path, limit: int | None = None) -> list[tuple[Path, 
         rows += [(paths[index], label) for label, paths in per_label.items() if index < len(paths)]
         index += 1
     return rows[:limit] if limit else rows
+
+
+def with_variants(rows: list[tuple[Path, str]], count: int, scratch: Path) -> list[tuple[Path, str]]:
+    """`rows` topped up to `count` with distinct copies of its images (a GPU needs more images
+    than a small folder has to show its throughput): mirrored every other time, with the copy's
+    number written into two pixels so that every file has its own checksum; same format."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    folder = scratch / "variants"
+    folder.mkdir(exist_ok=True)
+    jobs = [(n, *rows[n % len(rows)]) for n in range(len(rows), count)]
+
+    def write(job) -> tuple[Path, str]:
+        from PIL import Image, ImageOps
+
+        n, path, label = job
+        with Image.open(path) as image:
+            copy = image.convert("RGB")
+        copy = ImageOps.mirror(copy) if n % 2 else copy
+        copy.putpixel((0, 0), (n % 256, n // 256 % 256, n // 65536 % 256))
+        copy.putpixel((copy.width - 1, copy.height - 1), (n * 7 % 256, 0, 255))
+        target = folder / f"{n:07d}{path.suffix.lower()}"
+        copy.save(target, quality=92) if target.suffix in {".jpg", ".jpeg"} else copy.save(target)
+        return target, label
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
+        return rows + list(pool.map(write, jobs))
 
 
 def label_text(folder_name: str) -> str:
@@ -87,34 +121,45 @@ def random_vit_b32_folder(scratch: Path) -> Path:
     return folder
 
 
-def bare_forward(backend, paths: list[Path], batch_size: int) -> float:
-    """images/s of encode_images alone, on tensors decoded and preprocessed beforehand."""
+def bare_forward(backend, paths: list[Path], batch_size: int, as_loaded: bool, held: int = 1024) -> float:
+    """images/s of encode_images alone, on pixels decoded beforehand (at most `held` of them,
+    cycled: as many images as `paths` pass through the model). `as_loaded`: uint8 batches
+    stacked as the embedding pipeline's loader hands them over; else the float tensors of
+    the model's own transform (`preprocess`), which on a GPU cost four times the bytes to copy."""
     import torch
     from PIL import Image
 
-    tensors = []
-    for path in paths:
-        with Image.open(path) as image:
-            tensors.append(backend.preprocess(image.convert("RGB")))
-    pixels = torch.stack(tensors)
-    backend.encode_images(pixels[:batch_size])  # warm-up; settles the precision choice
+    from tools.loaders import _decode, collate
+
+    if as_loaded:
+        pixels = collate([(0, _decode(path, 0, backend.prepare)) for path in paths[: max(held, batch_size)]]).nchw()
+    else:
+        tensors = []
+        for path in paths[: max(held, batch_size)]:
+            with Image.open(path) as image:
+                tensors.append(backend.preprocess(image.convert("RGB")))
+        pixels = torch.stack(tensors)
+    twice = torch.cat([pixels, pixels])  # a batch may wrap around the end
+    batches = [twice[s % len(pixels) :][:batch_size] for s in range(0, len(paths), batch_size)]
+    backend.encode_images(batches[0])  # warm-up; settles the precision choice
     started = time.perf_counter()
-    for start in range(0, len(pixels), batch_size):
-        backend.encode_images(pixels[start : start + batch_size])
-    return len(pixels) / (time.perf_counter() - started)
+    for batch in batches:
+        backend.encode_images(batch)
+    return len(paths) / (time.perf_counter() - started)
 
 
-def end_to_end(spec: str, rows, scratch: Path, batch_size: int, device: str = "cpu") -> tuple[float, float]:
-    """(images/s of `suggest` from files to stored suggestions, ingest images/s)."""
+def end_to_end(spec: str, rows, scratch: Path, batch_size: int, device: str = "cpu") -> tuple[float, float, float]:
+    """(images/s of `suggest` from files to stored suggestions, ingest images/s,
+    the share of `suggest`'s time spent embedding)."""
     with Project(scratch / f"project-{time.monotonic_ns()}") as project:
         started = time.perf_counter()
-        ingest(project, [str(path) for path, _ in rows], IngestOptions())
+        ingest(project, [str(path) for path, _ in rows], IngestOptions(near_duplicate_distance=-1))
         ingest_rate = len(rows) / (time.perf_counter() - started)
         project.store.set_labels([Label(label_text(l)) for l in sorted({l for _, l in rows})])
         started = time.perf_counter()
         report = suggest(project, model=spec, batch_size=batch_size, device=device)
-        rate = report.suggested / (time.perf_counter() - started)
-    return rate, ingest_rate
+        seconds = time.perf_counter() - started
+    return report.suggested / seconds, ingest_rate, report.embed.seconds / seconds
 
 
 class OwnTransform:
@@ -127,21 +172,27 @@ class OwnTransform:
         return self.backend.preprocess(image)
 
 
-def loader_rates(backend, rows, scratch: Path, batch_size: int, rounds: int = 3) -> tuple[float, float]:
-    """(uint8 loader images/s, float loader images/s): the median of `rounds`, interleaved."""
-    from tools.embed import DEFAULT_WORKERS, pixel_batches
+def loader_rates(backend, rows, scratch: Path, batch_size: int, rounds: int = 3) -> dict[str, float]:
+    """Loader images/s, the median of `rounds` (interleaved) for each contender: "uint8" is
+    the product's loader as `embed_items` picks it, "float" the same handing over the model's
+    own per-image float transform; on a GPU also "threads" and "processes" (uint8) both."""
+    from tools.loaders import pixel_batches
 
     with Project(scratch / f"loader-{time.monotonic_ns()}") as project:
         ingest(project, [str(path) for path, _ in rows], IngestOptions(near_duplicate_distance=-1))
         ids = [item.id for item in project.store.items()]
-        rates: dict[str, list[float]] = {"uint8": [], "float": []}
+        chosen = loader_kind(backend, len(ids), batch_size)
+        contenders = {"uint8": (backend, chosen), "float": (OwnTransform(backend), chosen)}
+        if backend.device.startswith("cuda"):
+            contenders.update(threads=(backend, "threads"), processes=(backend, "processes"))
+        rates: dict[str, list[float]] = {name: [] for name in contenders}
         for _ in range(rounds):
-            for name, contender in (("uint8", backend), ("float", OwnTransform(backend))):
+            for name, (contender, kind) in contenders.items():
                 started = time.perf_counter()
-                count = sum(len(batch_ids) for batch_ids, _, _ in
-                            pixel_batches(project, contender, ids, batch_size, DEFAULT_WORKERS, lambda: False))
+                batches = pixel_batches(project, contender, ids, batch_size, default_workers(kind), lambda: False, kind)
+                count = sum(len(batch_ids) for batch_ids, _, _ in batches)
                 rates[name].append(count / (time.perf_counter() - started))
-    return sorted(rates["uint8"])[rounds // 2], sorted(rates["float"])[rounds // 2]
+    return {name: sorted(values)[rounds // 2] for name, values in rates.items()}
 
 
 def transformers_pipeline(folder: Path, rows, batch_size: int, device: str = "cpu") -> float:
@@ -188,8 +239,10 @@ def _sha(path: Path) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data", nargs="+", type=Path, help="<label>/<image> folders")
-    parser.add_argument("--limit", type=int, default=200, help="images for the throughput runs")
+    parser.add_argument("--limit", type=int, default=200,
+                        help="images for the throughput runs (beyond the folder's count: distinct copies)")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--loader-rounds", type=int, default=3, help="loader timings per contender (median)")
     parser.add_argument("--skip-pipeline", action="store_true", help="skip the slow transformers baseline")
     parser.add_argument("--skip-accuracy", action="store_true", help="skip the offline backend's accuracy")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda: the same for every contender")
@@ -198,33 +251,48 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="labelchat-bench-") as tmp:
         scratch = Path(tmp)
         rows = labelled_images(args.data[0], args.limit)
+        if args.limit and args.limit > len(rows):
+            rows = with_variants(rows, args.limit, scratch)
         figures["throughput_images"] = len(rows)
         folder = random_vit_b32_folder(scratch)
         spec = f"hf:{folder}"
         backend = load_backend(spec, args.device)
-        bare = bare_forward(backend, [p for p, _ in rows], args.batch_size)
-        e2e, ingest_rate = end_to_end(spec, rows, scratch, args.batch_size, args.device)
+        bare = bare_forward(backend, [p for p, _ in rows], args.batch_size, as_loaded=True)
+        bare_float = bare_forward(backend, [p for p, _ in rows], args.batch_size, as_loaded=False)
+        e2e, ingest_rate, embed_share = end_to_end(spec, rows, scratch, args.batch_size, args.device)
         figures.update(
             model="random CLIP ViT-B/32 (transformers)",
             precision="float16 autocast" if args.device.startswith("cuda") else str(backend.precision.dtype).replace("torch.", ""),
             bare_forward_images_per_s=round(bare, 2),
+            bare_forward_float_input_images_per_s=round(bare_float, 2),
             suggest_images_per_s=round(e2e, 2),
             ingest_images_per_s=round(ingest_rate, 1),
+            suggest_share_embedding=round(embed_share, 3),
             ratio_suggest_to_bare_forward=round(e2e / bare, 3),
+            ratio_suggest_to_bare_forward_float_input=round(e2e / bare_float, 3),
         )
-        print(f"bare forward {bare:.1f} img/s | suggest end to end {e2e:.1f} img/s "
-              f"| ratio {e2e / bare:.2f} (goal >= 0.85)", file=sys.stderr)
-        loader, loader_float = loader_rates(backend, rows, scratch, args.batch_size)
+        print(f"bare forward {bare:.1f} img/s (uint8 as loaded; {bare_float:.1f} on float input) "
+              f"| suggest end to end {e2e:.1f} img/s | ratio {e2e / bare:.2f} (goal >= 0.85; "
+              f"{e2e / bare_float:.2f} to the float-input forward)", file=sys.stderr)
+        loaders = loader_rates(backend, rows, scratch, args.batch_size, args.loader_rounds)
+        loader, loader_float = loaders["uint8"], loaders["float"]
         figures.update(
+            loader_kind=loader_kind(backend, len(rows), args.batch_size),
             loader_images_per_s=round(loader, 1),
             loader_own_transform_images_per_s=round(loader_float, 1),
             ratio_loader_to_own_transform=round(loader / loader_float, 2),
             ratio_loader_to_bare_forward=round(loader / bare, 2),
         )
+        if "processes" in loaders:
+            figures.update(loader_threads_images_per_s=round(loaders["threads"], 1),
+                           loader_processes_images_per_s=round(loaders["processes"], 1),
+                           ratio_loader_processes_to_threads=round(loaders["processes"] / loaders["threads"], 2))
+            print(f"loader, {DEFAULT_WORKERS} threads {loaders['threads']:.0f} img/s | "
+                  f"{default_workers('processes')} processes {loaders['processes']:.0f} img/s", file=sys.stderr)
         print(f"loader (uint8) {loader:.0f} img/s | with the model's own float transform {loader_float:.0f} img/s "
               f"| ratio {loader / loader_float:.2f} | loader / bare forward {loader / bare:.2f}", file=sys.stderr)
         if not args.skip_pipeline:
-            reference = transformers_pipeline(folder, rows, args.batch_size, args.device)
+            reference = transformers_pipeline(folder, rows[:PIPELINE_MAX_IMAGES], args.batch_size, args.device)
             figures["transformers_pipeline_images_per_s"] = round(reference, 2)
             figures["ratio_suggest_to_transformers_pipeline"] = round(e2e / reference, 2)
             print(f"transformers pipeline {reference:.1f} img/s | ratio {e2e / reference:.2f} (goal >= 3)",
