@@ -72,6 +72,29 @@ def test_large_indexes_are_approximate_with_measured_recall(tmp_path, monkeypatc
     assert (found[:, 0] == np.arange(5)).all()
 
 
+def test_an_approximate_index_finds_the_true_neighbours_among_a_few_allowed_items(tmp_path, monkeypatch):
+    """Similar confirmed examples in a big project: the few confirmed items are rarely in
+    the lists an unfiltered search would probe, yet the search must find the true ones."""
+    monkeypatch.setattr(vectors, "APPROXIMATE_FROM", 1000)
+    x, _ = _clusters(n_per=1000, classes=8, dim=32)
+    ids = np.arange(len(x))
+    index = VectorIndex.build(tmp_path, "m", ids, x)
+    assert index.info.kind == "ivf"
+    rng = np.random.default_rng(5)
+    confirmed = rng.choice(len(x), 60, replace=False)
+    queries = rng.choice(len(x), 20, replace=False)
+    normed = vectors.normalize(x)
+    exact = confirmed[np.argsort(-(normed[queries] @ normed[confirmed].T), axis=1)[:, :10]]
+    _, found = index.search(x[queries], 10, among=confirmed)
+    assert all(set(f) == set(e) for f, e in zip(found, exact))
+
+
+def test_filtered_searches_scan_more_lists_the_fewer_items_they_allow():
+    assert vectors.filtered_nprobe(4, 400, 1_000_000, 500) == 400  # few allowed: every list, exact
+    assert vectors.filtered_nprobe(4, 4000, 1_000_000, 100_000) == 40  # a tenth allowed: ten times the lists
+    assert vectors.filtered_nprobe(4, 4000, 1_000_000, 1_000_000) == 4
+
+
 # -- learning from examples ----------------------------------------------------------------
 
 
