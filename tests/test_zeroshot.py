@@ -139,6 +139,34 @@ def test_a_cancelled_suggest_keeps_what_it_scored_and_the_next_run_finishes_the_
     assert (second.suggested, second.up_to_date, second.embed.embedded) == (70, 24, 70)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_a_gpu_worker_processes_embed_as_threads_do(photos_dir, tmp_path):
+    """The loader a GPU gets by default: same features as threads, problems counted, and a
+    cancelled suggest stops its workers. (Run on an H100 as a script: bench/results/gpu-h100-loader-check.log.)"""
+    import multiprocessing
+
+    backend = load_backend(TINY, "cuda")
+    found = {}
+    for kind in ("threads", "processes"):
+        with Project(tmp_path / kind) as project:
+            ingest(project, [str(photos_dir)])
+            project.media.path(project.store.items()[30].media_path).write_bytes(b"\x89PNG\r\n\x1a\n broken")
+            report = embed_items(project, backend, batch_size=16, loader=kind)
+            found[kind] = (report.embedded, len(report.problems), *project.store.embeddings(TINY))
+    (n_t, p_t, ids_t, v_t), (n_p, p_p, ids_p, v_p) = found["threads"], found["processes"]
+    assert (n_t, p_t) == (n_p, p_p) == (93, 1) and list(ids_t) == list(ids_p)
+    np.testing.assert_allclose(v_t, v_p, atol=1e-5)
+    with Project(tmp_path / "cancel") as project:
+        ingest(project, [str(photos_dir)])
+        project.store.set_labels([Label(n) for n in ["fish", "mammal", "monument", "tool", "windmill"]])
+        seen = []
+        report = suggest(project, model=TINY, batch_size=16, device="cuda",
+                         on_progress=lambda done, total, stage: seen.append(done), should_stop=lambda: len(seen) >= 2)
+        assert report.embed.cancelled and report.suggested == 32  # workers on a GPU host of 4 cores or more
+    multiprocessing.active_children()
+    assert not multiprocessing.active_children()
+
+
 def test_out_of_memory_halves_the_batch_and_loses_nothing(photos_project):
     backend = load_backend(TINY, "cpu")
 
