@@ -139,6 +139,26 @@ def test_a_cancelled_suggest_keeps_what_it_scored_and_the_next_run_finishes_the_
     assert (second.suggested, second.up_to_date, second.embed.embedded) == (70, 24, 70)
 
 
+def test_a_gpu_gets_worker_processes_only_when_cores_images_and_shared_memory_allow(monkeypatch):
+    from types import SimpleNamespace
+
+    from tools import loaders
+
+    gpu = SimpleNamespace(device="cuda", prepare=lambda image: torch.zeros(3, 224, 224, dtype=torch.uint8))
+    monkeypatch.setattr(loaders, "usable_cores", lambda: 16)
+    monkeypatch.setattr(loaders, "shared_memory_free", lambda: 64 << 30)
+    assert loaders.loader_kind(gpu, 20_000, 256) == "processes"
+    assert loaders.default_workers("processes") == 8
+    assert loaders.loader_kind(gpu, 500, 256) == "threads"  # a short job: forking costs more than it saves
+    assert loaders.loader_kind(SimpleNamespace(device="cpu"), 20_000, 256) == "threads"  # the model needs the cores
+    assert loaders.shared_memory_needed(gpu, 256, 8) == 3 * 224 * 224 * 256 * 25
+    monkeypatch.setattr(loaders, "shared_memory_free", lambda: 64 << 20)  # Docker's default /dev/shm
+    assert loaders.loader_kind(gpu, 20_000, 256) == "threads"
+    monkeypatch.setattr(loaders, "shared_memory_free", lambda: 64 << 30)
+    monkeypatch.setattr(loaders, "usable_cores", lambda: 2)
+    assert loaders.loader_kind(gpu, 20_000, 256) == "threads"
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_on_a_gpu_worker_processes_embed_as_threads_do(photos_dir, tmp_path):
     """The loader a GPU gets by default: same features as threads, problems counted, and a

@@ -65,7 +65,7 @@ def embed_items(
     todo = [item_id for item_id in wanted if item_id not in done_before]
     report = EmbedReport(backend.spec, cached=len(wanted) - len(todo))
     report.batch_size = batch_size or backend.default_batch_size
-    report.loader = loader or loader_kind(backend, len(todo), report.batch_size)
+    report.loader = loader or loader_kind(backend, len(todo), report.batch_size, workers)
     workers = workers or default_workers(report.loader)
     stop = should_stop or (lambda: False)
     started = time.perf_counter()

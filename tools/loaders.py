@@ -36,14 +36,37 @@ PROCESS_MIN_BATCHES = 4  # fewer batches than this: forking the workers costs mo
 Batches = Iterator[tuple[list[int], object, list[Problem]]]
 
 
-def loader_kind(backend: Backend, images: int, batch_size: int) -> str:
-    """"processes" for a CUDA model with enough images and cores to gain from them, else "threads"."""
+def loader_kind(backend: Backend, images: int, batch_size: int, workers: int | None = None) -> str:
+    """"processes" for a CUDA model with enough images, cores and shared memory to gain from
+    them, else "threads"."""
     import multiprocessing
 
     forkable = "fork" in multiprocessing.get_all_start_methods()
     if not (backend.device.startswith("cuda") and forkable and usable_cores() >= MIN_CORES_FOR_PROCESSES):
         return "threads"
-    return "processes" if images >= PROCESS_MIN_BATCHES * batch_size else "threads"
+    if images < PROCESS_MIN_BATCHES * batch_size:
+        return "threads"
+    needed = shared_memory_needed(backend, batch_size, workers or default_workers("processes"))
+    return "processes" if shared_memory_free() >= needed else "threads"
+
+
+def shared_memory_needed(backend: Backend, batch_size: int, workers: int) -> int:
+    """Bytes of shared memory the worker processes hold at most: their batches in flight."""
+    from PIL import Image
+
+    probe = backend.prepare(Image.new("RGB", (64, 48)))
+    return probe.numel() * probe.element_size() * batch_size * (PREFETCH_BATCHES * workers + 1)
+
+
+def shared_memory_free() -> int:
+    """Free bytes in /dev/shm, where worker processes hand batches over. Containers often
+    have 64 MB there (Docker's default), where a worker would die of a bus error mid-run."""
+    import shutil
+
+    try:
+        return shutil.disk_usage("/dev/shm").free
+    except OSError:
+        return 0
 
 
 def default_workers(loader: str) -> int:
