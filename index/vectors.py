@@ -193,7 +193,7 @@ class VectorIndex:
             params = faiss.SearchParameters(sel=selector)
             if self.info.kind == "ivf":
                 nlist = faiss.extract_index_ivf(self.index).nlist
-                nprobe = filtered_nprobe(self.info.nprobe or 1, nlist, self.info.count, len(among))
+                nprobe = filtered_nprobe(self.info.nprobe or 1, nlist, self.info.count, len(set(among)))
                 params = faiss.SearchParametersIVF(sel=selector, nprobe=nprobe)
         similarities, ids = self.index.search(queries, k, params=params)
         return similarities, ids
@@ -211,7 +211,7 @@ def filtered_nprobe(nprobe: int, nlist: int, count: int, among: int) -> int:
     share allowed, so about as many candidates are seen as without a filter."""
     if among <= EXACT_AMONG:
         return nlist
-    return int(min(nlist, math.ceil(nprobe * count / max(1, among))))
+    return int(min(nlist, max(nprobe, math.ceil(nprobe * count / max(1, among)))))
 
 
 def _paths(folder: Path, model: str) -> tuple[Path, Path]:

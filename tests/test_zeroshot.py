@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -128,6 +129,24 @@ def test_a_cancelled_run_stops_its_worker_processes(photos_project):
     assert not multiprocessing.active_children()
 
 
+def test_each_batch_is_handed_on_as_it_is_stored_and_a_failure_there_loses_only_that_batch(photos_project):
+    backend = load_backend(TINY, "cpu")
+    batches = []
+    embed_items(photos_project, backend, [item.id for item in photos_project.store.items()[:40]], batch_size=16,
+                on_embedded=lambda ids, vectors: batches.append((list(ids), vectors.shape)))
+    assert [len(ids) for ids, _ in batches] == [16, 16, 8] and batches[0][1] == (16, backend.dim)
+    assert [i for ids, _ in batches for i in ids] == [item.id for item in photos_project.store.items()[:40]]
+
+    def fail_on_the_second(ids, vectors):
+        if len(batches) == 4:
+            raise sqlite3.OperationalError("database or disk is full")
+        batches.append(ids)
+
+    with pytest.raises(sqlite3.OperationalError, match="disk is full"):
+        embed_items(photos_project, backend, batch_size=16, on_embedded=fail_on_the_second)
+    assert len(photos_project.store.embedded_item_ids(TINY)) == 40 + 16  # the failed batch's features rolled back
+
+
 def test_a_cancelled_suggest_keeps_what_it_scored_and_the_next_run_finishes_the_rest(photos_project):
     seen = []
     first = suggest(photos_project, model=TINY, batch_size=8,
@@ -137,6 +156,25 @@ def test_a_cancelled_suggest_keeps_what_it_scored_and_the_next_run_finishes_the_
     assert sum(bool(store.suggestions(item.id)) for item in store.items()) == 24
     second = suggest(photos_project, model=TINY, batch_size=8)
     assert (second.suggested, second.up_to_date, second.embed.embedded) == (70, 24, 70)
+
+
+def test_ctrl_c_is_left_to_the_parent_worker_processes_go_on(photos_project):
+    """Ctrl-C reaches the whole process group; the CLI's handler stops the run between batches."""
+    import multiprocessing
+    import signal
+
+    from tools.loaders import pixel_batches
+
+    backend = load_backend(TINY, "cpu")
+    ids = [item.id for item in photos_project.store.items()]
+    batches = pixel_batches(photos_project, backend, ids, 8, 2, lambda: False, "processes")
+    got = len(next(batches)[0])
+    workers = multiprocessing.active_children()
+    assert workers
+    for worker in workers:
+        os.kill(worker.pid, signal.SIGINT)
+    got += sum(len(batch_ids) for batch_ids, _, _ in batches)
+    assert got == 94
 
 
 def test_a_gpu_gets_worker_processes_only_when_cores_images_and_shared_memory_allow(monkeypatch):
@@ -151,7 +189,7 @@ def test_a_gpu_gets_worker_processes_only_when_cores_images_and_shared_memory_al
     assert loaders.default_workers("processes") == 8
     assert loaders.loader_kind(gpu, 500, 256) == "threads"  # a short job: forking costs more than it saves
     assert loaders.loader_kind(SimpleNamespace(device="cpu"), 20_000, 256) == "threads"  # the model needs the cores
-    assert loaders.shared_memory_needed(gpu, 256, 8) == 3 * 224 * 224 * 256 * 25
+    assert loaders.shared_memory_needed(gpu, 256, 8) == 3 * 224 * 224 * 256 * (3 * 8 + 2)  # in flight, and two held
     monkeypatch.setattr(loaders, "shared_memory_free", lambda: 64 << 20)  # Docker's default /dev/shm
     assert loaders.loader_kind(gpu, 20_000, 256) == "threads"
     monkeypatch.setattr(loaders, "shared_memory_free", lambda: 64 << 30)

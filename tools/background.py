@@ -21,11 +21,14 @@ class OrderedWriter:
     def __init__(self, depth: int = 2, name: str = "labelchat-writer"):
         self._jobs: queue.Queue = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
+        # Started by the first job, not before: the embedding loop's worker processes
+        # are forked when its first batch is asked for, and then no thread of ours runs.
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
 
     def submit(self, job: Callable, *args) -> None:
         self._raise_failure()
+        if not self._thread.is_alive():
+            self._thread.start()
         self._jobs.put((job, args))
 
     def close(self) -> None:

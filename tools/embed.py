@@ -10,6 +10,7 @@ and counted; a CUDA out-of-memory error halves the batch and retries it.
 from __future__ import annotations
 
 import time
+from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -71,7 +72,7 @@ def embed_items(
     started = time.perf_counter()
     done = 0
     batches = pixel_batches(project, backend, todo, report.batch_size, workers, stop, report.loader)
-    with OrderedWriter() as writer:
+    with closing(batches), OrderedWriter() as writer:  # closing: a cancelled run ends the loader now
         for ids, pixels, problems in batches:
             report.problems += problems
             if ids:

@@ -51,11 +51,12 @@ def loader_kind(backend: Backend, images: int, batch_size: int, workers: int | N
 
 
 def shared_memory_needed(backend: Backend, batch_size: int, workers: int) -> int:
-    """Bytes of shared memory the worker processes hold at most: their batches in flight."""
+    """Bytes of shared memory the worker processes hold at most: their batches in flight, and
+    the two the main process holds (the one being encoded, the next one received)."""
     from PIL import Image
 
     probe = backend.prepare(Image.new("RGB", (64, 48)))
-    return probe.numel() * probe.element_size() * batch_size * (PREFETCH_BATCHES * workers + 1)
+    return probe.numel() * probe.element_size() * batch_size * (PREFETCH_BATCHES * workers + 2)
 
 
 def shared_memory_free() -> int:
@@ -71,8 +72,9 @@ def shared_memory_free() -> int:
 
 def default_workers(loader: str) -> int:
     """Processes: half the cores; threads: DEFAULT_WORKERS. On the 16-core H100 host the
-    loader alone gave 4,477 images/s with 4 workers, 5,975 with 8, 5,508 with 12 and 5,010
-    with 15, and suggest ran best with 8 to 12: the main process needs cores too."""
+    loader alone gave 7,211 images/s with 8 workers and 5,316 with 12, and `suggest` ran
+    at 5,400 with 8 and 5,700 with 12 but slower with 15: the main process needs cores too
+    (bench/results/gpu-h100-loader-workers.log, one run each: 8 and 12 are close)."""
     if loader != "processes":
         return DEFAULT_WORKERS
     return max(1, usable_cores() // 2)
@@ -98,10 +100,12 @@ def pixel_batches(
     by `workers` threads or, when `loader` is "processes", worker processes.
 
     The pixels are `backend.prepare`'s: uint8 for backends with a `pixel_norm`
-    (pinned in memory when threads feed a CUDA model), else floats.
+    (pinned in memory when threads feed a CUDA model), else floats. Once `stop()`
+    is true no more work is queued; a consumer that stops early closes this
+    generator (as `embed_items` does), which ends the threads or processes.
     """
     if loader == "processes":
-        yield from _process_batches(project, backend, item_ids, batch_size, workers, stop)
+        yield from _process_batches(project, backend, item_ids, batch_size, workers)
     else:
         yield from _thread_batches(project, backend, item_ids, batch_size, workers, stop)
 
@@ -140,7 +144,8 @@ def _thread_batches(project, backend, item_ids, batch_size, workers, stop) -> Ba
         paths = project.store.media_paths(chunk)
         return [pool.submit(_load_pixels, project, backend, i, paths.get(i)) for i in chunk]
 
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, workers))
+    try:
         queued = [submit(pool, chunk) for chunk in chunks[:PREFETCH_BATCHES]]
         for index, chunk in enumerate(chunks):
             results = [future.result() for future in queued.pop(0)]
@@ -151,11 +156,8 @@ def _thread_batches(project, backend, item_ids, batch_size, workers, stop) -> Ba
             if pin and batch.pixels is not None:
                 batch.pixels = batch.pixels.pin_memory()
             yield batch.ids, batch.nchw(), batch.problems
-            if stop():
-                for futures in queued:
-                    for future in futures:
-                        future.cancel()
-                return
+    finally:  # also when the consumer closes this generator early (a cancelled run)
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 @dataclass
@@ -202,7 +204,7 @@ def _stack(tensors: list):
     return torch.stack(tensors, out=out)
 
 
-def _process_batches(project, backend, item_ids, batch_size, workers, stop) -> Batches:
+def _process_batches(project, backend, item_ids, batch_size, workers) -> Batches:
     """Batches from forked worker processes, through torch's DataLoader, one batch per task:
     a worker decodes a whole batch and stacks it straight into shared memory, as torch's
     own collate does. (A ring of shared buffers reused batch after batch, so that only a
@@ -221,11 +223,22 @@ def _process_batches(project, backend, item_ids, batch_size, workers, stop) -> B
         num_workers=max(1, min(workers, len(chunks))),
         prefetch_factor=PREFETCH_BATCHES,
         multiprocessing_context="fork",  # the backend is inherited, never pickled
+        worker_init_fn=_leave_interrupts_to_the_parent,
     )
-    for batch in loader:
-        yield batch.ids, batch.nchw(), batch.problems
-        if stop():
-            return  # the loader's iterator, released here, stops its workers
+    batches = iter(loader)  # forks the workers
+    try:
+        for batch in batches:
+            yield batch.ids, batch.nchw(), batch.problems
+    finally:  # also when the consumer closes this generator early (a cancelled run)
+        del batches  # its last reference: the iterator shuts its workers down now
+
+
+def _leave_interrupts_to_the_parent(worker_id: int) -> None:
+    """Ctrl-C reaches the whole process group: the workers ignore it (they inherited the CLI's
+    handler, which would print once per worker); the parent stops and ends them."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class _BatchFiles:

@@ -96,7 +96,7 @@ class Scorer:
 
     def __call__(self, item_ids: Sequence[int], features: np.ndarray) -> int:
         """Scores and stores these items; returns how many."""
-        chunk = max(1, MAX_SCORES_PER_CHUNK // len(self.head.labels))
+        chunk = max(1, MAX_SCORES_PER_CHUNK // max(1, len(self.head.labels)))
         for start in range(0, len(item_ids), chunk):
             probabilities = self.head.probabilities(features[start : start + chunk])
             order = np.argsort(-probabilities, axis=1, kind="stable")[:, :TOP_K]

@@ -189,8 +189,9 @@ def head_from_arrays(kind: str, labels: tuple[str, ...], arrays: dict[str, np.nd
 class Backend(ABC):
     """A vision(-language) model that embeds images and builds zero-shot heads.
 
-    `preprocess` and `prepare` run in worker threads (they must not touch
-    shared mutable state); `encode_images` runs in the main thread on batches.
+    `preprocess` and `prepare` run in worker threads or forked worker processes
+    (they must not touch the GPU or shared mutable state); `encode_images` runs
+    in the main thread on batches.
     """
 
     spec: str  # canonical spec, e.g. "openclip:ViT-B-32/laion2b_s34b_b79k"
@@ -205,7 +206,7 @@ class Backend(ABC):
         """A decoded RGB PIL image -> a (3, H, W) float tensor ready for `encode_images`."""
 
     def prepare(self, image: "Image.Image") -> "torch.Tensor":
-        """What the embedding pipeline's worker threads do to an image: the resize and
+        """What the embedding pipeline's workers do to an image: the resize and
         crop of `preprocess` only, as a (3, H, W) uint8 tensor when the backend has a
         `pixel_norm` (`encode_images` finishes the job on the device, a batch at once),
         else the float tensor of `preprocess`."""
