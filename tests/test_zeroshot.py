@@ -297,3 +297,4 @@ def test_suggest_cli_prints_counts_per_label(tmp_path, photos_dir):
     report = json.loads(result.stdout)
     assert report["suggested"] == 94 and report["model"] == TINY
     assert report["embed"]["embedded"] == 94
+    assert (report["embed"]["loader"], report["embed"]["workers"]) == ("threads", 4)  # a CPU: threads decode

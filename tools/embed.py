@@ -37,6 +37,7 @@ class EmbedReport:
     precision: str = ""
     cancelled: bool = False
     loader: str = ""  # "threads" or "processes": who decoded the images
+    workers: int = 0  # how many of them
 
     @property
     def images_per_second(self) -> float:
@@ -67,7 +68,7 @@ def embed_items(
     report = EmbedReport(backend.spec, cached=len(wanted) - len(todo))
     report.batch_size = batch_size or backend.default_batch_size
     report.loader = loader or loader_kind(backend, len(todo), report.batch_size, workers)
-    workers = workers or default_workers(report.loader)
+    workers = report.workers = workers or default_workers(report.loader)
     stop = should_stop or (lambda: False)
     started = time.perf_counter()
     done = 0
