@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from index.project import Project  # noqa: E402
 from index.types import Label  # noqa: E402
-from tools.loaders import DEFAULT_WORKERS, default_workers, loader_kind  # noqa: E402
+from tools.loaders import DEFAULT_WORKERS, _decode, collate, default_workers, loader_kind, pixel_batches  # noqa: E402
 from tools.ingest import IngestOptions, ingest  # noqa: E402
 from tools.models import load_backend  # noqa: E402
 from tools.zeroshot import suggest  # noqa: E402
@@ -129,8 +129,6 @@ def bare_forward(backend, paths: list[Path], batch_size: int, as_loaded: bool, h
     import torch
     from PIL import Image
 
-    from tools.loaders import _decode, collate
-
     if as_loaded:
         pixels = collate([(0, _decode(path, 0, backend.prepare)) for path in paths[: max(held, batch_size)]]).nchw()
     else:
@@ -176,8 +174,6 @@ def loader_rates(backend, rows, scratch: Path, batch_size: int, rounds: int = 3)
     """Loader images/s, the median of `rounds` (interleaved) for each contender: "uint8" is
     the product's loader as `embed_items` picks it, "float" the same handing over the model's
     own per-image float transform; on a GPU also "threads" and "processes" (uint8) both."""
-    from tools.loaders import pixel_batches
-
     with Project(scratch / f"loader-{time.monotonic_ns()}") as project:
         ingest(project, [str(path) for path, _ in rows], IngestOptions(near_duplicate_distance=-1))
         ids = [item.id for item in project.store.items()]

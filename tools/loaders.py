@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from index.errors import LabelchatError
 from index.project import Project
 
 from .images import Reason
@@ -110,13 +109,23 @@ def pixel_batches(
         yield from _thread_batches(project, backend, item_ids, batch_size, workers, stop)
 
 
-def _load_pixels(project: Project, backend: Backend, item_id: int, media_path: str | None = None):
-    """`backend.prepare` of an item's image, or a Problem; `media_path` saves a lookup."""
-    try:
-        path = project.media.path(media_path or project.store.get_item(item_id).media_path)
-    except LabelchatError as exc:
-        return Problem(f"item {item_id}", Reason.CORRUPT, str(exc))
-    return _decode(path, item_id, backend.prepare)
+def _item_files(project: Project, item_ids: list[int]) -> list[tuple[int, Path | Problem]]:
+    """Each item's media file, from one query; a Problem for an id the project no longer has."""
+    paths = project.store.media_paths(item_ids)
+    return [(i, project.media.path(paths[i]) if i in paths
+             else Problem(f"item {i}", Reason.CORRUPT, f"Item {i} is no longer in the project."))
+            for i in item_ids]
+
+
+def _prepared(entry: tuple[int, Path | Problem], prepare: Callable):
+    """prepare(image) of an `_item_files` entry, or its Problem."""
+    item_id, path = entry
+    return path if isinstance(path, Problem) else _decode(path, item_id, prepare)
+
+
+def _load_pixels(project: Project, backend: Backend, item_id: int):
+    """`backend.prepare` of one item's image, or a Problem."""
+    return _prepared(_item_files(project, [item_id])[0], backend.prepare)
 
 
 def _decode(path: Path, item_id: int, prepare: Callable):
@@ -141,8 +150,7 @@ def _thread_batches(project, backend, item_ids, batch_size, workers, stop) -> Ba
     chunks = [item_ids[i : i + batch_size] for i in range(0, len(item_ids), batch_size)]
 
     def submit(pool: ThreadPoolExecutor, chunk: list[int]) -> list[Future]:
-        paths = project.store.media_paths(chunk)
-        return [pool.submit(_load_pixels, project, backend, i, paths.get(i)) for i in chunk]
+        return [pool.submit(_prepared, entry, backend.prepare) for entry in _item_files(project, chunk)]
 
     pool = ThreadPoolExecutor(max_workers=max(1, workers))
     try:
@@ -212,9 +220,7 @@ def _process_batches(project, backend, item_ids, batch_size, workers) -> Batches
     images/s with 8 workers, 5,508 against 5,316 with 12.)"""
     from torch.utils.data import DataLoader
 
-    paths = project.store.media_paths(item_ids)
-    items = [(i, project.media.path(paths[i]) if i in paths else Problem(f"item {i}", Reason.CORRUPT, f"No item {i}."))
-             for i in item_ids]
+    items = _item_files(project, item_ids)
     chunks = [items[start : start + batch_size] for start in range(0, len(items), batch_size)]
     loader = DataLoader(
         _BatchFiles(chunks, backend.prepare),
@@ -251,8 +257,7 @@ class _BatchFiles:
         return len(self.chunks)
 
     def __getitem__(self, index: int) -> PixelBatch:
-        return collate([(i, path if isinstance(path, Problem) else _decode(path, i, self.prepare))
-                        for i, path in self.chunks[index]])
+        return collate([(entry[0], _prepared(entry, self.prepare)) for entry in self.chunks[index]])
 
 
 def _as_is(batch):
