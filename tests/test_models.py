@@ -131,7 +131,8 @@ def test_transformers_geometry_is_done_by_torchvision_exactly_as_the_processor_d
     for processor in (clip, siglip):
         fast = fast_resize_crop(processor)
         assert fast is not None
-        for i, size in enumerate([(80, 60), (31, 97), (64, 64), (300, 17)]):
+        # (82, 60) and (60, 82): resized to 87 on the long side, a crop offset of 19.5 that transformers floors
+        for i, size in enumerate([(80, 60), (31, 97), (64, 64), (300, 17), (82, 60), (60, 82)]):
             image = imagefiles.noise_image(i, size)
             assert torch.equal(fast(image), processor_pixels(processor, image))
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
@@ -22,7 +22,8 @@ import numpy as np
 
 from index.types import Label
 
-from .base import Backend, LinearHead, ModelError, PixelNorm, uint8_pixels
+from .base import Backend, LinearHead, ModelError, PixelNorm
+from .geometry import Geometry
 from .clip_common import PrecisionChooser, text_head
 
 
@@ -111,37 +112,9 @@ def processor_pixels(processor, image):
                      return_tensors="pt")["pixel_values"][0]
 
 
-@dataclass(frozen=True)
-class ResizeCrop:
-    """A CLIP processor's geometry (shorter side to `shortest_edge`, or straight to `size`; then
-    a centre crop) as two torchvision calls on a uint8 tensor: about 3x faster than calling the
-    processor for each image, and they release the GIL, so worker threads run side by side."""
-
-    shortest_edge: int | None
-    size: tuple[int, int] | None  # (height, width)
-    crop: tuple[int, int] | None  # (height, width)
-    bicubic: bool
-
-    def __call__(self, image):
-        import torchvision.transforms.v2.functional as F
-
-        pixels = uint8_pixels(image)
-        height, width = pixels.shape[1:]
-        if self.size is not None:
-            target = list(self.size)
-        elif height <= width:
-            target = [self.shortest_edge, int(self.shortest_edge * width / height)]
-        else:
-            target = [int(self.shortest_edge * height / width), self.shortest_edge]
-        mode = F.InterpolationMode.BICUBIC if self.bicubic else F.InterpolationMode.BILINEAR
-        pixels = F.resize(pixels, target, interpolation=mode, antialias=True)
-        # no .contiguous(): the bytes stay channels last, and the loader stacks them so (PixelBatch)
-        return F.center_crop(pixels, list(self.crop)) if self.crop else pixels
-
-
-def fast_resize_crop(processor) -> ResizeCrop | None:
-    """A `ResizeCrop` for this processor, only if it gives exactly the processor's pixels on
-    probe images of both orientations; None for any other processor (which is then called)."""
+def fast_resize_crop(processor) -> Geometry | None:
+    """The processor's resize and crop as a `Geometry`, only if it gives exactly the processor's
+    pixels on probe images of both orientations; None for any other processor (which is then called)."""
     from PIL import Image
 
     size, crop = dict(getattr(processor, "size", None) or {}), dict(getattr(processor, "crop_size", None) or {})
@@ -149,9 +122,9 @@ def fast_resize_crop(processor) -> ResizeCrop | None:
     if not getattr(processor, "do_resize", True) or resample not in (2, 3) or getattr(processor, "do_pad", False):
         return None
     if set(size) == {"shortest_edge"}:
-        fast = ResizeCrop(int(size["shortest_edge"]), None, None, resample == 3)
+        fast = Geometry(int(size["shortest_edge"]), None, None, resample == 3)
     elif set(size) == {"height", "width"}:
-        fast = ResizeCrop(None, (int(size["height"]), int(size["width"])), None, resample == 3)
+        fast = Geometry(None, (int(size["height"]), int(size["width"])), None, resample == 3)
     else:
         return None
     if getattr(processor, "do_center_crop", False):
@@ -159,7 +132,8 @@ def fast_resize_crop(processor) -> ResizeCrop | None:
             return None
         fast = replace(fast, crop=(int(crop["height"]), int(crop["width"])))
     rng = np.random.default_rng(0)
-    for shape in ((61, 97, 3), (113, 40, 3)):
+    # both orientations; 100x148 is cut from 224x331, whose crop offset rounds and floors differently
+    for shape in ((61, 97, 3), (113, 40, 3), (100, 148, 3)):
         probe = Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8))
         expected = processor_pixels(processor, probe)
         got = fast(probe)
