@@ -23,7 +23,13 @@ ViT-B/32 (the same weights for every contender):
    as a ratio to the same loader running the model's own per-image float
    transform, and as a ratio to the bare forward pass: on a GPU, where the
    forward pass is fast, this is what end-to-end throughput is bound by. On
-   a GPU also worker threads against worker processes.
+   a GPU also worker threads against worker processes, and worker processes
+   that resize the images smaller than the model's input themselves against
+   the default, which leaves them to the GPU;
+6. what one worker does per image (µs on one thread, bytes handed over) when
+   it resizes every image and when it leaves the small ones to the device,
+   and the device's time for them: measurable on any machine, and what bounds
+   a GPU's throughput.
 
 Ends with one JSON line of all figures. Needs no network (HF_HUB_OFFLINE=1).
 """
@@ -46,7 +52,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from index.project import Project  # noqa: E402
 from index.types import Label  # noqa: E402
-from tools.loaders import DEFAULT_WORKERS, _decode, collate, default_workers, loader_kind, pixel_batches  # noqa: E402
+from tools.loaders import (  # noqa: E402
+    DEFAULT_WORKERS, SmallAsDecoded, _decode, collate, default_workers, loader_kind, pixel_batches)
 from tools.ingest import IngestOptions, ingest  # noqa: E402
 from tools.models import load_backend  # noqa: E402
 from tools.zeroshot import suggest  # noqa: E402
@@ -173,22 +180,66 @@ class OwnTransform:
 def loader_rates(backend, rows, scratch: Path, batch_size: int, rounds: int = 3) -> dict[str, float]:
     """Loader images/s, the median of `rounds` (interleaved) for each contender: "uint8" is
     the product's loader as `embed_items` picks it, "float" the same handing over the model's
-    own per-image float transform; on a GPU also "threads" and "processes" (uint8) both."""
+    own per-image float transform; on a GPU also "threads" and "processes" (uint8, small
+    images resized on the GPU, as `embed_items` does there) and "processes_resize_in_workers"."""
+    import torch
+
+    gpu = backend.device.startswith("cuda")
     with Project(scratch / f"loader-{time.monotonic_ns()}") as project:
         ingest(project, [str(path) for path, _ in rows], IngestOptions(near_duplicate_distance=-1))
         ids = [item.id for item in project.store.items()]
         chosen = loader_kind(backend, len(ids), batch_size)
-        contenders = {"uint8": (backend, chosen), "float": (OwnTransform(backend), chosen)}
-        if backend.device.startswith("cuda"):
-            contenders.update(threads=(backend, "threads"), processes=(backend, "processes"))
+        contenders = {"uint8": (backend, chosen, gpu), "float": (OwnTransform(backend), chosen, False)}
+        if gpu:
+            contenders.update(threads=(backend, "threads", True), processes=(backend, "processes", True),
+                              processes_resize_in_workers=(backend, "processes", False))
         rates: dict[str, list[float]] = {name: [] for name in contenders}
         for _ in range(rounds):
-            for name, (contender, kind) in contenders.items():
+            for name, (contender, kind, on_device) in contenders.items():
                 started = time.perf_counter()
-                batches = pixel_batches(project, contender, ids, batch_size, default_workers(kind), lambda: False, kind)
+                batches = pixel_batches(project, contender, ids, batch_size, default_workers(kind), lambda: False,
+                                        kind, on_device)
                 count = sum(len(batch_ids) for batch_ids, _, _ in batches)
+                if gpu:
+                    torch.cuda.synchronize()
                 rates[name].append(count / (time.perf_counter() - started))
     return {name: sorted(values)[rounds // 2] for name, values in rates.items()}
+
+
+def worker_work(backend, paths: list[Path], batch_size: int) -> dict[str, float]:
+    """What one worker does per image (read, decode, resize, crop, stack; one thread, µs) and
+    the bytes it hands over, when it resizes every image and when it leaves the images smaller
+    than the model's input to the device (as on a GPU); then the device's part, timed here on
+    this device. On a GPU host the workers' part bounds the throughput (see loader_rates)."""
+    import torch
+
+    geometry = backend.device_geometry()
+    if geometry is None:
+        return {}
+    contenders = {"resize_in_workers": backend.prepare, "small_left_to_device": SmallAsDecoded(backend.prepare, geometry)}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one worker's share of the machine
+    figures: dict[str, float] = {}
+    try:
+        for name, prepare in contenders.items():
+            started, size, batches = time.perf_counter(), 0, []
+            for start in range(0, len(paths), batch_size):
+                chunk = paths[start : start + batch_size]
+                batch = collate([(i, _decode(path, i, prepare)) for i, path in enumerate(chunk)])
+                size += batch.pixels.numel()
+                batches.append(batch)
+            figures[f"{name}_us_per_image"] = round((time.perf_counter() - started) / len(paths) * 1e6, 1)
+            figures[f"{name}_bytes_per_image"] = round(size / len(paths))
+        torch.set_num_threads(threads)
+        started = time.perf_counter()
+        for batch in batches:
+            batch.on_device(backend.device, geometry)
+        if backend.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        figures["device_resize_us_per_image"] = round((time.perf_counter() - started) / len(paths) * 1e6, 1)
+    finally:
+        torch.set_num_threads(threads)
+    return figures
 
 
 def transformers_pipeline(folder: Path, rows, batch_size: int, device: str = "cpu") -> float:
@@ -280,11 +331,26 @@ def main() -> None:
             ratio_loader_to_bare_forward=round(loader / bare, 2),
         )
         if "processes" in loaders:
+            in_workers = loaders["processes_resize_in_workers"]
             figures.update(loader_threads_images_per_s=round(loaders["threads"], 1),
                            loader_processes_images_per_s=round(loaders["processes"], 1),
-                           ratio_loader_processes_to_threads=round(loaders["processes"] / loaders["threads"], 2))
+                           loader_processes_resize_in_workers_images_per_s=round(in_workers, 1),
+                           ratio_loader_processes_to_threads=round(loaders["processes"] / loaders["threads"], 2),
+                           ratio_loader_resize_on_device_to_in_workers=round(loaders["processes"] / in_workers, 2))
             print(f"loader, {DEFAULT_WORKERS} threads {loaders['threads']:.0f} img/s | "
-                  f"{default_workers('processes')} processes {loaders['processes']:.0f} img/s", file=sys.stderr)
+                  f"{default_workers('processes')} processes {loaders['processes']:.0f} img/s "
+                  f"({in_workers:.0f} when they resize the small images too)", file=sys.stderr)
+        work = worker_work(backend, [p for p, _ in rows], args.batch_size)
+        if work:
+            figures["worker_work"] = work
+            print(f"one worker, per image: {work['resize_in_workers_us_per_image']:.0f} µs and "
+                  f"{work['resize_in_workers_bytes_per_image'] / 1024:.1f} KB handed over when it resizes everything, "
+                  f"{work['small_left_to_device_us_per_image']:.0f} µs and "
+                  f"{work['small_left_to_device_bytes_per_image'] / 1024:.1f} KB when the images smaller than the "
+                  f"model's input are left to the device (which spends {work['device_resize_us_per_image']:.0f} µs "
+                  f"on them here, on {args.device}) | ratio "
+                  f"{work['resize_in_workers_us_per_image'] / work['small_left_to_device_us_per_image']:.2f}",
+                  file=sys.stderr)
         print(f"loader (uint8) {loader:.0f} img/s | with the model's own float transform {loader_float:.0f} img/s "
               f"| ratio {loader / loader_float:.2f} | loader / bare forward {loader / bare:.2f}", file=sys.stderr)
         if not args.skip_pipeline:

@@ -16,6 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
+import imagefiles
 from index.errors import LabelchatError
 from index.project import Project
 from index.types import Label
@@ -113,6 +114,72 @@ def test_worker_processes_embed_exactly_as_threads_do_and_skip_damaged_files(pho
     ids, vectors = photos_project.store.embeddings(TINY)
     assert list(ids) == list(expected_ids) and victim.id not in ids
     np.testing.assert_allclose(vectors, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("device", ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+@pytest.mark.parametrize("spec", [TINY, "hf:tiny-random", "offline"])
+def test_images_smaller_than_the_input_resized_on_the_device_embed_as_the_workers_resize_does(
+        spec, device, tmp_path, photos_dir, fashion_dir):
+    """What a GPU does with thumbnails (28x28 product photos here, and for the offline model's 224
+    input most demo photos too): the workers hand them over as decoded, the device resizes
+    them, a batch per size; threads and processes both, on the CPU (and on a GPU where there is one)."""
+    backend = load_backend(spec, device)
+    sources = [str(path) for path in sorted(fashion_dir.glob("*/*.png"))[:20]] + [str(photos_dir / "tool")]
+    found = {}
+    for resize_on_device, loader in ((False, "threads"), (True, "threads"), (True, "processes")):
+        with Project(tmp_path / f"{resize_on_device}-{loader}") as project:
+            ingest(project, sources)
+            victim = project.store.items()[5]
+            project.media.path(victim.media_path).write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+            report = embed_items(project, backend, batch_size=16, workers=2, loader=loader,
+                                 resize_on_device=resize_on_device)
+            assert report.resized_on_device == resize_on_device
+            assert (report.embedded, len(report.problems)) == (39, 1)
+            found[resize_on_device, loader] = project.store.embeddings(backend.spec)
+    expected_ids, expected = found[False, "threads"]
+    for key in ((True, "threads"), (True, "processes")):
+        ids, vectors = found[key]
+        assert list(ids) == list(expected_ids)
+        cosine = (vectors * expected).sum(1) / np.linalg.norm(vectors, axis=1) / np.linalg.norm(expected, axis=1)
+        assert cosine.min() > 0.9999, key
+
+
+def test_images_of_different_sizes_travel_end_to_end_and_are_resized_a_size_at_a_time():
+    from tools.loaders import SmallAsDecoded, collate
+    from tools.models.base import uint8_pixels
+    from tools.models.geometry import Geometry
+
+    geometry = Geometry(32, None, (32, 32), bicubic=True)
+    small = SmallAsDecoded(geometry, geometry)  # images of 32x32 pixels or more are prepared by `geometry`
+    images = [imagefiles.noise_image(i, size) for i, size in enumerate([(28, 20), (12, 12), (28, 20), (32, 32), (90, 40)])]
+    handed = [small(image) for image in images]
+    assert [tuple(h.shape[1:]) for h in handed] == [(20, 28), (12, 12), (20, 28), (32, 32), (32, 32)]
+    batch = collate(list(enumerate(handed)))
+    assert batch.shapes == [(20, 28), (12, 12), (20, 28), (32, 32), (32, 32)]
+    assert batch.pixels.numel() == 3 * (2 * 20 * 28 + 12 * 12 + 2 * 32 * 32)  # the bytes as decoded, end to end
+    one_at_a_time = [geometry.on_batch(uint8_pixels(image)[None])[0] for image in images[:3]] + handed[3:]
+    assert torch.equal(batch.on_device("cpu", geometry), torch.stack(one_at_a_time))
+    same_size = collate(list(enumerate([handed[0], handed[2]])))
+    assert same_size.shapes is None  # one size: stacked, and resized as one batch
+    assert torch.equal(same_size.on_device("cpu", geometry), torch.stack([one_at_a_time[0], one_at_a_time[2]]))
+    with pytest.raises(ValueError, match="different sizes"):
+        batch.nchw()
+
+
+def test_the_device_resizes_only_for_a_geometry_that_matches_the_models_own():
+    from dataclasses import replace
+
+    from tools.models.geometry import Geometry, agrees_on_small_images
+
+    for spec in (TINY, "hf:tiny-random", "offline"):
+        backend = load_backend(spec, "cpu")
+        geometry = backend.device_geometry()
+        assert geometry is not None and geometry.output == (backend.prepare(Image.new("RGB", (50, 40))).shape[1:])
+        assert not agrees_on_small_images(replace(geometry, bicubic=False), backend.prepare)
+        assert not agrees_on_small_images(replace(geometry, round_offsets=not geometry.round_offsets), backend.prepare)
+    floats = load_backend(TINY, "cpu").preprocess  # float pixels: nothing to resize on the device
+    assert not agrees_on_small_images(Geometry(32, None, (32, 32), bicubic=True), floats)
+    assert not agrees_on_small_images(Geometry(32, None, None, bicubic=True), load_backend(TINY, "cpu").prepare)
 
 
 def test_a_cancelled_run_stops_its_worker_processes(photos_project):

@@ -38,6 +38,7 @@ class EmbedReport:
     cancelled: bool = False
     loader: str = ""  # "threads" or "processes": who decoded the images
     workers: int = 0  # how many of them
+    resized_on_device: bool = False  # images smaller than the model's input were resized on its device
 
     @property
     def images_per_second(self) -> float:
@@ -52,6 +53,7 @@ def embed_items(
     batch_size: int | None = None,
     workers: int | None = None,
     loader: str | None = None,
+    resize_on_device: bool | None = None,
     on_progress: ProgressFn | None = None,
     should_stop: Callable[[], bool] | None = None,
     on_embedded: Callable[[list[int], np.ndarray], None] | None = None,
@@ -69,10 +71,14 @@ def embed_items(
     report.batch_size = batch_size or backend.default_batch_size
     report.loader = loader or loader_kind(backend, len(todo), report.batch_size, workers)
     workers = report.workers = workers or default_workers(report.loader)
+    if resize_on_device is None:
+        resize_on_device = backend.device.startswith("cuda")
+    report.resized_on_device = resize_on_device and backend.device_geometry() is not None
     stop = should_stop or (lambda: False)
     started = time.perf_counter()
     done = 0
-    batches = pixel_batches(project, backend, todo, report.batch_size, workers, stop, report.loader)
+    batches = pixel_batches(project, backend, todo, report.batch_size, workers, stop, report.loader,
+                            report.resized_on_device)
     with closing(batches), OrderedWriter() as writer:  # closing: a cancelled run ends the loader now
         for ids, pixels, problems in batches:
             report.problems += problems

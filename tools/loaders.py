@@ -8,22 +8,30 @@ of its bare speed, and 16 threads were slower still).
 
 Workers hand over uint8 pixels (`Backend.prepare`), stacked channels last as
 PIL and torchvision lay them out; the model's device does the arithmetic
-(`PixelNorm`). A file that fails to decode becomes a Problem in its batch,
-never an exception.
+(`PixelNorm`). When a GPU runs the model, images no bigger than its input
+(thumbnails, product shots, digits) are handed over as decoded and resized
+on the GPU (`Backend.device_geometry`): a 28x28 image is 2 KB to move
+instead of the 150 KB of its 224x224 crop, and the workers, which bound a
+GPU's throughput, skip the resize. A file that fails to decode becomes a
+Problem in its batch, never an exception.
 """
 
 from __future__ import annotations
 
 import os
+from collections import defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass
+from itertools import accumulate
 from pathlib import Path
 from typing import Callable, Iterator
 
 from index.project import Project
 
 from .images import Reason
-from .models.base import Backend
+from .models.base import Backend, uint8_pixels
+from .models.geometry import Geometry
 from .sources import Problem
 
 PREFETCH_BATCHES = 3
@@ -94,19 +102,43 @@ def pixel_batches(
     workers: int,
     stop: Callable[[], bool],
     loader: str = "threads",
+    resize_on_device: bool = False,
 ) -> Batches:
     """(ids, stacked (N, C, H, W) pixels, problems) per batch, in order, prepared ahead of use
     by `workers` threads or, when `loader` is "processes", worker processes.
 
     The pixels are `backend.prepare`'s: uint8 for backends with a `pixel_norm`
-    (pinned in memory when threads feed a CUDA model), else floats. Once `stop()`
-    is true no more work is queued; a consumer that stops early closes this
-    generator (as `embed_items` does), which ends the threads or processes.
+    (pinned in memory when threads feed a CUDA model), else floats. With
+    `resize_on_device`, for a backend with a `device_geometry`, images smaller
+    than the model's input are resized on its device, where all pixels then
+    are. Once `stop()` is true no more work is queued; a consumer that stops
+    early closes this generator (as `embed_items` does), which ends the
+    threads or processes.
     """
+    geometry = backend.device_geometry() if resize_on_device else None
+    prepare = backend.prepare if geometry is None else SmallAsDecoded(backend.prepare, geometry)
     if loader == "processes":
-        yield from _process_batches(project, backend, item_ids, batch_size, workers)
+        batches = _process_batches(project, prepare, item_ids, batch_size, workers)
     else:
-        yield from _thread_batches(project, backend, item_ids, batch_size, workers, stop)
+        batches = _thread_batches(project, prepare, item_ids, batch_size, workers, stop, backend.device)
+    with closing(batches):  # a consumer closing this generator closes the loader's too
+        for batch in batches:
+            pixels = batch.nchw() if geometry is None else batch.on_device(backend.device, geometry)
+            yield batch.ids, pixels, batch.problems
+
+
+@dataclass(frozen=True)
+class SmallAsDecoded:
+    """What workers do to an image when the device resizes: one with fewer pixels than the
+    model's input is handed over as decoded, uint8 (3, h, w); any other is prepared. (So an
+    image of exactly the input's size has been prepared: `PixelBatch.on_device` relies on it.)"""
+
+    prepare: Callable
+    geometry: Geometry
+
+    def __call__(self, image):
+        height, width = self.geometry.output
+        return uint8_pixels(image) if image.width * image.height < height * width else self.prepare(image)
 
 
 def _item_files(project: Project, item_ids: list[int]) -> list[tuple[int, Path | Problem]]:
@@ -143,14 +175,14 @@ def _decode(path: Path, item_id: int, prepare: Callable):
         return Problem(str(path), Reason.CORRUPT, f"item {item_id} cannot be decoded: {exc}")
 
 
-def _thread_batches(project, backend, item_ids, batch_size, workers, stop) -> Batches:
+def _thread_batches(project, prepare, item_ids, batch_size, workers, stop, device) -> Iterator[PixelBatch]:
     import torch
 
-    pin = torch.cuda.is_available() and backend.device.startswith("cuda")  # pinned: asynchronous copies
+    pin = torch.cuda.is_available() and device.startswith("cuda")  # pinned: asynchronous copies
     chunks = [item_ids[i : i + batch_size] for i in range(0, len(item_ids), batch_size)]
 
     def submit(pool: ThreadPoolExecutor, chunk: list[int]) -> list[Future]:
-        return [pool.submit(_prepared, entry, backend.prepare) for entry in _item_files(project, chunk)]
+        return [pool.submit(_prepared, entry, prepare) for entry in _item_files(project, chunk)]
 
     pool = ThreadPoolExecutor(max_workers=max(1, workers))
     try:
@@ -163,7 +195,7 @@ def _thread_batches(project, backend, item_ids, batch_size, workers, stop) -> Ba
             batch = collate(list(zip(chunk, results)))
             if pin and batch.pixels is not None:
                 batch.pixels = batch.pixels.pin_memory()
-            yield batch.ids, batch.nchw(), batch.problems
+            yield batch
     finally:  # also when the consumer closes this generator early (a cancelled run)
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -172,16 +204,46 @@ def _thread_batches(project, backend, item_ids, batch_size, workers, stop) -> Ba
 class PixelBatch:
     """A batch as the loader stacked it. uint8 images whose bytes lie channels last (as PIL
     and torchvision's resize leave them) are stacked as (N, H, W, C), a plain copy: made
-    channels first, each image would cost a transposing copy as long as its resize (measured)."""
+    channels first, each image would cost a transposing copy as long as its resize (measured).
+    Images of different sizes (some left for the device to resize) lie end to end in one
+    flat buffer, each (h, w, C), their sizes in `shapes`."""
 
     ids: list[int]
     pixels: object  # a torch.Tensor; None when no image in the batch could be decoded
     problems: list[Problem]
     channels_last: bool = False
+    shapes: list[tuple[int, int]] | None = None  # (h, w) of each image, when `pixels` is flat
 
     def nchw(self):
         """(N, C, H, W), as models take it: a view, whatever the bytes' order."""
+        if self.shapes is not None:
+            raise ValueError("Images of different sizes: only on_device can resize them to one.")
         return self.pixels.permute(0, 3, 1, 2) if self.channels_last and self.pixels is not None else self.pixels
+
+    def on_device(self, device: str, geometry: Geometry):
+        """(N, C, H, W) uint8 on `device`: one copy of the bytes there, then each size of image
+        not yet the model's input (`SmallAsDecoded` prepared all others) resized and cropped by
+        `geometry`, a batch per size."""
+        import torch
+
+        if self.pixels is None:
+            return None
+        pixels = self.pixels.to(device, non_blocking=True)
+        if self.shapes is None:
+            images = pixels.permute(0, 3, 1, 2)
+            return images if tuple(images.shape[-2:]) == geometry.output else geometry.on_batch(images)
+        out = torch.empty((len(self.shapes), 3, *geometry.output), dtype=torch.uint8, device=device)
+        starts = accumulate((3 * height * width for height, width in self.shapes), initial=0)
+        members = defaultdict(list)  # (h, w) -> [(index in the batch, start in the buffer)]
+        for index, (shape, start) in enumerate(zip(self.shapes, starts)):
+            members[shape].append((index, start))
+        for (height, width), found in members.items():
+            size = 3 * height * width
+            images = torch.stack([pixels[start : start + size].view(height, width, 3) for _, start in found])
+            images = images.permute(0, 3, 1, 2)
+            out[[index for index, _ in found]] = (
+                images if (height, width) == geometry.output else geometry.on_batch(images))
+        return out
 
 
 def collate(samples: list[tuple[int, object]]) -> PixelBatch:
@@ -194,25 +256,30 @@ def collate(samples: list[tuple[int, object]]) -> PixelBatch:
         return PixelBatch([], None, problems)
     images = [r for _, r in good]
     channels_last = all(i.dim() == 3 and i.stride(0) == 1 and i.dtype == torch.uint8 for i in images)
-    pixels = _stack([image.permute(1, 2, 0) for image in images] if channels_last else images)
-    return PixelBatch([i for i, _ in good], pixels, problems, channels_last)
+    ids = [i for i, _ in good]
+    if channels_last and len({image.shape for image in images}) > 1:
+        pixels = _gather([image.permute(1, 2, 0).reshape(-1) for image in images], flat=True)
+        return PixelBatch(ids, pixels, problems, True, [tuple(image.shape[1:]) for image in images])
+    pixels = _gather([image.permute(1, 2, 0) for image in images] if channels_last else images)
+    return PixelBatch(ids, pixels, problems, channels_last)
 
 
-def _stack(tensors: list):
-    """torch.stack; in a DataLoader worker straight into shared memory, as torch's own collate
-    does, which saves a copy on the way to the main process."""
+def _gather(tensors: list, flat: bool = False):
+    """torch.stack (or, `flat`, torch.cat); in a DataLoader worker straight into shared memory,
+    as torch's own collate does, which saves a copy on the way to the main process."""
     import torch
     from torch.utils.data import get_worker_info
 
     out = None
     if get_worker_info() is not None:
         first = tensors[0]
-        storage = first._typed_storage()._new_shared(len(tensors) * first.numel(), device=first.device)
-        out = first.new(storage).resize_(len(tensors), *first.shape)
-    return torch.stack(tensors, out=out)
+        count = sum(t.numel() for t in tensors) if flat else len(tensors) * first.numel()
+        storage = first._typed_storage()._new_shared(count, device=first.device)
+        out = first.new(storage).resize_(count if flat else (len(tensors), *first.shape))
+    return torch.cat(tensors, out=out) if flat else torch.stack(tensors, out=out)
 
 
-def _process_batches(project, backend, item_ids, batch_size, workers) -> Batches:
+def _process_batches(project, prepare, item_ids, batch_size, workers) -> Iterator[PixelBatch]:
     """Batches from forked worker processes, through torch's DataLoader, one batch per task:
     a worker decodes a whole batch and stacks it straight into shared memory, as torch's
     own collate does. (A ring of shared buffers reused batch after batch, so that only a
@@ -223,7 +290,7 @@ def _process_batches(project, backend, item_ids, batch_size, workers) -> Batches
     items = _item_files(project, item_ids)
     chunks = [items[start : start + batch_size] for start in range(0, len(items), batch_size)]
     loader = DataLoader(
-        _BatchFiles(chunks, backend.prepare),
+        _BatchFiles(chunks, prepare),
         batch_size=None,  # each task is a whole batch
         collate_fn=_as_is,
         num_workers=max(1, min(workers, len(chunks))),
@@ -233,8 +300,7 @@ def _process_batches(project, backend, item_ids, batch_size, workers) -> Batches
     )
     batches = iter(loader)  # forks the workers
     try:
-        for batch in batches:
-            yield batch.ids, batch.nchw(), batch.problems
+        yield from batches
     finally:  # also when the consumer closes this generator early (a cancelled run)
         del batches  # its last reference: the iterator shuts its workers down now
 

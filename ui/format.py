@@ -127,7 +127,9 @@ def format_suggest(report, counts: StatusCounts) -> str:
         lines.append(
             f"Encoded {embed.embedded} images at {embed.images_per_second:.1f} images/s "
             f"(batch {embed.batch_size}, {embed.precision}, decoded by {embed.workers} "
-            f"{'worker processes' if embed.loader == 'processes' else 'threads'}); {embed.cached} were cached."
+            f"{'worker processes' if embed.loader == 'processes' else 'threads'}"
+            f"{', small ones resized on the GPU' if embed.resized_on_device else ''}); "
+            f"{embed.cached} were cached."
         )
     if embed and embed.problems:
         lines.append(f"Skipped {len(embed.problems)} images that could not be decoded:")

@@ -22,6 +22,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
     from PIL import Image
 
+    from .geometry import Geometry
+
 
 class ModelError(LabelchatError):
     """A model spec that cannot be used, weights that cannot be had, a device that is missing."""
@@ -211,6 +213,21 @@ class Backend(ABC):
         `pixel_norm` (`encode_images` finishes the job on the device, a batch at once),
         else the float tensor of `preprocess`."""
         return self.preprocess(image)
+
+    def geometry(self) -> "Geometry | None":
+        """The resize and crop that `prepare` does, as a `Geometry`; None when it is not one."""
+        return None
+
+    def device_geometry(self) -> "Geometry | None":
+        """`geometry()`, if it also runs on a batch on the model's device within a grey level or
+        two of `prepare` (checked once, on probe images): a GPU then resizes the images smaller
+        than its input itself (see `loaders`)."""
+        if not hasattr(self, "_device_geometry"):
+            from .geometry import agrees_on_small_images
+
+            geometry = self.geometry() if self.pixel_norm is not None else None
+            self._device_geometry = geometry if agrees_on_small_images(geometry, self.prepare) else None
+        return self._device_geometry
 
     def model_input(self, pixels: "torch.Tensor") -> "torch.Tensor":
         """A batch from `preprocess` or `prepare`, on the device, as the model's float input."""

@@ -85,6 +85,9 @@ class HFClipBackend(Backend):
             return self._resize_crop(image)
         return processor_pixels(self.image_processor, image)
 
+    def geometry(self):
+        return self._resize_crop
+
     def encode_images(self, pixels) -> np.ndarray:
         def encode(batch):
             return _pooled(self.model.get_image_features(pixel_values=batch))

@@ -242,6 +242,11 @@ class OfflineBackend(Backend):
         left, top = (size[0] - IMAGE_SIZE) // 2, (size[1] - IMAGE_SIZE) // 2
         return uint8_pixels(image.crop((left, top, left + IMAGE_SIZE, top + IMAGE_SIZE)))
 
+    def geometry(self):
+        from .geometry import Geometry
+
+        return Geometry(RESIZE_TO, None, (IMAGE_SIZE, IMAGE_SIZE), bicubic=True, round_sides=True)
+
     def preprocess(self, image: "Image.Image") -> "torch.Tensor":
         """`prepare`, scaled to [-1, 1]: float (3, 224, 224)."""
         return self.pixel_norm.apply(self.prepare(image)[None])[0]

@@ -18,6 +18,7 @@ from index.types import Label
 
 from .base import Backend, LinearHead, ModelError, PixelNorm, uint8_pixels
 from .clip_common import PrecisionChooser, text_head
+from .geometry import Geometry
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 
@@ -85,6 +86,9 @@ class OpenClipBackend(Backend):
             image = step(image)
         return uint8_pixels(image)
 
+    def geometry(self):
+        return pil_steps_geometry(self._pil_steps)
+
     def encode_images(self, pixels) -> np.ndarray:
         features = self.precision.encode(self.model.encode_image, self.model_input(pixels))
         return features.cpu().numpy().astype(np.float32)
@@ -119,6 +123,27 @@ def split_transform(transform) -> tuple[list | None, PixelNorm | None]:
         return None, None
     normalize = steps[-1]
     return steps[:-2], PixelNorm(tuple(float(m) for m in normalize.mean), tuple(float(s) for s in normalize.std))
+
+
+def pil_steps_geometry(steps: list | None) -> Geometry | None:
+    """The PIL steps of open_clip's eval transform (Resize to a shorter side or a size, then
+    CenterCrop, then a mode conversion) as a Geometry; None for steps of any other shape."""
+    import torchvision.transforms as T
+
+    if not steps or len(steps) < 2 or not isinstance(steps[0], T.Resize) or not isinstance(steps[1], T.CenterCrop):
+        return None
+    resize, crop = steps[0], steps[1]
+    if any("convert" not in type(step).__name__.lower() and "rgb" not in getattr(step, "__name__", "").lower()
+           for step in steps[2:]):
+        return None
+    modes = {T.InterpolationMode.BICUBIC: True, T.InterpolationMode.BILINEAR: False}
+    if resize.interpolation not in modes or resize.max_size is not None or resize.antialias is False:
+        return None
+    sides = [resize.size] if isinstance(resize.size, int) else list(resize.size)
+    crop_size = (crop.size, crop.size) if isinstance(crop.size, int) else tuple(crop.size)
+    edge, size = (sides[0], None) if len(sides) == 1 else (None, (sides[0], sides[1]))
+    return Geometry(edge, size, (int(crop_size[0]), int(crop_size[-1])), modes[resize.interpolation],
+                    round_offsets=True)
 
 
 def _in_hub_cache(arch: str, pretrained: str) -> bool:
