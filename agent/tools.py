@@ -233,12 +233,11 @@ def build_tools(ctx: AgentContext) -> list[BaseTool]:
 
     @tool(parse_docstring=True, response_format="content_and_artifact")
     def undo() -> tuple[str, Any]:
-        """Undo the newest decision."""
-        decision = store.undo(actor="chat")
-        state = store.state(decision.item_id)
+        """Undo the newest decision, or every decision of the newest bulk action."""
+        undone = store.undo_last(actor="chat")
         if ctx._reviewer is not None:
             ctx._reviewer.refresh()
-        return f"Undid the decision on #{decision.item_id}; it is now {state.label or state.status.value}.", decision
+        return undo_text(store, undone), undone
 
     @tool(parse_docstring=True, response_format="content_and_artifact")
     def status() -> tuple[str, Any]:
@@ -308,6 +307,15 @@ def build_tools(ctx: AgentContext) -> list[BaseTool]:
 
     return [add_images, crawl, set_labels, add_labels, suggest_labels, review_batch, decide, correct,
             accept_above, similar, export_dataset, undo, status, train_model, use_model, model_versions]
+
+
+def undo_text(store, undone: list) -> str:
+    """What one undo took back, for the chat and the review panel."""
+    if len(undone) == 1:
+        state = store.state(undone[0].item_id)
+        return f"Undid the decision on #{undone[0].item_id}; it is now {state.label or state.status.value}."
+    ids = ", ".join(f"#{d.item_id}" for d in undone[:8]) + (", ..." if len(undone) > 8 else "")
+    return f"Undid the bulk action's {len(undone)} decisions ({ids}); those images are back to how they were."
 
 
 def _percent(value: float | None) -> str:

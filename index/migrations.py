@@ -210,10 +210,25 @@ def m005_conversations(db: sqlite3.Connection) -> None:
     )
 
 
+def m006_decision_batches(db: sqlite3.Connection) -> None:
+    run_statements(
+        db,
+        """
+        -- The decisions one action made together (accept --min-prob, auto-accept, accept 1 2 3)
+        -- share the id of the first of them, so that one undo takes the whole action back.
+        ALTER TABLE decisions ADD COLUMN batch INTEGER;
+        CREATE INDEX decisions_batch ON decisions(batch) WHERE batch IS NOT NULL;
+        -- What is still in effect is looked up by the decision an undo cancels.
+        CREATE INDEX decisions_undoes ON decisions(undoes) WHERE undoes IS NOT NULL;
+        """,
+    )
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("initial", m001_initial),
     ("embeddings and zero-shot heads", m002_embeddings_and_heads),
     ("suggestion reasons", m003_suggestion_reasons),
     ("crawl frontier", m004_crawl_frontier),
     ("conversations", m005_conversations),
+    ("decision batches", m006_decision_batches),
 ]

@@ -366,14 +366,18 @@ class Store:
     def decide_many(
         self, decisions: Sequence[tuple[int, Action, str | None]], *, actor: str, auto: bool
     ) -> int:
-        """Append many decisions in one transaction: all of them land, or none."""
+        """Append many decisions in one transaction: all of them land, or none. They form one
+        batch, which `undo_last` takes back as a whole."""
         with self._write() as db:
+            ids = []
             for item_id, action, label in decisions:
                 if db.execute("SELECT 1 FROM items WHERE id = ?", (item_id,)).fetchone() is None:
                     raise UnknownItemError(item_id)
                 if Action(action) in (Action.ACCEPT, Action.CORRECT):
                     self._check_label(db, label)
-                self._append_decision(db, item_id, Action(action), label, actor, auto)
+                ids.append(self._append_decision(db, item_id, Action(action), label, actor, auto))
+            if len(ids) > 1:
+                db.execute("UPDATE decisions SET batch = ? WHERE id BETWEEN ? AND ?", (ids[0], ids[0], ids[-1]))
         return len(decisions)
 
     def undo(self, item_id: int | None = None, *, actor: str = "user") -> Decision:
@@ -386,13 +390,33 @@ class Store:
             if target is None:
                 where = f"item {item_id}" if item_id is not None else "this project"
                 raise NothingToUndoError(f"Nothing to undo in {where}: no decision is in effect.")
-            decision_id = db.execute(
-                "INSERT INTO decisions(item_id, action, label, actor, auto, undoes, created_at)"
-                " VALUES (?, 'undo', ?, ?, 0, ?, ?)",
-                (target["item_id"], target["label"], actor, target["id"], now()),
-            ).lastrowid
-            self._refresh_state(db, target["item_id"])
+            decision_id = self._append_undo(db, target, actor)
         return self.decision(decision_id)
+
+    def undo_last(self, *, actor: str = "user") -> list[Decision]:
+        """Cancel the newest action still in effect: one decision, or all of a bulk action's
+        decisions that are still in effect (one transaction). Returns the undo decisions."""
+        with self._write() as db:
+            target = _newest_effective(db, None)
+            if target is None:
+                raise NothingToUndoError("Nothing to undo in this project: no decision is in effect.")
+            targets = [target] if target["batch"] is None else _effective_in_batch(db, target["batch"])
+            first = last = None
+            for row in targets:
+                last = self._append_undo(db, row, actor)
+                first = first or last
+        rows = self._read(_DECISION_SELECT + " WHERE id BETWEEN ? AND ? AND action = 'undo' ORDER BY id",
+                          (first, last))
+        return [_decision(row) for row in rows]
+
+    def _append_undo(self, db: sqlite3.Connection, target: sqlite3.Row, actor: str) -> int:
+        decision_id = db.execute(
+            "INSERT INTO decisions(item_id, action, label, actor, auto, undoes, created_at)"
+            " VALUES (?, 'undo', ?, ?, 0, ?, ?)",
+            (target["item_id"], target["label"], actor, target["id"], now()),
+        ).lastrowid
+        self._refresh_state(db, target["item_id"])
+        return decision_id
 
     def _append_decision(
         self,
@@ -891,11 +915,19 @@ def _newest_effective(db: sqlite3.Connection, item_id: int | None) -> sqlite3.Ro
     where = "AND d.item_id = ?" if item_id is not None else ""
     params = (item_id,) if item_id is not None else ()
     return db.execute(
-        "SELECT d.id, d.item_id, d.label FROM decisions d WHERE d.action != 'undo'"
+        "SELECT d.id, d.item_id, d.label, d.batch FROM decisions d WHERE d.action != 'undo'"
         f" {where} AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undoes = d.id)"
         " ORDER BY d.id DESC LIMIT 1",
         params,
     ).fetchone()
+
+
+def _effective_in_batch(db: sqlite3.Connection, batch: int) -> list[sqlite3.Row]:
+    return db.execute(
+        "SELECT d.id, d.item_id, d.label, d.batch FROM decisions d WHERE d.batch = ? AND d.action != 'undo'"
+        " AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undoes = d.id) ORDER BY d.id",
+        (batch,),
+    ).fetchall()
 
 
 def _confirmed_as(db: sqlite3.Connection, item_id: int, label: str) -> bool:
@@ -921,7 +953,7 @@ _ITEM_SELECT = (
     " AS source, (SELECT page_url FROM item_sources WHERE item_id = i.id ORDER BY id LIMIT 1)"
     " AS page_url FROM items i"
 )
-_DECISION_SELECT = "SELECT id, item_id, action, label, actor, auto, created_at, undoes FROM decisions"
+_DECISION_SELECT = "SELECT id, item_id, action, label, actor, auto, created_at, undoes, batch FROM decisions"
 
 
 _SUGGESTION_SELECT = (
@@ -970,6 +1002,7 @@ def _decision(row: sqlite3.Row) -> Decision:
         auto=bool(row["auto"]),
         created_at=row["created_at"],
         undoes=row["undoes"],
+        batch=row["batch"],
     )
 
 

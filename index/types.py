@@ -109,6 +109,7 @@ class Decision:
     auto: bool  # made by a rule rather than a person looking at the item
     created_at: str
     undoes: int | None = None  # for UNDO: the decision it cancels
+    batch: int | None = None  # the first decision of the bulk action this one was part of
 
 
 @dataclass(frozen=True)

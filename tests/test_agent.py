@@ -88,6 +88,9 @@ def test_bulk_actions_wait_for_a_yes(tmp_path, photos_dir):
         assert accepted > 0 and f"Accepted {accepted} images" in answer(steps)
         decision = project.store.decisions()[-1]
         assert decision.auto and decision.actor.startswith("chat")
+        steps = say(session, "undo")  # the whole bulk action, not its last image
+        assert f"Undid the bulk action's {accepted} decisions" in answer(steps)
+        assert project.store.status().by_status["confirmed"] == 0
 
 
 def test_with_yes_nothing_waits(tmp_path, photos_dir):

@@ -57,6 +57,20 @@ def test_add_status_export_undo_with_json(tmp_path, photos_dir):
     assert again.returncode == 1 and "not empty" in again.stderr and "--overwrite" in again.stderr
 
 
+def test_one_undo_takes_back_a_bulk_accept(tmp_path, photos_dir):
+    run("add", str(photos_dir / "fish"), "--project", "p", cwd=tmp_path)
+    run("labels", "set", "fish, tool", "--project", "p", cwd=tmp_path)
+    run("model", "openclip:tiny/random", "--project", "p", cwd=tmp_path)
+    accepted = run("accept", "--min-prob", "0.01", "--json", "--project", "p", cwd=tmp_path)
+    assert accepted.returncode == 0, accepted.stderr
+    count = json.loads(accepted.stdout)["accepted"]
+    assert count == 20
+    undo = run("undo", "--project", "p", cwd=tmp_path)
+    assert undo.returncode == 0 and "Undid one bulk action: 20 decisions" in undo.stdout
+    status = json.loads(run("status", "--json", "--project", "p", cwd=tmp_path).stdout)
+    assert status["by_status"]["confirmed"] == 0 and status["by_status"]["pending"] == 20
+
+
 def test_project_from_the_environment_and_the_default(tmp_path):
     (tmp_path / "a.jpg").write_bytes(imagefiles.jpeg(1))
     run("add", "a.jpg", cwd=tmp_path, env={"LABELCHAT_PROJECT": str(tmp_path / "envproj")})

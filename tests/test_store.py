@@ -53,7 +53,7 @@ def test_opening_an_older_project_applies_new_migrations_and_keeps_data(tmp_path
     with Project(folder) as project:
         project.store.set_labels([Label("cat")])
         (a, _) = _add(project.store, 2)
-        project.store.decide(a, Action.ACCEPT, "cat")
+        project.store.decide_many([(a, Action.ACCEPT, "cat")], actor="user", auto=False)  # reads no newer column
         assert project.store.schema_version == 1
     monkeypatch.setattr("index.store.MIGRATIONS", every)
     with Project(folder) as project:
@@ -153,6 +153,32 @@ def test_undo_walks_back_one_decision_at_a_time_across_restarts(tmp_path):
         assert [d.action for d in store.decisions(a)] == [
             Action.ACCEPT, Action.CORRECT, Action.UNDO, Action.UNDO,
         ]
+        assert store.check() == []
+
+
+def test_one_undo_takes_back_a_whole_bulk_action_and_only_what_is_still_in_effect(tmp_path):
+    folder = tmp_path / "p"
+    with Project(folder) as project:
+        store = project.store
+        store.set_labels([Label("cat"), Label("dog")])
+        a, b, c, d = _add(store, 4)
+        store.decide(a, Action.ACCEPT, "dog")
+        store.decide_many([(b, Action.ACCEPT, "cat"), (c, Action.ACCEPT, "cat"), (d, Action.ACCEPT, "cat")],
+                          actor="bulk:p>=0.9", auto=True)
+        store.decide(c, Action.CORRECT, "dog")  # a person looked again at one of them
+    with Project(folder) as project:  # across a restart
+        store = project.store
+        (undone,) = store.undo_last()  # the newest action first: the correction
+        assert (undone.item_id, store.state(c).label) == (c, "cat")
+        store.undo(d)  # one item of the bulk taken back on its own
+        undone = store.undo_last()  # the rest of the bulk action, at once
+        assert sorted(u.item_id for u in undone) == [b, c] and all(u.action is Action.UNDO for u in undone)
+        assert [store.state(i).status for i in (b, c, d)] == [Status.PENDING] * 3
+        assert store.state(a).label == "dog"
+        (undone,) = store.undo_last()
+        assert undone.item_id == a
+        with pytest.raises(NothingToUndoError, match="Nothing to undo"):
+            store.undo_last()
         assert store.check() == []
 
 

@@ -24,6 +24,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("GRADIO_RUN_HISTORY", "False")
 
 from agent.session import Session  # noqa: E402
+from agent.tools import undo_text  # noqa: E402
 from index.errors import LabelchatError  # noqa: E402
 from index.project import Project  # noqa: E402
 from index.types import Action  # noqa: E402
@@ -283,8 +284,8 @@ def build_app(state: AppState):
             item_id, kind = request.get("item"), request.get("action")
             ack = f'<span data-decided="{html.escape(str(item_id))}" data-t="{html.escape(str(request.get("t")))}"></span>'
             if kind == "undo":
-                decision = state.project.store.undo(actor="web")
-                return (*show_batch(order, label, span, f"Undid the decision on #{decision.item_id}.", learn=True), ack)
+                undone = state.project.store.undo_last(actor="web")
+                return (*show_batch(order, label, span, undo_text(state.project.store, undone), learn=True), ack)
             if item_id not in ids:
                 notice = f"#{item_id} was already decided (maybe in another tab); nothing was counted twice."
                 return (*render(ids, notice), ack)

@@ -126,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--overwrite", action="store_true",
                         help="replace an earlier labelchat export in OUT_DIR")
 
-    undo = command("undo", "undo the newest decision (of the project, or of one item)", cmd_undo)
+    undo = command("undo", "undo the newest decision, or all of the newest bulk action (--item ID: of one item)",
+                   cmd_undo)
     undo.add_argument("--item", type=int, metavar="ID")
 
     crawl = command("crawl", "gather images from web pages, sitemaps and URL lists (politely)", cmd_crawl)
@@ -463,10 +464,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_undo(args: argparse.Namespace) -> int:
     with _open(args) as project:
-        decision = project.store.undo(args.item)
-        state = project.store.state(decision.item_id)
-        _emit(args, {"ok": True, "decision": decision, "state": state},
-              fmt.format_decision(decision, state.label))
+        undone = [project.store.undo(args.item)] if args.item is not None else project.store.undo_last()
+        states = [project.store.state(d.item_id) for d in undone]
+        _emit(args, {"ok": True, "decision": undone[0], "state": states[0], "undone": len(undone),
+                     "decisions": undone}, fmt.format_undo(undone, states))
     return EXIT_OK
 
 
@@ -592,8 +593,9 @@ def _answer_cards(reviewer, cards) -> int:
             if action[0] == "quit":
                 return decided
             if action[0] == "undo":
-                decision = reviewer.store.undo(actor="user")
-                print(f"  undid decision {decision.undoes} (item {decision.item_id})", file=sys.stderr)
+                undone = reviewer.store.undo_last(actor="user")
+                states = [reviewer.store.state(d.item_id) for d in undone]
+                print(f"  {fmt.format_undo(undone, states)}", file=sys.stderr)
                 continue
             reviewer.decide(card.item.id, Action(action[0]), action[1])
             decided += 1
@@ -612,7 +614,7 @@ def cmd_decide(args: argparse.Namespace) -> int:
                 raise LabelchatError("Give item ids or --min-prob, not both.")
             report = reviewer.accept_above(args.min_prob, args.label)
             text = f"Accepted {report.accepted} items" + (f" suggested as {args.label}" if args.label else "") + \
-                f" with probability >= {args.min_prob}. 'labelchat undo' takes back one at a time."
+                f" with probability >= {args.min_prob}. 'labelchat undo' takes them all back."
             value = {"ok": True, "accepted": report.accepted}
         else:
             if not args.items:
