@@ -58,7 +58,7 @@ class AgentContext:
 
 
 # Actions that are expensive or hard to take back wait for a yes (unless --yes).
-NEEDS_CONFIRMATION = {"accept_above", "crawl", "train_model"}
+NEEDS_CONFIRMATION = {"accept_above", "crawl", "train_model", "set_labels"}
 
 
 def build_tools(ctx: AgentContext) -> list[BaseTool]:
@@ -340,6 +340,8 @@ def confirmation_question(ctx: AgentContext, name: str, args: dict) -> str | Non
         which = f" suggested as {args['label']}" if args.get("label") else ""
         return (f"This will accept {count} images{which} with probability >= {args['min_prob']}. "
                 f"Go ahead? (yes / no)")
+    if name == "set_labels":
+        return _labels_question(ctx, args.get("labels", []))
     if name == "train_model":
         if args.get("kind", "probe") != "finetune":
             return None  # a probe takes seconds
@@ -354,6 +356,19 @@ def confirmation_question(ctx: AgentContext, name: str, args: dict) -> str | Non
                  f"{args.get('depth', 1)} link(s) deep"
         return f"This will crawl {', '.join(args.get('urls', []))} ({limits}). Go ahead? (yes / no)"
     return f"Run {name}? (yes / no)"
+
+
+def _labels_question(ctx: AgentContext, labels: list[str]) -> str | None:
+    """Asked before a new label set drops labels that confirmed images have (None: none would)."""
+    names = {label.name for label in parse_label_list("\n".join(labels))}
+    counts = ctx.project.store.status().by_label
+    dropped = [(c.label, c.confirmed) for c in counts if c.confirmed and c.label not in names]
+    if not dropped:
+        return None
+    listed = ", ".join(f"{label} ({n})" for label, n in dropped)
+    return (f"The new labels leave out {listed}: {sum(n for _, n in dropped)} confirmed images would have a "
+            f"label that is no longer in the set. Replace the labels anyway? (yes / no; to keep them, say "
+            f"'add the labels {', '.join(labels)}')")
 
 
 __all__ = ["AgentContext", "NEEDS_CONFIRMATION", "build_tools", "confirmation_question"]

@@ -93,6 +93,26 @@ def test_bulk_actions_wait_for_a_yes(tmp_path, photos_dir):
         assert project.store.status().by_status["confirmed"] == 0
 
 
+def test_a_new_label_set_that_leaves_out_confirmed_labels_waits_for_a_yes(tmp_path, photos_dir):
+    with Project(tmp_path / "p") as project:
+        session = Session(project, model=TINY)
+        say(session, f"add {photos_dir / 'fish'}")
+        say(session, "use the labels fish, tool")  # nothing confirmed yet: no question
+        assert project.store.label_set().names == ["fish", "tool"]
+        say(session, f"{project.store.items()[0].id} is a fish")
+        steps = say(session, "label them as cat, dog")
+        (question,) = [s for s in steps if isinstance(s, NeedsConfirmation)]
+        assert "leave out fish (1)" in question.question and project.store.label_set().names == ["fish", "tool"]
+        steps = say(session, "no")
+        assert project.store.label_set().names == ["fish", "tool"]
+        steps = say(session, "add the labels cat, dog")
+        assert calls(steps) == [("add_labels", {"labels": ["cat", "dog"]})]
+        assert project.store.label_set().names == ["fish", "tool", "cat", "dog"]
+        say(session, "use the labels cat, dog")
+        say(session, "yes")
+        assert project.store.label_set().names == ["cat", "dog"]
+
+
 def test_with_yes_nothing_waits(tmp_path, photos_dir):
     with Project(tmp_path / "p") as project:
         session = Session(project, model=TINY, yes=True)
