@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from index.errors import LabelchatError
 from index.project import Project
 from index.types import Label, Status
 from tools.ingest import ingest
@@ -193,6 +194,60 @@ def test_a_double_click_on_approve_decides_one_card_not_the_next(app, browser):
     page.close()
 
 
+def test_the_panel_refuses_what_a_person_did_not_mean(app, browser, tmp_path):
+    """Enter on a focused button presses it; a bulk approval needs a preview of the same label and
+    threshold; an unreadable range says how to write one; a failed export says why, in place."""
+    from index.types import Action
+
+    url, folder = app
+    page = _review_page(browser, url)
+    with _store(folder) as project:
+        decisions = len(project.store.decisions())
+    page.focus("#lc-next")
+    with page.expect_request(lambda request: "/gradio_api/queue/join" in request.url, timeout=30000):
+        page.keyboard.press("Enter")  # the button asks for a batch...
+    page.wait_for_timeout(500)
+    with _store(folder) as project:
+        assert len(project.store.decisions()) == decisions  # ...and no card was approved
+
+    page.locator("#lc-bulk-label input").click()
+    page.get_by_role("option", name="tool", exact=True).click()
+    page.wait_for_function("document.querySelector('#lc-bulk-label input').value === 'tool'", timeout=30000)
+    page.click("#lc-bulk-go")  # no preview yet
+    page.wait_for_selector("text=Press Preview first", timeout=30000)
+    page.click("#lc-bulk-preview")
+    page.wait_for_selector("#lc-bulk-info >> text=pending items suggested as", timeout=30000)
+    page.locator("#lc-bulk-prob input[type=number]").fill("0.05")  # the preview was for 0.9
+    page.keyboard.press("Enter")
+    page.wait_for_function("!document.querySelector('#lc-bulk-info').innerText.includes('pending items')",
+                           timeout=30000)  # the stale preview is gone
+    page.click("#lc-bulk-go")
+    page.wait_for_selector("text=Press Preview first >> nth=-1", timeout=30000)
+    with _store(folder) as project:
+        assert len(project.store.decisions()) == decisions
+
+    page.fill("#lc-range input, #lc-range textarea", "abc")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("text=Write the probability range as two numbers", timeout=30000)
+
+    with _store(folder) as project:  # something to export
+        project.store.decide(project.store.items()[-1].id, Action.ACCEPT, "tool")
+    page.get_by_role("tab", name="Dashboard").click()
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "notes.txt").write_text("mine")
+    page.get_by_label("Export to folder").fill(str(tmp_path / "fresh"))
+    page.get_by_role("button", name="Export", exact=True).click()
+    page.wait_for_selector("#lc-export-info >> text=/^Exported/", timeout=30000)
+    assert str(tmp_path / "fresh") in page.locator("#lc-export-info").inner_text()
+    page.get_by_label("Export to folder").fill(str(full))
+    page.get_by_role("button", name="Export", exact=True).click()
+    page.wait_for_selector("#lc-export-info >> text=Not exported", timeout=30000)
+    text = page.locator("#lc-export-info").inner_text()  # the earlier success is not left on show
+    assert "is not empty" in text and "--overwrite" not in text and str(tmp_path / "fresh") not in text
+    page.close()
+
+
 def test_a_prepared_batch_is_used_only_if_nothing_else_was_decided_meanwhile(project, photos_dir):
     from index.types import Action
     from ui.next_batch import NextBatch, Prepared
@@ -276,7 +331,14 @@ def test_views_are_pure_and_render_steps_and_cards():
     assert messages[-1] == {"role": "assistant", "content": "done"}
     assert "Nothing to review" in views.render_cards([], LABELS, str)
     assert views.parse_range("0.2-0.6") == (0.2, 0.6) and views.parse_range("20-60%") == (0.2, 0.6)
-    assert views.parse_range("all") == (0.0, 1.0)
+    assert views.parse_range("all") == (0.0, 1.0) and views.parse_range("") == (0.0, 1.0)
+    assert views.parse_range("0.9-0.4") == (0.4, 0.9) and views.parse_range(">0.8") == (0.8, 1.0)
+    assert views.parse_range("0.4 to 0.7") == (0.4, 0.7) and views.parse_range("<= 30%") == (0.0, 0.3)
+    for unreadable in ("abc", "0.5", "0.2-", "150-200%"):
+        with pytest.raises(LabelchatError, match="probabilit"):
+            views.parse_range(unreadable)
+    empty = views.render_cards([], LABELS, str, filtered=views.filter_text("tool", 0.01, 0.05))
+    assert "No pending images suggested as tool, with probability 0.01-0.05" in empty and "Widen" in empty
     columns, rows = views.probability_histogram([0.05, 0.95, 0.99])
     assert rows[0] == ["0.0-0.1", 1] and rows[-1] == ["0.9-1.0", 2]
     _, curve = views.training_curve_table([{"epoch": 1, "train_loss": 0.9, "val_accuracy": 0.5},

@@ -35,6 +35,8 @@ from .next_batch import NextBatch, Prepared  # noqa: E402
 ASSETS = Path(__file__).parent / "assets"
 BATCH = 12
 PREPARE_AT = 2  # cards left when the next batch is prepared (ui/next_batch.py): time to finish first
+CONFIRMED, SUGGESTED = "confirmed labels", "confirmed, and suggestions for the rest"
+EXPORT_INCLUDE = {CONFIRMED: "confirmed", SUGGESTED: "suggested"}
 
 
 class AppState:
@@ -136,9 +138,12 @@ class AppState:
         self.training = threading.Thread(target=work, daemon=True, name="labelchat-train")
         self.training.start()
 
-    def cancel_training(self) -> None:
-        if self._train_cancel is not None:
-            self._train_cancel.set()
+    def cancel_training(self) -> bool:
+        """Ask the running training to stop; False when none is running."""
+        if not self.training_running:
+            return False
+        self._train_cancel.set()
+        return True
 
     @property
     def training_running(self) -> bool:
@@ -181,6 +186,7 @@ def build_app(state: AppState):
                 bulk_preview = gr.Button("Preview", elem_id="lc-bulk-preview")
                 bulk_go = gr.Button("Approve them", variant="primary", elem_id="lc-bulk-go")
             bulk_info = gr.Markdown(elem_id="lc-bulk-info")
+            bulk_previewed = gr.State(None)  # (label, threshold) of the preview shown
             cards_html = gr.HTML(elem_id="lc-review")
             batch_state = gr.State([])
             action = gr.Textbox(elem_id="lc-action", elem_classes=["lc-hidden"], show_label=False)
@@ -215,8 +221,10 @@ def build_app(state: AppState):
                 export_dir = gr.Textbox(label="Export to folder", scale=3)
                 export_format = gr.Dropdown(["imagefolder", "csv", "jsonl", "coco", "hf"], value="imagefolder",
                                             label="Format", scale=1)
+                export_include = gr.Dropdown(list(EXPORT_INCLUDE), value=CONFIRMED, label="Include", scale=1)
+                export_overwrite = gr.Checkbox(False, label="Replace an earlier export", scale=1)
                 export_go = gr.Button("Export", scale=1)
-            export_info = gr.Markdown()
+            export_info = gr.Markdown(elem_id="lc-export-info")
 
         def respond(text, history):
             history = list(history or []) + [{"role": "user", "content": text}]
@@ -238,7 +246,7 @@ def build_app(state: AppState):
                 cards = choose_batch(order, label, span, learn=learn)
             except LabelchatError as exc:
                 raise gr.Error(str(exc)) from exc
-            return show(cards, notice)
+            return show(cards, notice, filtered=views.filter_text(label, *views.parse_range(span)))
 
         def choose_batch(order, label, span, *, learn, left_out=frozenset()):
             low, high = views.parse_range(span)
@@ -250,13 +258,15 @@ def build_app(state: AppState):
 
         def prepare_next(order, label, span, left_out) -> Prepared:
             cards = choose_batch(order, label, span, learn=True, left_out=left_out)
-            return Prepared(views.render_cards(cards, state.project.store.label_set().names, state.image_url), cards)
+            filtered = views.filter_text(label, *views.parse_range(span))
+            return Prepared(views.render_cards(cards, state.project.store.label_set().names, state.image_url,
+                                               filtered=filtered), cards)
 
-        def show(cards, notice="", html_text=None):
+        def show(cards, notice="", html_text=None, filtered=""):
             state.cards = {c.item.id: c for c in cards}
             if html_text is None:
                 labels = state.project.store.label_set().names
-                html_text = views.render_cards(cards, labels, state.image_url, notice=notice)
+                html_text = views.render_cards(cards, labels, state.image_url, notice=notice, filtered=filtered)
             return html_text, [c.item.id for c in cards]
 
         def next_key(order, label, span):
@@ -314,14 +324,20 @@ def build_app(state: AppState):
             return state.reviewer().candidates(float(prob), label)
 
         def on_preview(label, prob):
+            """The count a person sees before approving; 'Approve them' acts only on what was previewed."""
             found = candidates(label, prob)
-            return f"**{len(found)}** pending items suggested as **{label}** with probability ≥ {prob:.2f}."
+            text = f"**{len(found)}** pending items suggested as **{label}** with probability ≥ {prob:.2f}."
+            if found:
+                text += " Press **Approve them** to approve them (U in the panel, or 'undo' in the chat, takes them back)."
+            return text, (label, float(prob))
 
-        def on_bulk(label, prob, order, filter_label, span):
+        def on_bulk(previewed, label, prob, order, filter_label, span):
+            if previewed != (label, float(prob)):
+                raise gr.Error("Press Preview first, to see how many items this approves.")
             count = len(candidates(label, prob))
             report = state.reviewer().accept_above(float(prob), label, actor="web")
             html, ids = show_batch(order, filter_label, span, learn=True)
-            return f"Approved **{report.accepted}** of {count} items as **{label}**.", html, ids
+            return f"Approved **{report.accepted}** of {count} items as **{label}**.", None, html, ids
 
         def label_choices():
             names = [""] + state.project.store.label_set().names
@@ -342,15 +358,24 @@ def build_app(state: AppState):
             return (text, pd.DataFrame(rows, columns=columns), pd.DataFrame(h_rows, columns=h_columns),
                     pd.DataFrame(p_rows, columns=p_columns))
 
-        def on_export(folder, fmt):
+        def on_export(folder, fmt, include, overwrite):
+            """Exports, or says why not; a failed export never leaves an earlier success on show."""
             from tools.export import export_dataset
 
-            if not folder:
-                raise gr.Error("Give a folder to export into.")
+            if not (folder or "").strip():
+                return "**Not exported:** give a folder to export into."
+            target = Path(folder.strip()).expanduser()
+            target = target if target.is_absolute() else (Path.cwd() / target)
             try:
-                report = export_dataset(state.project, folder, fmt)
-            except LabelchatError as exc:
-                raise gr.Error(str(exc)) from exc
+                report = export_dataset(state.project, target, fmt, include=EXPORT_INCLUDE[include],
+                                        overwrite=overwrite)
+            except LabelchatError as exc:  # its hints name the CLI's options: name the controls instead
+                message = str(exc).replace("pass --overwrite", "tick 'Replace an earlier export'").replace(
+                    "--overwrite", "'Replace an earlier export'").replace(
+                    "use --include suggested", f"choose '{SUGGESTED}'")
+                return f"**Not exported:** {message}"
+            except OSError as exc:
+                return f"**Not exported:** could not write to {target}: {exc.strerror or exc}. Choose a folder you can write to."
             return f"Exported **{report.count}** images as {report.format.value} to `{report.folder}`."
 
         def models_view(name=None):
@@ -413,12 +438,16 @@ def build_app(state: AppState):
         # card must go at once. trigger_mode "multiple": fast key presses are not dropped.
         act.click(on_action, [action, batch_state, *filters], [cards_html, batch_state, ack], queue=False,
                   show_progress="hidden", trigger_mode="multiple")
-        bulk_preview.click(on_preview, [bulk_label, bulk_prob], bulk_info)
-        bulk_go.click(on_bulk, [bulk_label, bulk_prob, *filters], [bulk_info, cards_html, batch_state])
+        bulk_preview.click(on_preview, [bulk_label, bulk_prob], [bulk_info, bulk_previewed])
+        bulk_go.click(on_bulk, [bulk_previewed, bulk_label, bulk_prob, *filters],
+                      [bulk_info, bulk_previewed, cards_html, batch_state])
+        for bulk_input in (bulk_label, bulk_prob):  # a preview counts for the label and threshold it was made for
+            bulk_input.change(lambda: ("", None), None, [bulk_info, bulk_previewed], show_progress="hidden")
         refresh.click(dashboard, None, [summary, per_label, histogram, progress_plot], api_name="dashboard")
-        export_go.click(on_export, [export_dir, export_format], export_info)
+        export_go.click(on_export, [export_dir, export_format, export_include, export_overwrite], export_info)
         train_go.click(on_train, [train_kind, train_epochs, train_use], [train_info, timer], api_name="train")
-        train_stop.click(lambda: state.cancel_training() or "Cancelling after the current step…", None, train_info)
+        train_stop.click(lambda: "Cancelling after the current step…" if state.cancel_training()
+                         else "No training run is going on.", None, train_info)
         timer.tick(on_tick, version_pick, [train_info, timer, *models_outputs], show_progress="hidden")
         version_pick.input(models_view, version_pick, models_outputs)
         use_version.click(on_use, version_pick, [train_info, *models_outputs])

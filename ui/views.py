@@ -10,6 +10,8 @@ import html
 from collections import Counter
 from typing import Callable, Sequence
 
+from index.errors import LabelchatError
+
 from .format import percent
 
 STEP_TITLES = {
@@ -64,11 +66,16 @@ KEYS_HELP = ("<b>Keys</b>: ←/→ move &nbsp; <b>A</b> or Enter approve &nbsp; 
 
 
 def render_cards(cards: Sequence, labels: Sequence[str], url_of: Callable[[int], str], focus: int = 0,
-                 notice: str = "") -> str:
-    """The review batch as HTML cards; buttons call labelchatAct(action, item, label)."""
+                 notice: str = "", filtered: str = "") -> str:
+    """The review batch as HTML cards; buttons call labelchatAct(action, item, label). `filtered`
+    says which filter is on (e.g. "suggested as tool, probability 0.01-0.05"), for an empty batch."""
     parts = [f'<div class="lc-help">{KEYS_HELP}</div>']
     if notice:
         parts.append(f'<div class="lc-notice">{html.escape(notice)}</div>')
+    if not cards and filtered:
+        parts.append(f'<div class="lc-empty">No pending images {html.escape(filtered)}. Widen the probability '
+                     f'range or clear the label filter.</div>')
+        return "\n".join(parts)
     if not cards:
         parts.append('<div class="lc-empty">Nothing to review here. Press "Next batch" or ask in the chat.</div>')
         return "\n".join(parts)
@@ -137,19 +144,38 @@ def progress_table(decisions: Sequence) -> tuple[list[str], list[list]]:
 
 
 def parse_range(text: str) -> tuple[float, float]:
-    """'0.2-0.6' (or '20-60%') -> (0.2, 0.6); anything unreadable means the whole range."""
+    """'0.2-0.6' (or '20-60%', '0.2 to 0.6'), '>0.8', '<0.3', or nothing / 'all' for the whole
+    range -> (low, high). Anything else raises a LabelchatError that shows how to write it."""
     import re
 
-    numbers = [float(n) for n in re.findall(r"\d*\.?\d+", text or "")]
-    if len(numbers) != 2:
+    text = (text or "").strip().lower()
+    if text in ("", "all", "any", "*"):
         return 0.0, 1.0
-    low, high = sorted(numbers)
-    if high > 1:
-        low, high = low / 100, high / 100
-    return max(0.0, low), min(1.0, high)
+    number = r"(\d*\.?\d+)\s*(%?)"
+    scale = lambda value, percent: float(value) / (100 if percent or float(value) > 1 else 1)  # noqa: E731
+    if match := re.fullmatch(rf"{number}\s*(?:-|–|to|\.\.)\s*{number}", text):
+        percent = bool(match[2] or match[4]) or max(float(match[1]), float(match[3])) > 1
+        low, high = sorted((scale(match[1], percent), scale(match[3], percent)))
+    elif match := re.fullmatch(rf"(>=?|<=?)\s*{number}", text):
+        bound = scale(match[2], match[3])
+        low, high = (bound, 1.0) if match[1].startswith(">") else (0.0, bound)
+    else:
+        raise LabelchatError(f"Write the probability range as two numbers, e.g. 0.4-0.7, 40-70% or >0.9; "
+                             f"got {text!r}.")
+    if high > 1.0:
+        raise LabelchatError(f"Probabilities go up to 1 (or 100%); got {text!r}.")
+    return low, high
 
 
 # -- training -------------------------------------------------------------------------------
+
+
+def filter_text(label: str | None, low: float, high: float) -> str:
+    """The review filters that are on, in words ('' when none is)."""
+    parts = [f"suggested as {label}"] if label else []
+    if (low, high) != (0.0, 1.0):
+        parts.append(f"with probability {low:g}-{high:g}")
+    return ", ".join(parts)
 
 
 def training_curve_table(history: Sequence[dict]) -> tuple[list[str], list[list]]:

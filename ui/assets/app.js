@@ -55,7 +55,9 @@ function labelchatFocus(delta) {
 }
 document.addEventListener('keydown', (event) => {
   const tag = (event.target.tagName || '').toLowerCase();
-  if (['input', 'textarea', 'select'].includes(tag)) return;
+  if (['input', 'textarea', 'select'].includes(tag) || event.target.isContentEditable) return;
+  // Enter or Space on a focused button or link presses it ("Next batch"), not the card's Approve
+  if (['button', 'a'].includes(tag) && (event.key === 'Enter' || event.key === ' ')) return;
   const panel = document.querySelector('#lc-review');
   if (!panel || panel.offsetParent === null) return;  // only while the Review tab is shown
   const key = event.key.toLowerCase();
