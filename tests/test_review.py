@@ -235,6 +235,22 @@ def test_bad_decisions_have_defined_answers(reviewer):
     assert reviewer.store.state(2).status is Status.CONFIRMED
 
 
+def test_a_persons_label_is_never_replaced_by_a_suggestion_unasked(reviewer):
+    reviewer.refresh()
+    item = reviewer.current_ids[0]
+    suggested = reviewer.suggestions_of(int(item))[0].label
+    other = next(label for label in LABELS if label != suggested)
+    reviewer.decide(int(item), Action.CORRECT, other)
+    with pytest.raises(LabelchatError, match=f"already confirmed as '{other}'.*correct {item} LABEL"):
+        reviewer.decide(int(item), Action.ACCEPT)
+    with pytest.raises(LabelchatError, match="already confirmed"):
+        reviewer.decide_many([int(reviewer.current_ids[1]), int(item)], Action.ACCEPT)
+    assert reviewer.store.state(int(item)).label == other  # and nothing of the list was decided
+    assert reviewer.store.state(int(reviewer.current_ids[1])).status is Status.PENDING
+    reviewer.decide(int(item), Action.REJECT)  # "that label is wrong": the person's label, not the suggestion
+    assert reviewer.store.state(int(item)).rejected == (other,)
+
+
 def test_bulk_accept_counts_and_marks_the_decisions(reviewer):
     reviewer.refresh()
     expected = reviewer.candidates(0.2, "monument")
@@ -251,13 +267,32 @@ def test_auto_accept_audits_first_and_estimates_precision(reviewer):
     suggested = {i: reviewer.store.suggestions(i)[0].label for i in plan.audit}
     for n, item_id in enumerate(plan.audit):  # a person checks the audit: 4 right, 2 wrong
         reviewer.decide(item_id, Action.ACCEPT if n < 4 else Action.REJECT)
-    report = finish_auto_accept(reviewer, plan, suggested)
-    assert (report.audited, report.audit_correct) == (6, 4)
-    assert report.precision == pytest.approx(4 / 6)
+    report = finish_auto_accept(reviewer, plan, suggested)  # asks for 90% by default
+    assert (report.audited, report.audit_correct, report.accepted) == (6, 4, 0)
+    assert "right 67% of the time, below the 90% asked for" in report.refused
+    report = finish_auto_accept(reviewer, plan, suggested, min_precision=0.6)
+    assert report.precision == pytest.approx(4 / 6) and not report.refused
     assert report.precision_low < 4 / 6 < report.precision_high
     assert report.accepted == len(plan.candidates) - 6
     automatic = [d for d in reviewer.store.decisions() if d.actor == "auto-accept"]
     assert len(automatic) == report.accepted and all(d.auto for d in automatic)
+
+
+def test_auto_accept_accepts_nothing_unseen_after_an_unfinished_or_all_skipped_audit(reviewer):
+    reviewer.refresh()
+    plan = plan_auto_accept(reviewer, 0.2, audit_size=4, seed=1)
+    suggested = {i: reviewer.store.suggestions(i)[0].label for i in plan.audit}
+    nobody = finish_auto_accept(reviewer, plan, suggested)  # no answer at all (stdin closed)
+    assert (nobody.accepted, nobody.unanswered) == (0, 4) and "not finished" in nobody.refused
+    reviewer.decide(plan.audit[0], Action.ACCEPT)  # then the person quit
+    assert finish_auto_accept(reviewer, plan, suggested).accepted == 0
+    for item_id in plan.audit[1:]:
+        reviewer.decide(item_id, Action.SKIP)
+    reviewer.store.undo(plan.audit[0])
+    reviewer.decide(plan.audit[0], Action.SKIP)
+    skipped = finish_auto_accept(reviewer, plan, suggested)
+    assert skipped.accepted == 0 and "skipped" in skipped.refused
+    assert not [d for d in reviewer.store.decisions() if d.actor == "auto-accept"]
 
 
 def test_wilson_interval():

@@ -321,16 +321,27 @@ class Reviewer:
 
     def decide(self, item_id: int, action: Action | str, label: str | None = None, *,
                actor: str = "user") -> Decision:
-        """One decision. accept without a label takes the current best suggestion;
-        reject without a label rejects it."""
+        """One decision. accept without a label takes the current best suggestion, and reject
+        without a label rejects it; of a confirmed item, reject rejects its label and accept
+        is refused (a person's label is never replaced by a suggestion unasked)."""
         action = Action(action)
         if action is Action.UNDO:
             return self.store.undo(item_id, actor=actor)
         if action in (Action.ACCEPT, Action.REJECT) and label is None:
-            label = self._best_label(item_id)
+            label = self._label_to_decide(item_id, action)
         if action is Action.CORRECT and not label:
             raise LabelchatError("A correction needs the right label, e.g. 'correct 42 windmill'.")
         return self.store.decide(item_id, action, label, actor=actor)
+
+    def _label_to_decide(self, item_id: int, action: Action) -> str:
+        """The label an accept or reject without one is about."""
+        state = self.store.state(item_id)
+        if state.status is not Status.CONFIRMED:
+            return self._best_label(item_id)
+        if action is Action.REJECT:
+            return state.label
+        raise LabelchatError(f"Item {item_id} is already confirmed as {state.label!r}. To change it: "
+                             f"correct {item_id} LABEL (or accept {item_id} --label LABEL).")
 
     def _best_label(self, item_id: int) -> str:
         top = self.suggestions_of(item_id)
@@ -344,7 +355,7 @@ class Reviewer:
         action = Action(action)
         if action not in (Action.ACCEPT, Action.REJECT):
             raise LabelchatError("Lists of items can be accepted or rejected; correct them one by one.")
-        rows = [(int(i), action, self._best_label(int(i))) for i in item_ids]
+        rows = [(int(i), action, self._label_to_decide(int(i), action)) for i in item_ids]
         return self.store.decide_many(rows, actor=actor, auto=False)
 
     def candidates(self, min_prob: float, label: str | None = None) -> list[tuple[int, str, float]]:
@@ -440,14 +451,19 @@ class AuditPlan:
     audit: tuple[int, ...]  # a random sample of them for a person to check first
 
 
+DEFAULT_MIN_PRECISION = 0.9  # what an audit must show before the rest is accepted unseen
+
+
 @dataclass(frozen=True)
 class AutoAcceptReport:
     accepted: int
-    audited: int
+    audited: int  # audit cards accepted, corrected or rejected (skips tell nothing)
     audit_correct: int
     precision: float | None  # estimated precision of the accepted labels
     precision_low: float | None  # 95% Wilson interval
     precision_high: float | None
+    unanswered: int = 0  # audit cards left without a decision
+    refused: str = ""  # why the rest was not accepted; "" when it was
 
 
 def plan_auto_accept(reviewer: Reviewer, min_prob: float, *, label: str | None = None,
@@ -458,28 +474,49 @@ def plan_auto_accept(reviewer: Reviewer, min_prob: float, *, label: str | None =
     return AuditPlan(min_prob, label, tuple(candidates), tuple(audit))
 
 
-def finish_auto_accept(reviewer: Reviewer, plan: AuditPlan, suggested: dict[int, str]) -> AutoAcceptReport:
-    """Score the audit from the decisions a person made on it, then accept the rest.
+def finish_auto_accept(reviewer: Reviewer, plan: AuditPlan, suggested: dict[int, str], *,
+                       min_precision: float = DEFAULT_MIN_PRECISION) -> AutoAcceptReport:
+    """Score the audit from the decisions a person made on it, then accept the rest, but only
+    if every audit card was answered and the audit was right at least `min_precision` of the
+    time; else nothing more is accepted and `refused` says why (the audit's decisions stay).
 
     `suggested` holds the label each audit item was suggested when it was shown.
     Decisions made here are marked automatic (actor "auto-accept") so they can
     be told apart, and undone, later.
     """
     store = reviewer.store
-    audited = correct = 0
+    audited = correct = unanswered = 0
     for item_id in plan.audit:
         state = store.state(item_id)
-        if state.status is Status.CONFIRMED:
+        unanswered += state.status is Status.PENDING
+        if state.status in (Status.CONFIRMED, Status.REJECTED):
             audited += 1
-            correct += state.label == suggested.get(item_id)
-        elif state.status is Status.REJECTED:
-            audited += 1
-    still = {item_id: l for item_id, l, _ in reviewer.candidates(plan.min_prob, plan.label)}
-    rest = [(i, Action.ACCEPT, still[i]) for i in plan.candidates if i in still and i not in plan.audit]
-    store.decide_many(rest, actor="auto-accept", auto=True)
+            correct += state.status is Status.CONFIRMED and state.label == suggested.get(item_id)
     low, high = wilson_interval(correct, audited)
     precision = correct / audited if audited else None
-    return AutoAcceptReport(len(rest), audited, correct, precision, low, high)
+    refused = _audit_refusal(len(plan.audit), unanswered, audited, precision, min_precision)
+    rest = []
+    if not refused:
+        still = {item_id: l for item_id, l, _ in reviewer.candidates(plan.min_prob, plan.label)}
+        rest = [(i, Action.ACCEPT, still[i]) for i in plan.candidates if i in still and i not in plan.audit]
+        store.decide_many(rest, actor="auto-accept", auto=True)
+    return AutoAcceptReport(len(rest), audited, correct, precision, low, high, unanswered, refused)
+
+
+def _audit_refusal(cards: int, unanswered: int, audited: int, precision: float | None,
+                   min_precision: float) -> str:
+    """Why an audit does not let the rest be accepted unseen ('' when it does; none asked for: --audit 0)."""
+    if not cards:
+        return ""
+    if unanswered:
+        return (f"the audit was not finished ({unanswered} of {cards} cards unanswered); run auto-accept "
+                f"again for a new audit")
+    if not audited:
+        return "every audit card was skipped, so the audit says nothing about the rest; run it again"
+    if precision < min_precision:
+        return (f"the audit was right {precision:.0%} of the time, below the {min_precision:.0%} asked for "
+                f"(--min-precision); raise --min-prob, or review these by hand")
+    return ""
 
 
 def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float | None, float | None]:
