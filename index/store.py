@@ -178,7 +178,9 @@ class Store:
 
         Returns the item and whether it is new. With `label`, the label is
         recorded as a confirmed decision in the same transaction, so an item
-        never lands without the label it was imported with.
+        never lands without the label it was imported with; an item already
+        confirmed keeps its label, and one a person rejected that label for
+        stays rejected (the caller can tell from `state`).
         """
         added_at = now()
         with self._write() as db:
@@ -206,7 +208,7 @@ class Store:
                 " added_at) VALUES (?, ?, ?, ?, ?, ?)",
                 (item_id, origin.source, origin.page_url, origin.alt_text, origin.title, added_at),
             )
-            if label is not None and not _confirmed_as(db, item_id, label):
+            if label is not None and _takes_label(db, item_id, label):
                 self._check_label(db, label)
                 self._append_decision(db, item_id, Action.ACCEPT, label, actor, auto=False)
         return self.get_item(item_id), created
@@ -930,12 +932,11 @@ def _effective_in_batch(db: sqlite3.Connection, batch: int) -> list[sqlite3.Row]
     ).fetchall()
 
 
-def _confirmed_as(db: sqlite3.Connection, item_id: int, label: str) -> bool:
-    row = db.execute(
-        "SELECT 1 FROM item_state WHERE item_id = ? AND status = 'confirmed' AND label = ?",
-        (item_id, label),
-    ).fetchone()
-    return row is not None
+def _takes_label(db: sqlite3.Connection, item_id: int, label: str) -> bool:
+    """Whether a label that comes with an image may confirm it: not if it is confirmed already,
+    or a person rejected that label for it."""
+    row = db.execute("SELECT status, rejected FROM item_state WHERE item_id = ?", (item_id,)).fetchone()
+    return row["status"] != Status.CONFIRMED.value and label not in json.loads(row["rejected"])
 
 
 def _refuse_duplicates(names: Sequence[str]) -> None:

@@ -32,6 +32,25 @@ def _labels_by_hash(project) -> dict[str, str]:
     return {item.sha256: states[item.id].label for item in project.store.items() if item.id in states}
 
 
+def test_labels_that_come_with_images_never_overwrite_what_a_person_decided(labelled, photos_dir, tmp_path):
+    from tools.images import Reason
+
+    store = labelled.store
+    corrected, rejected = store.items()[0].id, store.items()[1].id
+    again = ingest(labelled, [str(photos_dir)], IngestOptions(labels_from_folders=True))  # the folders once more
+    assert (store.state(corrected).label, store.state(rejected).status) == ("mammal", Status.REJECTED)
+    conflicts = {p.message.split()[1]: p for p in again.problems if p.reason is Reason.LABEL_CONFLICT}
+    assert set(conflicts) == {str(corrected), str(rejected)} and again.labelled == 92
+    assert "confirmed as 'mammal', which it keeps; this source says 'fish'" in conflicts[str(corrected)].message
+    out = tmp_path / "other"
+    with Project(tmp_path / "other-project") as other:  # an export that labels that photo otherwise
+        ingest(other, [str(photos_dir)], IngestOptions(labels_from_folders=True))
+        export_dataset(other, out, ExportFormat.CSV)
+    report = import_dataset(labelled, out)
+    assert store.state(corrected).label == "mammal"
+    assert [p.reason for p in report.problems] == [Reason.LABEL_CONFLICT, Reason.LABEL_CONFLICT]
+
+
 @pytest.mark.parametrize("fmt", list(ExportFormat))
 def test_every_format_round_trips_to_the_same_labels(labelled, tmp_path, fmt):
     out = tmp_path / f"export-{fmt.value}"
@@ -94,7 +113,8 @@ def test_export_with_nothing_confirmed_says_what_to_do(project, photos_dir, tmp_
         export_dataset(project, tmp_path / "out2", "parquet")
 
 
-def test_suggested_labels_export_and_come_back_as_suggestions(project, photos_dir, tmp_path):
+@pytest.mark.parametrize("fmt", list(ExportFormat))
+def test_suggested_labels_export_and_come_back_as_suggestions(project, photos_dir, tmp_path, fmt):
     ingest(project, [str(photos_dir)], IngestOptions(labels_from_folders=True))
     store = project.store
     a, b = store.items()[:2]
@@ -103,16 +123,28 @@ def test_suggested_labels_export_and_come_back_as_suggestions(project, photos_di
     store.put_suggestions(a.id, [Suggestion(a.id, "tool", 0.8, 0, "m", "zero-shot")])
     store.put_suggestions(b.id, [Suggestion(b.id, "fish", 0.7, 0, "m", "zero-shot")])
     store.decide(b.id, Action.REJECT, "fish")  # a rejected suggestion is not exported
-    report = export_dataset(project, tmp_path / "out", "jsonl", include="suggested")
+    report = export_dataset(project, tmp_path / "out", fmt, include="suggested")
     assert report.count == 93
-    rows = [json.loads(line) for line in (tmp_path / "out" / "labels.jsonl").read_text().splitlines()]
-    suggested = [r for r in rows if r["status"] == "suggested"]
-    assert [(r["label"], r["score"]) for r in suggested] == [("tool", 0.8)]
+    if fmt is ExportFormat.JSONL:
+        rows = [json.loads(line) for line in (tmp_path / "out" / "labels.jsonl").read_text().splitlines()]
+        suggested = [r for r in rows if r["status"] == "suggested"]
+        assert [(r["label"], r["score"]) for r in suggested] == [("tool", 0.8)]
     with Project(tmp_path / "again") as again:
         import_dataset(again, tmp_path / "out")
         item = again.store.item_by_sha256(a.sha256)
-        assert again.store.state(item.id).status is Status.PENDING
-        assert [(s.label, s.score) for s in again.store.suggestions(item.id)] == [("tool", 0.8)]
+        assert again.store.state(item.id).status is Status.PENDING  # a suggestion, never a confirmed label
+        assert again.store.status().by_status["confirmed"] == 92
+        assert [s.label for s in again.store.suggestions(item.id)] == ["tool"]
+        if fmt is not ExportFormat.HF:  # metadata.jsonl carries no score
+            assert [s.score for s in again.store.suggestions(item.id)] == [0.8]
+
+
+def test_an_export_with_an_image_missing_from_the_project_writes_nothing(labelled, tmp_path):
+    gone = labelled.store.items()[7]
+    labelled.media.path(gone.media_path).unlink()
+    with pytest.raises(ExportError, match=f"1 images to export are missing.*item {gone.id}.*Nothing was exported"):
+        export_dataset(labelled, tmp_path / "out", "csv")
+    assert not (tmp_path / "out").exists()
 
 
 def test_import_names_a_broken_manifest_line(project, tmp_path):

@@ -76,21 +76,37 @@ def export_dataset(
 ) -> ExportReport:
     fmt, include = _parse_format(fmt), Include(include)
     out = Path(out_dir).expanduser()
-    _prepare_folder(out, overwrite)
     labelled = _labelled_items(project, include)
     if not labelled:
         raise ExportError(
             f"Nothing to export: the project has no {include.value} labels yet. "
             f"Label some items first, or use --include suggested."
         )
+    _refuse_missing_media(project, [item for item, *_ in labelled])
+    _prepare_folder(out, overwrite)
     marker = {"format": fmt.value, "include": include.value, "created_at": now()}
     # Written first, so an interrupted export can still be replaced with --overwrite.
     (out / MARKER).write_text(json.dumps({**marker, "complete": False}))
     rows = [_place(project, out, fmt, *entry, link) for entry in labelled]
     manifest = _WRITERS[fmt](out, rows)
     per_label = dict(sorted(Counter(row.label for row in rows).items()))
+    if fmt is ExportFormat.IMAGEFOLDER and include is Include.SUGGESTED:
+        # the layout cannot tell a suggestion from a confirmed label: the marker does, for import
+        marker["suggested"] = {row.file: row.score for row in rows if row.status == "suggested"}
     (out / MARKER).write_text(json.dumps({**marker, "count": len(rows), "complete": True}))
     return ExportReport(str(out), fmt, len(rows), per_label, manifest)
+
+
+def _refuse_missing_media(project: Project, items: list) -> None:
+    """Before anything is written: every image to export must still be in the project's media folder."""
+    missing = [item for item in items if not project.media.path(item.media_path).is_file()]
+    if missing:
+        listed = ", ".join(f"item {item.id} ({item.source})" for item in missing[:5])
+        raise ExportError(
+            f"{len(missing)} images to export are missing from {project.media.root}: {listed}"
+            f"{', ...' if len(missing) > 5 else ''}. Nothing was exported. Add those files again "
+            f"(labelchat add PATH: the same bytes find their item), then export."
+        )
 
 
 def _parse_format(fmt: ExportFormat | str) -> ExportFormat:
@@ -136,7 +152,7 @@ def _labelled_items(project: Project, include: Include):
 def _file_name(item) -> str:
     """A readable, unique name: the original stem plus the start of the content hash."""
     stem = PurePosixPath(item.source.replace("\\", "/").split("!")[-1].split("?")[0]).stem
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._")[:60] or "image"
+    stem = re.sub(r"[^\w.-]+", "_", stem).strip("._")[:60] or "image"  # letters of any script stay
     return f"{stem}-{item.sha256[:8]}.{item.media_path.rsplit('.', 1)[-1]}"
 
 

@@ -53,6 +53,7 @@ class Reason(str, Enum):
     REFUSED_ADDRESS = "refused address"
     INVALID_LABEL = "invalid label"
     NOT_FOUND = "not found"
+    LABEL_CONFLICT = "label conflict"  # added before and confirmed as another label, which it keeps
 
 
 class ImageRejected(Exception):

@@ -76,10 +76,11 @@ def import_dataset(
     if not path.exists():
         raise ImportFormatError(f"{path} does not exist. Give an export folder or manifest file.")
     fmt = detect_format(path)
-    if fmt is ExportFormat.IMAGEFOLDER:
+    suggested = _suggested_files(path) if fmt is ExportFormat.IMAGEFOLDER else None
+    if fmt is ExportFormat.IMAGEFOLDER and suggested is None:
         folder_options = IngestOptions(**{**options.__dict__, "labels_from_folders": True})
         return ingest(project, [str(path)], folder_options, on_progress=on_progress, should_stop=should_stop)
-    rows = _READERS[fmt](_manifest_path(path, fmt))
+    rows = _imagefolder_rows(path, suggested) if suggested is not None else _READERS[fmt](_manifest_path(path, fmt))
     candidates = [
         file_candidate(row.path, row.label if row.confirmed else None, options.max_bytes)
         for row in rows
@@ -94,6 +95,26 @@ def import_dataset(
     )
     _record_imported_suggestions(project, [r for r in rows if not r.confirmed])
     return report
+
+
+def _suggested_files(folder: Path) -> dict[str, float | None] | None:
+    """For a labelchat ImageFolder export that includes suggestions: file -> score of those that
+    were only suggested (the layout alone cannot tell them apart). None for any other folder."""
+    try:
+        marker = json.loads((folder / MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+    suggested = marker.get("suggested") if isinstance(marker, dict) else None
+    return suggested if isinstance(suggested, dict) else None
+
+
+def _imagefolder_rows(folder: Path, suggested: dict[str, float | None]) -> list[ManifestRow]:
+    return [
+        ManifestRow(path, path.parent.name, f"{path.parent.name}/{path.name}" not in suggested,
+                    suggested.get(f"{path.parent.name}/{path.name}"))
+        for path in sorted(folder.glob("*/*"))
+        if path.is_file() and not path.name.startswith(".")
+    ]
 
 
 def _manifest_path(path: Path, fmt: ExportFormat) -> Path:

@@ -241,8 +241,18 @@ def _store_one(
             report.near_duplicates.append(NearDuplicate(item.id, other, distance))
     else:
         report.duplicates += 1
-    if candidate.label is not None:
+    if candidate.label is None:
+        return
+    state = store.state(item.id) if not created else None
+    if state is None or state.label == candidate.label:
         report.labelled += 1
+        return
+    now = f"confirmed as '{state.label}', which it keeps" if state.label else \
+        f"rejected as '{candidate.label}' by a person, which stands"
+    report.problems.append(Problem(
+        candidate.origin.source, Reason.LABEL_CONFLICT,
+        f"item {item.id} is {now}; this source says '{candidate.label}' "
+        f"(to give it that label: labelchat correct {item.id} '{candidate.label}')"))
 
 
 def _summary(report: IngestReport) -> str:
