@@ -182,6 +182,20 @@ def test_cancel_keeps_the_checkpoint_and_resume_finishes_the_run(tiny):
         train(tiny, resume=True)
 
 
+def test_a_cancel_while_the_images_are_encoded_stops_before_any_training(project, photos_dir):
+    ingest(project, [str(photos_dir)])
+    project.store.set_labels([Label(n) for n in LABELS])
+    project.store.set_setting("model", TINY)
+    _confirm(project, 3)  # nothing encoded yet: training encodes the project first
+    seen = []
+    with pytest.raises(TrainingCancelled, match="while the images were being encoded"):
+        train(project, TrainConfig(batch_size=8), should_stop=lambda: len(seen) >= 2,
+              on_progress=lambda e: seen.append(e.step) if e.phase == "features" and e.step else None)
+    assert project.store.latest_job("train").status is JobStatus.CANCELLED
+    assert project.store.model_versions() == []
+    assert 0 < len(project.store.embedded_item_ids(TINY)) < 94  # what was encoded is kept
+
+
 def test_a_cancel_request_from_another_process_stops_the_run(tiny):
     from tools.training import request_cancel
 

@@ -35,11 +35,11 @@ StopFn = Callable[[], bool]
 
 
 class TrainingCancelled(LabelchatError):
-    def __init__(self, job_id: int | None, epoch: int):
-        super().__init__(
+    def __init__(self, job_id: int | None, epoch: int, message: str | None = None):
+        super().__init__(message or (
             f"Training was cancelled after epoch {epoch}; its checkpoint is kept. "
             f"Resume it with: labelchat train --resume"
-        )
+        ))
         self.job_id = job_id
         self.epoch = epoch
 

@@ -151,8 +151,12 @@ class _Run:
 def _train(project: Project, config: TrainConfig, split: Split, job: Job, folder: Path, resume: bool,
            progress: ProgressFn, stop: StopFn) -> TrainReport:
     names = list(project.store.label_set().names)
-    progress(TrainProgress("features", message="making sure every confirmed item has features"))
-    base = suggest(project, model=config.model, device=config.device, use_trained=False)
+    progress(TrainProgress("features", message="making sure every item has features and zero-shot suggestions"))
+    base = suggest(project, model=config.model, device=config.device, use_trained=False, should_stop=stop,
+                   on_progress=lambda done, total, _: progress(TrainProgress("features", step=done, steps=total)))
+    if base.embed is not None and base.embed.cancelled:
+        raise TrainingCancelled(job.id, 0, "Training was cancelled while the images were being encoded, before "
+                                           "any training; what was encoded is kept, so the next run starts there.")
     run = _Run(project, config, split, names, base.features_model,
                head_from_bytes(project.store.get_head(base.head_key)), progress, stop, _label_guard(project, names))
     holdout = list(split.holdout)
