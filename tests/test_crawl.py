@@ -254,6 +254,21 @@ def test_a_refused_connection_and_a_broken_redirect_are_outcomes_not_crashes(pro
     with pytest.raises(FetchFailed) as failed:
         fetcher.get(f"http://127.0.0.1:{port}/a.jpg", lambda first, kind: 1000, robots=False)
     assert failed.value.outcome is Outcome.DOWNLOAD_FAILED and "refused" in failed.value.detail.lower()
+    # a site that does not answer is not "blocked by robots": its robots.txt could not be read
+    report = crawl(project, [f"http://127.0.0.1:{port}/"], fast(retries=0))
+    assert report.counts == {"download failed": 1}
+    (start,) = [u for u in project.store.crawl_urls(report.job_id)]
+    assert "robots.txt could not be read" in start.detail and "refused" in start.detail.lower()
+
+
+def test_a_robots_txt_that_fails_with_a_server_error_closes_the_site(project, site):
+    site.page("/", '<img src="a.jpg">')
+    site.file("/a.jpg", imagefiles.jpeg(1))
+    site.page("/robots.txt", "busy", status=503)
+    report = crawl(project, [site.url("/")], fast(retries=0))
+    assert report.counts == {"HTTP error": 1} and site.hits["/a.jpg"] == 0
+    (start,) = project.store.crawl_urls(report.job_id)
+    assert "treated as closed to crawlers" in start.detail and "503" in start.detail
 
 
 # -- sitemaps and URL lists ------------------------------------------------------------------

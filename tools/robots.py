@@ -282,19 +282,27 @@ class Fetcher:
             refused = self._addresses[host]
             if refused is not None:  # a fresh exception per URL: threads must not share one
                 raise FetchFailed(refused.outcome, refused.detail)
-        if robots and not self._robots_allow(url):
-            raise FetchFailed(Outcome.BLOCKED_BY_ROBOTS, f"robots.txt of {host_key(url)} disallows it")
+        if robots:
+            self._robots_check(url)
 
-    def _robots_allow(self, url: str) -> bool:
+    def _robots_check(self, url: str) -> None:
+        """Raises FetchFailed unless the host's robots.txt lets us fetch `url`."""
         host = host_key(url)
         with self._lock:
             lock = self._robots_locks.setdefault(host, threading.Lock())
         with lock:  # one thread reads a host's robots.txt; the others wait for it
             if host not in self._robots:
                 self._robots[host] = self._load_robots(url)
-        return self._robots[host].can_fetch(self.options.user_agent, url)
+        rules = self._robots[host]
+        if isinstance(rules, FetchFailed):  # a fresh exception per URL: threads must not share one
+            raise FetchFailed(rules.outcome, rules.detail)
+        if not rules.can_fetch(self.options.user_agent, url):
+            raise FetchFailed(Outcome.BLOCKED_BY_ROBOTS, f"robots.txt of {host} disallows it")
 
     def _load_robots(self, url: str):
+        """The host's rules; or, when its robots.txt cannot be read (no answer, 5xx, 429), the
+        failure, which then stands for every URL of the host: RFC 9309 (2.3.1.4) has crawlers
+        treat such a site as closed, and the outcome says why (not 'blocked by robots')."""
         from urllib.robotparser import RobotFileParser
 
         parts = urlsplit(url)
@@ -306,9 +314,10 @@ class Fetcher:
         except FetchFailed as failure:
             if failure.outcome is Outcome.REFUSED_ADDRESS:
                 raise
-            detail = failure.detail
-            missing = detail.startswith("HTTP 4") and not detail.startswith("HTTP 429")
-            rules.parse([] if missing else ["User-agent: *", "Disallow: /"])  # RFC 9309, 2.3.1
+            if not (failure.detail.startswith("HTTP 4") and not failure.detail.startswith("HTTP 429")):
+                return FetchFailed(failure.outcome, f"{rules.url} could not be read ({failure.detail}), so the "
+                                                    f"site is treated as closed to crawlers (RFC 9309)")
+            rules.parse([])  # no robots.txt (4xx): everything is allowed
         delay = rules.crawl_delay(self.options.user_agent)
         if delay:
             self.gate.slow_down(host_key(url), delay_s=float(delay))
