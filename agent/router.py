@@ -8,6 +8,7 @@ required argument is not in the message, the reply asks for it.
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -34,30 +35,60 @@ def _config() -> dict:
     return prompts.load_yaml("router.yaml")
 
 
+class _Ask(Exception):
+    """Raised by a reader's helper: answer with this text and change nothing."""
+
+
 def route(message: str, labels: list[str] | None = None) -> Route:
     """What the person asks for, given the project's label set (to read labels in messages)."""
     labels = labels or []
-    text = _repair_typos(" ".join(message.strip().split()))
+    text = _repair_typos(_quote_paths_on_disk(" ".join(message.strip().split())))
     lowered = text.lower()
     if not lowered or len(lowered) > 2000:
         return Route(None, reply=_help() if not lowered else "That message is too long for me; say one thing at a time.")
+    try:
+        return _first_route(text, lowered, labels) or _not_understood(message.strip())
+    except _Ask as ask:
+        return Route(None, reply=str(ask))
+
+
+def _first_route(text: str, lowered: str, labels: list[str]) -> Route | None:
+    """The first intent whose pattern matches and whose reader can read the message."""
     for intent in _config()["intents"]:
         if not re.search(intent["pattern"], lowered):
             continue
-        reader = _READERS.get(intent["tool"])
+        if "reply" in intent:
+            return Route(None, reply=intent["reply"])
+        tool = intent["tool"]
+        reader = _READERS.get(intent.get("reader", tool))
         result = reader(text, lowered, labels) if reader else {}
         if result is None:
             continue  # the pattern matched, but this is not really that request
+        if not intent.get("negation_understood"):
+            _refuse_negation(tool, lowered)
         if isinstance(result, str):
             return Route(None, reply=result)
-        if intent["tool"] == "help":
+        if tool == "help":
             return Route(None, reply=_help())
-        return Route(intent["tool"], result)
-    return Route(None, reply=_config()["unknown"].format(message=message.strip()[:200]) + "\n\n" + _help())
+        return Route(tool, result)
+    return None
 
 
 def _help() -> str:
-    return _config()["help"].strip()
+    """The help text: one example per line, as a markdown list (readable in a terminal too)."""
+    config = _config()["help"]
+    lines = [f"- `{example[0]}`" + (f" ({example[1]})" if len(example) > 1 else "") for example in config["examples"]]
+    return "\n".join([config["intro"], *lines])
+
+
+def _not_understood(message: str) -> Route:
+    """A short answer: not understood, the nearest example if one is near, and 'help'."""
+    config = _config()
+    examples = [example[0] for example in config["help"]["examples"]]
+    likeness = {e: difflib.SequenceMatcher(None, message.lower(), e.lower()).ratio() for e in examples}
+    best = max(likeness, key=likeness.get)
+    nearest = config["nearest"].format(example=best) if likeness[best] >= config["nearest_cutoff"] else ""
+    return Route(None, reply=config["unknown"].format(message=message[:200], nearest=nearest))
 
 
 def _missing(tool: str) -> str:
@@ -70,7 +101,13 @@ def _vocabulary() -> list[str]:
 
 
 def _repair_typos(text: str) -> str:
-    """'exprot' -> 'export': words within a small edit of a keyword become that keyword."""
+    """'exprot' -> 'export': words within a small edit of a keyword become that keyword
+    (not inside quotes: a quoted path or label is as written)."""
+    parts = QUOTED_SPAN.split(text)
+    return "".join(part if QUOTED_SPAN.fullmatch(part) else _repair_words(part) for part in parts)
+
+
+def _repair_words(text: str) -> str:
     words = text.split(" ")
     vocabulary = _vocabulary()
     for i, word in enumerate(words):
@@ -85,6 +122,98 @@ def _repair_typos(text: str) -> str:
     return " ".join(words)
 
 
+# -- paths: quoted ones stay whole, and so do unquoted ones with spaces that exist on disk ----
+
+QUOTED = r"(?<!\w)\"[^\"]+\"|(?<!\w)'[^']+'(?!\w)|\u201c[^\u201d]+\u201d|\u2018[^\u2019]+\u2019"
+QUOTED_SPAN = re.compile(f"({QUOTED})")
+TOKEN = re.compile(f"{QUOTED}|\\S+")
+PATH_START = re.compile(r"^([~./]|[A-Za-z]:\\)")
+MEDIA_FILE = re.compile(r"\.(zip|txt|csv|tsv|jpe?g|png|webp|gif|bmp|tiff?)$", re.I)
+MAX_PATH_WORDS = 8
+
+
+def _looks_like_path(token: str) -> bool:
+    return bool(PATH_START.match(token) or "/" in token or "\\" in token or MEDIA_FILE.search(token))
+
+
+def _exists(path: str) -> bool:
+    try:
+        return os.path.exists(os.path.expanduser(path))
+    except (OSError, ValueError):
+        return False
+
+
+def _quote_paths_on_disk(text: str) -> str:
+    """`add /tmp/my photos/a.png` -> `add "/tmp/my photos/a.png"` when that file or folder exists:
+    the longest run of words from a path-like word that names something on disk."""
+    parts = QUOTED_SPAN.split(text)
+    return "".join(part if QUOTED_SPAN.fullmatch(part) else _quote_runs(part) for part in parts)
+
+
+def _quote_runs(text: str) -> str:
+    words, out, i = text.split(" "), [], 0
+    while i < len(words):
+        run = _path_run(words, i) if _looks_like_path(words[i]) else 0
+        if run:
+            joined = " ".join(words[i:i + run])
+            path = joined.rstrip(".,;!?")
+            out.append(f'"{path}"{joined[len(path):]}')
+            i += run
+        else:
+            out.append(words[i])
+            i += 1
+    return " ".join(out)
+
+
+def _path_run(words: list[str], start: int) -> int:
+    """How many words from `start` make the longest existing path with a space (0: none)."""
+    for end in range(min(len(words), start + MAX_PATH_WORDS), start + 1, -1):
+        if _exists(" ".join(words[start:end]).rstrip(".,;!?")):
+            return end - start
+    return 0
+
+
+def _without_paths(lowered: str) -> str:
+    """The words of a message, less quoted text, URLs and paths (which may hold any word)."""
+    tokens = [t for t in TOKEN.findall(URL.sub(" ", lowered)) if not QUOTED_SPAN.fullmatch(t)]
+    return " ".join(t for t in tokens if not _looks_like_path(t.strip(",;")))
+
+
+# -- what the router cannot represent: negations, several requests in one message ----------
+
+
+def _refuse_negation(tool: str | None, lowered: str) -> None:
+    """Raise _Ask when a message to a tool that changes things turns round or carves out."""
+    config = _config()["negation"]
+    if tool not in config["tools"]:
+        return
+    rest = _without_interjection(_without_paths(lowered))
+    for pattern in config["understood"].get(tool, []):
+        rest = re.sub(pattern, " ", rest)
+    found = re.search(config["words"], rest)
+    if found:
+        reply = config["replies"].get(tool, config["replies"]["default"])
+        raise _Ask(reply.format(word=_phrase_around(rest, found)))
+
+
+def _understood_negation(tool: str, lowered: str) -> bool:
+    return any(re.search(pattern, lowered) for pattern in _config()["negation"]["understood"].get(tool, []))
+
+
+def _without_interjection(lowered: str) -> str:
+    """'no, 14 should be dam' -> '14 should be dam': a leading 'no,' answers the last reply."""
+    return re.sub(_config()["interjection"], " ", lowered)
+
+
+def _phrase_around(text: str, found: re.Match) -> str:
+    """The negation's whole word and the word after it ("don't approve", "except triangles")."""
+    start = found.start()
+    while start and (text[start - 1].isalnum() or text[start - 1] in "'\u2019"):
+        start -= 1
+    following = re.match(r"\s*[\w'-]+", text[found.end():])
+    return (text[start:found.end()] + (following.group(0) if following else "")).strip()
+
+
 # -- argument readers: each returns args, a reply string (missing argument), or None -------
 
 
@@ -93,9 +222,31 @@ def _numbers(text: str) -> list[float]:
     return values
 
 
+ID = r"(?<![\w.])#?(\d+)\b(?!\s*%|\.\d)"
+ID_RANGE = ID + r"\s*(?:-|\u2013|\u2014|\.\.\.?|to|through|thru|till|until)\s*#?(\d+)\b(?!\s*%|\.\d)"
+
+
 def _ids(lowered: str) -> list[int]:
+    """Item ids as written ('12 13', '#7'), ranges ('12-15', 'items 20 to 25') expanded."""
     body = URL.sub(" ", lowered)
-    return [int(n) for n in re.findall(r"(?<![\w.])#?(\d+)\b(?!\s*%|\.\d)", body)]
+    ids: list[int] = []
+    for low, high, single in re.findall(f"{ID_RANGE}|{ID}", body):
+        ids.extend(_id_range(int(low), int(high)) if low else [int(single)])
+    _at_most(len(ids))
+    return ids
+
+
+def _id_range(low: int, high: int) -> range:
+    if high < low:
+        raise _Ask(_config()["backwards_range"].format(low=low, high=high))
+    _at_most(high - low + 1)
+    return range(low, high + 1)
+
+
+def _at_most(count: int) -> None:
+    most = _config()["max_ids"]
+    if count > most:
+        raise _Ask(_config()["too_many_ids"].format(count=count, most=most))
 
 
 def _probability(lowered: str) -> float | None:
@@ -191,7 +342,14 @@ INCLUDE_WORDS = (
     (r"\b(only|just) (the )?confirmed|confirmed (labels )?only", "confirmed"),
     (r"suggest|predict|includ\w* (the )?(guess|prediction)|everything", "suggested"),
 )
-ACTION_WORDS = ((r"\b(reject|decline|refuse|no to|wrong)\b", "reject"), (r"\bskip\b", "skip"))
+ACTION_WORDS = (
+    (r"\b(reject|decline|refuse|no to|wrong)\b", "reject"),
+    (r"\bskip\b", "skip"),
+    (r"\b(approve|accept|confirm|yes to)\b|\b(ok|okay)\b(?=\s*(#|\d|items?\b|images?\b))", "accept"),
+)
+# "12 is a windmill" in a message (not "12 is wrong", which is a rejection)
+CORRECTION = re.compile(r"#?\b\d+\s*(?:is|should be|must be|=)\s+(?!(?:not|wrong|incorrect|right|correct|fine|ok|good|bad)\b)"
+                        r"[^,;.]+?(?=\s*(?:[,;.]|\band\b|\bthen\b|\bbut\b|$))")
 STRATEGY_WORDS = (
     (r"unsure|uncertain|least (sure|certain|confident)|hardest|doubt|not sure|borderline|confus", "uncertain"),
     (r"most (sure|certain|confident)|surest|easiest|confident|obvious", "confident"),
@@ -205,6 +363,33 @@ def _first_match(lowered: str, table: tuple[tuple[str, str], ...]) -> str | None
     return next((value for pattern, value in table if re.search(pattern, lowered)), None)
 
 
+def _one_action(lowered: str) -> str | None:
+    """The one decision a message asks for (None: none named); _Ask when it names several."""
+    found = {value: m.start() for pattern, value in ACTION_WORDS if (m := re.search(pattern, lowered))}
+    actions = sorted(found, key=found.get)
+    if len(actions) > 1:
+        raise _Ask(_config()["several"]["actions"].format(actions=" and to ".join(actions)))
+    return actions[0] if actions else None
+
+
+def _no_correction_besides(lowered: str) -> None:
+    """_Ask when a decision also gives an image a label ('approve 12, 13 is a windmill')."""
+    if CORRECTION.search(lowered):
+        action = _one_action(lowered) or "decide"
+        raise _Ask(_config()["several"]["correction_and_action"].format(action=action))
+
+
+def _one_correction(lowered: str) -> None:
+    """_Ask when a correction comes with a second correction or with a decision."""
+    clauses = CORRECTION.findall(lowered)
+    if len(clauses) > 1:
+        listed = ", then ".join(f"'{clause.strip()}'" for clause in clauses)
+        raise _Ask(_config()["several"]["corrections"].format(clauses=listed))
+    action = _one_action(_without_interjection(lowered))
+    if action:
+        raise _Ask(_config()["several"]["correction_and_action"].format(action=action))
+
+
 def _read_export(text: str, lowered: str, labels: list[str]):
     args: dict = {}
     for word, fmt in FORMATS.items():
@@ -214,15 +399,41 @@ def _read_export(text: str, lowered: str, labels: list[str]):
     include = _first_match(lowered, INCLUDE_WORDS)
     if include:
         args["include"] = include
-    path = re.search(r"\b(?:to|into|in|at|under)\s+(?:the )?(?:folder |directory |dir )?"
-                     r"([A-Za-z]:[\\/][^\s,;]*|[~./][^\s,;]*|[\w.-]+/[^\s,;]*)", text, re.I)
+    out_dir = _export_folder(text)
+    if not out_dir:
+        return _missing("export_dataset")
+    asked = None if "format" in args else _unknown_format(lowered)
+    if asked:
+        return _config()["formats"].format(asked=asked)
+    return {"out_dir": out_dir, **args}
+
+
+EXPORT_INTO = r"\b(?:to|into|in|at|under)\s+(?:the )?(?:folder |directory |dir )?"
+
+
+def _export_folder(text: str) -> str | None:
+    """The folder after 'to' ('into', 'in', ...): quoted, a path, or one bare word."""
+    quoted = re.search(EXPORT_INTO + QUOTED_SPAN.pattern, text, re.I)
+    if quoted:
+        return quoted.group(1)[1:-1].strip()
+    path = re.search(EXPORT_INTO + r"([A-Za-z]:[\\/][^\s,;]*|[~./][^\s,;]*|[\w.-]+/[^\s,;]*)", text, re.I)
     if not path:
         bare = re.search(r"\b(?:to|into)\s+(?:the )?(?:folder |directory |dir )?([\w.-]+)\b", text, re.I)
         words = set(" ".join(FORMATS).split()) | {"a", "an", "the", "my", "it", "them", "disk", "file", "folder", "format", "me"}
         path = bare if bare and bare.group(1).lower() not in words else None
-    if not path:
-        return _missing("export_dataset")
-    return {"out_dir": path.group(1).rstrip(".!?"), **args}
+    return path.group(1).rstrip(".!?") if path else None
+
+
+def _unknown_format(lowered: str) -> str | None:
+    """A format asked for that is not one of the export formats ('as parquet'), or None."""
+    config = _config()
+    rest = _without_paths(lowered)
+    named = re.search(r"\b(" + "|".join(map(re.escape, config["unknown_formats"])) + r")\b", rest)
+    if named:
+        return named.group(1)
+    asked = re.search(r"\bas\s+(?:an?\s+)?([a-z][\w-]*)|\bformat\s*[:=]?\s*([a-z][\w-]*)|\b([a-z][\w-]*)\s+format\b", rest)
+    word = next(g for g in asked.groups() if g) if asked else None
+    return word if word and word not in config["not_formats"] else None
 
 
 def _read_crawl(text: str, lowered: str, labels: list[str]):
@@ -245,12 +456,18 @@ def _read_crawl(text: str, lowered: str, labels: list[str]):
 
 
 def _sources(text: str) -> list[str]:
-    """Paths and URLs in a message, as written."""
-    sources = [u.rstrip(".!?") for u in URL.findall(text)]
-    for token in URL.sub(" ", text).split():
-        token = token.strip(",;\"'")
-        if re.match(r"^([~./]|[A-Za-z]:\\)", token) or "/" in token or re.search(r"\.(zip|txt|csv|tsv|jpe?g|png|webp|gif)$", token, re.I):
-            sources.append(token.rstrip(".!?") if not token.endswith("/") else token)
+    """Paths and URLs in a message, as written; a quoted path stays whole."""
+    tokens = TOKEN.findall(text)
+    sources = [u.rstrip(".!?") for t in tokens if not QUOTED_SPAN.fullmatch(t) for u in URL.findall(t)]
+    for token in tokens:
+        if QUOTED_SPAN.fullmatch(token):
+            inner = token[1:-1].strip()
+            sources += [inner] if _looks_like_path(inner) else []
+            continue
+        for word in URL.sub(" ", token).split():
+            word = word.strip(",;\"'")
+            if _looks_like_path(word):
+                sources.append(word.rstrip(".!?") if not word.endswith("/") else word)
     return sources
 
 
@@ -285,6 +502,7 @@ def _read_correct(text: str, lowered: str, labels: list[str]):
     label = _clean_label(re.split(r"\s+(?:not|instead of|rather than|-|,)\s+", match.group(2))[0])
     if not label or label.split()[0] in ("wrong", "right", "correct", "fine", "ok", "good", "bad", "not"):
         return None
+    _one_correction(lowered)
     return {"item_id": int(match.group(1)), "label": label if label in labels else _singular(label, labels)}
 
 
@@ -295,6 +513,7 @@ def _read_accept_above(text: str, lowered: str, labels: list[str]):
     if not 0 < probability <= 1:
         return (f"A probability threshold must be between 0 and 1 (or 1% to 100%); "
                 f"{probability:g} is not. For example: approve all windmills above 0.9")
+    _one_action(lowered)  # "... and skip the rest" is a second action
     args: dict = {"min_prob": probability}
     label = _known_label_in(lowered, labels)
     if label is None:
@@ -311,7 +530,35 @@ def _read_decide(text: str, lowered: str, labels: list[str]):
     ids = _ids(lowered)
     if not ids:
         return _missing("decide")
-    return {"item_ids": ids, "action": _first_match(lowered, ACTION_WORDS) or "accept"}
+    _no_correction_besides(lowered)
+    return {"item_ids": ids, "action": _one_action(lowered) or "accept"}
+
+
+def _read_not_label(text: str, lowered: str, labels: list[str]):
+    """'12 is not a windmill': reject that label of #12, when it is one of the labels."""
+    match = re.search(r"#?(\d+) (?:is not|isn'?t|is no|'s not) (?:an? |the )?(.+?)\W*$", lowered)
+    label = _singular(_clean_label(match.group(2)), labels)
+    if label not in labels:
+        return _config()["not_a_label"].format(label=label, labels=", ".join(labels) or "none yet")
+    return {"item_ids": [int(match.group(1))], "action": "reject", "label": label}
+
+
+def _read_undo(text: str, lowered: str, labels: list[str]):
+    """Undo takes back one action: a count or an image in the message is asked about."""
+    words = "|".join(w for w in NUMBER_WORDS if w != "one")
+    count = re.search(rf"\b(?:last|past|previous)\s+(\d+|{words})\b|\b(\d+|{words})\s+(?:times|actions|decisions|steps|things|changes|ones)\b", lowered)
+    if count and (count.group(1) or count.group(2)) != "1":
+        return _config()["undo_count"].format(times=f" {count.group(1) or count.group(2)} times")
+    if re.search(r"\b(all|everything|every\w*|several|few)\b", lowered):
+        return _config()["undo_count"].format(times=" once for each action to take back")
+    item = re.search(ID, lowered)
+    if item and item.group(1) != "1":
+        return _config()["undo_item"].format(item=item.group(1))
+    return {}
+
+
+def _read_show_item(text: str, lowered: str, labels: list[str]):
+    return _config()["show_item"].format(item=re.search(r"(\d+)\b", lowered).group(1))
 
 
 def _read_review(text: str, lowered: str, labels: list[str]):
@@ -342,7 +589,7 @@ def _read_train(text: str, lowered: str, labels: list[str]):
     epochs = re.search(r"\b(\d+) (epochs?|passes|rounds)\b", lowered)
     if epochs:
         args["epochs"] = int(epochs.group(1))
-    if re.search(r"\b(don'?t|do not|without) (use|using|activat|switch)", lowered):
+    if _understood_negation("train_model", lowered):  # "... but don't use it yet"
         args["activate"] = False
     return args
 
@@ -360,7 +607,9 @@ _READERS = {
     "train_model": _read_train,
     "use_model": _read_use_model,
     "model_versions": _no_arguments,
-    "undo": _no_arguments,
+    "undo": _read_undo,
+    "not_label": _read_not_label,
+    "show_item": _read_show_item,
     "export_dataset": _read_export,
     "crawl": _read_crawl,
     "correct": _read_correct,

@@ -306,3 +306,118 @@ def test_crawling_from_the_chat_asks_first_and_refuses_private_addresses(tmp_pat
         steps = say(session, "yes")
         assert "refused address 1" in answer(steps)  # 127.0.0.1 is refused unless allowed
         assert http_server.hits == {}
+
+
+# -- the router never acts on what it cannot represent -------------------------------------
+
+
+def _labelled_fish(tmp_path, photos_dir, **options):
+    """A session (actions run at once unless told otherwise) on the 20 fish photos, suggested."""
+    project = Project(tmp_path / "p")
+    session = Session(project, model=TINY, **{"yes": True, **options})
+    say(session, f"add {photos_dir / 'fish'}")
+    say(session, "use the labels fish, tool")
+    say(session, "label them")
+    return project, session
+
+
+def _confirmed(project) -> int:
+    return project.store.status().by_status.get("confirmed", 0)
+
+
+def test_negations_and_exceptions_are_never_acted_on(tmp_path, photos_dir):
+    project, session = _labelled_fish(tmp_path, photos_dir)
+    with project:
+        first = project.store.items()[0].id
+        for message in ["don't approve anything above 0.5", "accept everything above 0.3 except tools",
+                        "never accept anything over 1%", "approve all above 1% but not the fish",
+                        "approve everything above 0.01 other than tools", "do not approve 1 2 3",
+                        f"approve {first} without {first + 1}", f"{first} is a fish, not {first + 1}"]:
+            steps = say(session, message)
+            assert not calls(steps), message
+            assert "nothing was changed" in answer(steps).lower(), message
+        assert "one label above a threshold" in answer(say(session, "don't approve anything above 0.5"))
+        assert _confirmed(project) == 0 and not project.store.decisions()
+        steps = say(session, f"{first} is not a fish")  # exactly a rejection of that label
+        assert calls(steps) == [("decide", {"item_ids": [first], "action": "reject", "label": "fish"})]
+        assert project.store.state(first).status is Status.REJECTED
+        steps = say(session, f"no, {first} should be fish")  # a leading "no," answers the last reply
+        assert calls(steps) == [("correct", {"item_id": first, "label": "fish"})]
+        assert project.store.state(first).label == "fish"
+
+
+def test_item_ranges_expand_and_mixed_requests_ask_back(tmp_path, photos_dir):
+    project, session = _labelled_fish(tmp_path, photos_dir)
+    with project:
+        ids = sorted(item.id for item in project.store.items())
+        a, b, c, d = ids[:4]
+        assert [a, b, c, d] == list(range(a, a + 4))
+        steps = say(session, f"approve {a}-{d}")
+        assert calls(steps) == [("decide", {"item_ids": [a, b, c, d], "action": "accept"})]
+        assert _confirmed(project) == 4
+        steps = say(session, f"reject items {ids[4]} to {ids[6]}")
+        assert calls(steps)[0][1]["item_ids"] == ids[4:7]
+        steps = say(session, "approve 1-100000")
+        assert not calls(steps) and "at most 500" in answer(steps)
+        before = len(project.store.decisions())
+        for message in [f"accept {ids[8]} but reject {ids[9]}", f"approve {ids[8]}, {ids[9]} is a tool",
+                        f"{ids[8]} is a fish, {ids[9]} is a tool", "approve everything above 0.01 and skip the rest"]:
+            steps = say(session, message)
+            assert not calls(steps), message
+        assert f"'{ids[8]} is a fish', then '{ids[9]} is a tool'" in answer(
+            say(session, f"{ids[8]} is a fish, {ids[9]} is a tool"))
+        steps = say(session, "undo the last 3")
+        assert not calls(steps) and "one action at a time" in answer(steps) and "3 times" in answer(steps)
+        assert len(project.store.decisions()) == before
+
+
+def test_quoted_and_existing_paths_with_spaces_stay_whole(tmp_path, photos_dir):
+    photos = sorted((photos_dir / "fish").iterdir())
+    folder = tmp_path / "x y"
+    folder.mkdir()
+    names = ["weird name ünïcode.png", "it's mine.jpg", "plain two.jpg"]
+    for photo, name in zip(photos, names):
+        shutil.copy(photo, folder / name)
+    with Project(tmp_path / "p") as project:
+        session = Session(project, model=TINY)
+        for message, path in [(f'add "{folder / names[0]}"', folder / names[0]),
+                              (f"add '{folder / names[0]}' please", folder / names[0]),
+                              (f'add "{folder / names[1]}"', folder / names[1]),
+                              (f"add {folder / names[2]}", folder / names[2])]:  # unquoted, but on disk
+            assert calls(say(session, message)) == [("add_images", {"sources": [str(path)]})], message
+        assert project.store.item_count() == 3
+
+
+def test_an_export_format_it_does_not_know_is_asked_about(tmp_path):
+    with Project(tmp_path / "p") as project:
+        session = Session(project, model=TINY)
+        for message in ["export to agentout3 as parquet", "export to out in yolo format", "export to parquet"]:
+            steps = say(session, message)
+            assert not calls(steps), message
+            assert "imagefolder, csv, jsonl, coco or hf" in answer(steps), message
+        assert calls(say(session, "export to out as csv"))[0][1] == {"out_dir": "out", "format": "csv"}
+        assert calls(say(session, f'export to "{tmp_path / "my out"}"'))[0][1] == {"out_dir": str(tmp_path / "my out")}
+
+
+def test_show_item_n_is_not_a_batch_of_n(tmp_path):
+    with Project(tmp_path / "p") as project:
+        session = Session(project, model=TINY)
+        for message in ["show me item 5", "show #5", "can I see image 5?"]:
+            steps = say(session, message)
+            assert not calls(steps) and "similar to item 5" in answer(steps), message
+        assert calls(say(session, "show me 5")) == [("review_batch", {"size": 5})]
+
+
+def test_thanks_and_unknown_messages_get_short_answers_and_help_is_a_list(tmp_path):
+    with Project(tmp_path / "p") as project:
+        session = Session(project, model=TINY)
+        thanks = answer(say(session, "thank you!"))
+        assert "welcome" in thanks and "Things you can say" not in thanks
+        unknown = answer(say(session, "frobnicate the widgets"))
+        assert "I did not understand" in unknown and "help" in unknown and "Things you can say" not in unknown
+        assert "nearest thing I know: `show me 10 random ones`" in answer(say(session, "reveal 10 random ones"))
+        lines = answer(say(session, "help")).splitlines()
+        assert lines[0].endswith("Things you can say:")
+        examples = [line for line in lines[1:] if line.strip()]
+        assert all(line.startswith("- `") for line in examples) and len(examples) >= 15
+        assert not any("skip 9" in line and "12 is a windmill" in line for line in lines)
