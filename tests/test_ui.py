@@ -335,7 +335,7 @@ def test_views_are_pure_and_render_steps_and_cards():
     assert views.parse_range("0.9-0.4") == (0.4, 0.9) and views.parse_range(">0.8") == (0.8, 1.0)
     assert views.parse_range("0.4 to 0.7") == (0.4, 0.7) and views.parse_range("<= 30%") == (0.0, 0.3)
     for unreadable in ("abc", "0.5", "0.2-", "150-200%"):
-        with pytest.raises(LabelchatError, match="probabilit"):
+        with pytest.raises(LabelchatError, match="[Pp]robabilit"):
             views.parse_range(unreadable)
     empty = views.render_cards([], LABELS, str, filtered=views.filter_text("tool", 0.01, 0.05))
     assert "No pending images suggested as tool, with probability 0.01-0.05" in empty and "Widen" in empty
@@ -347,3 +347,19 @@ def test_views_are_pure_and_render_steps_and_cards():
     matrix = views.confusion_html({"per_class": [{"label": "cat"}, {"label": "<dog>"}], "confusion": [[3, 1], [0, 4]]})
     assert matrix.count("<td") == 4 and "&lt;dog&gt;" in matrix and 'title="1 of 4"' in matrix
     assert "No held-out items" in views.confusion_html(None)
+
+
+def test_plots_get_number_and_time_axes_even_before_there_is_data():
+    """Gradio takes an axis's kind from the first frame; the training curves start empty."""
+    import gradio as gr
+
+    from ui.app import _frame
+
+    columns, rows = views.training_curve_table([])
+    curves = gr.LinePlot(x="epoch", y="value", color="series").postprocess(
+        _frame(columns, rows, numeric=["epoch", "value"]))
+    assert (curves.datatypes["epoch"], curves.datatypes["value"]) == ("quantitative", "quantitative")
+    columns, rows = views.progress_table([])
+    progress = gr.LinePlot(x="time", y="confirmed decisions").postprocess(
+        _frame(columns, rows, numeric=["confirmed decisions"], temporal=["time"]))
+    assert progress.datatypes["time"] == "temporal"

@@ -344,8 +344,6 @@ def build_app(state: AppState):
             return gr.update(choices=names), gr.update(choices=names)
 
         def dashboard():
-            import pandas as pd
-
             store = state.project.store
             counts = store.status()
             columns, rows = views.label_counts_table(counts)
@@ -355,8 +353,12 @@ def build_app(state: AppState):
             text = (f"**{counts.items}** images · " +
                     " · ".join(f"{n} {k}" for k, n in counts.by_status.items()) +
                     f" · {counts.decisions} decisions")
-            return (text, pd.DataFrame(rows, columns=columns), pd.DataFrame(h_rows, columns=h_columns),
-                    pd.DataFrame(p_rows, columns=p_columns))
+            stacked = [c.confirmed + c.suggested for c in counts.by_label]
+            return (text,
+                    gr.BarPlot(_frame(columns, rows, numeric=["items"]), y_lim=_headroom(stacked)),
+                    gr.BarPlot(_frame(h_columns, h_rows, numeric=["items"]), y_lim=_headroom([r[1] for r in h_rows])),
+                    gr.LinePlot(_frame(p_columns, p_rows, numeric=["confirmed decisions"], temporal=["time"]),
+                                y_lim=_headroom([r[1] for r in p_rows])))
 
         def on_export(folder, fmt, include, overwrite):
             """Exports, or says why not; a failed export never leaves an earlier success on show."""
@@ -392,7 +394,7 @@ def build_app(state: AppState):
             c_columns, c_rows = views.training_curve_table(history)
             return (pd.DataFrame(rows, columns=columns),
                     gr.update(choices=[v.name for v in all_versions], value=shown.name if shown else None),
-                    pd.DataFrame(c_rows, columns=c_columns),
+                    _frame(c_columns, c_rows, numeric=["epoch", "value"]),
                     views.confusion_html(shown.metrics.get("holdout") if shown else None))
 
         models_outputs = [versions, version_pick, curves, confusion]
@@ -457,6 +459,21 @@ def build_app(state: AppState):
         app.load(show_batch, filters, [cards_html, batch_state])
         app.load(dashboard, None, [summary, per_label, histogram, progress_plot])
     return app
+
+
+def _frame(columns: list[str], rows: list[list], numeric=(), temporal=()):
+    """A DataFrame whose column types do not depend on its having rows. Gradio's plots take an
+    axis's kind from them: the training curves, first drawn empty, got a list of names for an
+    epoch axis and drew no line for the numbers that came later (seen in the browser)."""
+    import pandas as pd
+
+    frame = pd.DataFrame(rows, columns=columns)
+    return frame.astype({**{c: "float64" for c in numeric}, **{c: "datetime64[ns]" for c in temporal}})
+
+
+def _headroom(values) -> list[float]:
+    """y limits that leave a tenth above the tallest bar, which otherwise touched the frame."""
+    return [0, max(1.0, max(values, default=0) * 1.1)]
 
 
 def launch(project_dir: Path, *, host: str = "127.0.0.1", port: int | None = None, auth: str | None = None,
