@@ -359,8 +359,12 @@ def confirmation_question(ctx: AgentContext, name: str, args: dict) -> str | Non
 
 
 def _labels_question(ctx: AgentContext, labels: list[str]) -> str | None:
-    """Asked before a new label set drops labels that confirmed images have (None: none would)."""
-    names = {label.name for label in parse_label_list("\n".join(labels))}
+    """Asked before a new label set drops labels that confirmed images have (None: none would,
+    or the labels are unusable, which the tool itself then says)."""
+    try:
+        names = {label.name for label in parse_label_list("\n".join(labels))}
+    except LabelchatError:
+        return None
     counts = ctx.project.store.status().by_label
     dropped = [(c.label, c.confirmed) for c in counts if c.confirmed and c.label not in names]
     if not dropped:
