@@ -151,6 +151,15 @@ def test_a_corrupt_zip_is_reported(project, tmp_path):
     assert report.problems[0].reason in (Reason.BAD_ARCHIVE, Reason.NOT_AN_IMAGE)
 
 
+def test_a_text_file_without_urls_is_named_as_such_not_as_a_failed_download(project, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("shopping: milk, eggs\ncall Ana\n")
+    report = ingest(project, [str(notes)])
+    (problem,) = report.problems
+    assert (problem.source, problem.reason) == (str(notes), Reason.NOT_A_URL)
+    assert "has no http(s) URL in 2 lines" in problem.message and "read as URL lists" in problem.message
+
+
 def test_url_list_from_a_real_local_server(project, tmp_path, http_server):
     good = [http_server.add(f"{i}.jpg", imagefiles.jpeg(i)) for i in range(3)]
     http_server.add("flaky.jpg", imagefiles.jpeg(10))
@@ -171,7 +180,8 @@ def test_url_list_from_a_real_local_server(project, tmp_path, http_server):
     assert report.added == 4 and report.duplicates == 1
     reasons = Counter(p.reason for p in report.problems)
     assert reasons == {
-        Reason.DOWNLOAD_FAILED: 3,  # 404, ftp redirect, "not a url at all"
+        Reason.DOWNLOAD_FAILED: 2,  # 404, ftp redirect
+        Reason.NOT_A_URL: 1,  # "not a url at all"
         Reason.NOT_AN_IMAGE: 1,
         Reason.TOO_LARGE: 2,
     }

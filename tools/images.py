@@ -50,6 +50,7 @@ class Reason(str, Enum):
     UNSAFE_PATH = "unsafe path in archive"
     BAD_ARCHIVE = "bad archive"
     DOWNLOAD_FAILED = "download failed"
+    NOT_A_URL = "not a URL"  # a line of a URL list (.txt, .csv, .tsv) that is no http(s) URL
     REFUSED_ADDRESS = "refused address"
     INVALID_LABEL = "invalid label"
     NOT_FOUND = "not found"

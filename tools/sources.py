@@ -241,14 +241,17 @@ def _read_url_list(path: Path, session, options: FetchOptions, out: Collected) -
             Problem(str(path), Reason.UNREADABLE, f"cannot read the URL list as UTF-8 text: {exc}")
         )
         return
-    for line_number, url in _urls_in(text, path.suffix.lower()):
-        where = f"{path}:{line_number}"
+    lines = _urls_in(text, path.suffix.lower())
+    if lines and not any(is_http_url(url) for _, url in lines):  # a text file, not a list of URLs
+        out.problems.append(Problem(str(path), Reason.NOT_A_URL, (
+            f"has no http(s) URL in {len(lines)} lines: {path.suffix} files are read as URL lists "
+            f"(one URL a line, or a CSV with a url column), and images are added from folders, zips or image files")))
+        return
+    for line_number, url in lines:
         if is_http_url(url):
             out.candidates.append(_url_candidate(url.strip(), session, options, None))
         else:
-            out.problems.append(
-                Problem(where, Reason.DOWNLOAD_FAILED, f"{url!r} is not an http(s) URL")
-            )
+            out.problems.append(Problem(f"{path}:{line_number}", Reason.NOT_A_URL, f"{url!r} is not an http(s) URL"))
 
 
 def _urls_in(text: str, suffix: str) -> list[tuple[int, str]]:
