@@ -80,7 +80,9 @@ def build_tools(ctx: AgentContext) -> list[BaseTool]:
         text = f"Added {report.added} images ({report.duplicates} already here)"
         if report.problems:
             reasons = ", ".join(f"{r} {n}" for r, n in report.skipped_by_reason().items())
-            text += f"; skipped {report.skipped}: {reasons}"
+            named = "; ".join(f"{_short(p.source)}: {p.message}" for p in report.problems[:5])
+            more = f"; and {report.skipped - 5} more" if report.skipped > 5 else ""
+            text += f"; skipped {report.skipped} ({reasons}): {named}{more}"
         return text + ".", report
 
     @tool(parse_docstring=True, response_format="content_and_artifact")
@@ -307,6 +309,14 @@ def build_tools(ctx: AgentContext) -> list[BaseTool]:
 
     return [add_images, crawl, set_labels, add_labels, suggest_labels, review_batch, decide, correct,
             accept_above, similar, export_dataset, undo, status, train_model, use_model, model_versions]
+
+
+def _short(source: str) -> str:
+    """A file's name, or a URL, as a person recognises it (uploads sit in long temporary paths)."""
+    from pathlib import PurePath
+
+    return source if "://" in source else PurePath(source.split("!", 1)[0]).name + (
+        f"!{source.split('!', 1)[1]}" if "!" in source else "")
 
 
 def undo_text(store, undone: list) -> str:

@@ -113,6 +113,17 @@ def test_a_new_label_set_that_leaves_out_confirmed_labels_waits_for_a_yes(tmp_pa
         assert project.store.label_set().names == ["cat", "dog"]
 
 
+def test_adding_names_each_file_it_skipped_and_why(tmp_path, photos_dir):
+    upload = tmp_path / "gradio" / "3f2a9c" / "notes.txt"  # where the browser's uploads land
+    upload.parent.mkdir(parents=True)
+    upload.write_text("call Ana\n")
+    with Project(tmp_path / "p") as project:
+        steps = say(Session(project, model=TINY), f"add {photos_dir / 'tool'} {upload}")
+        text = answer(steps)
+        assert "Added 20 images" in text and "skipped 1 (not a URL 1): notes.txt: has no http(s) URL" in text
+        assert str(upload.parent) not in text
+
+
 def test_with_yes_nothing_waits(tmp_path, photos_dir):
     with Project(tmp_path / "p") as project:
         session = Session(project, model=TINY, yes=True)
