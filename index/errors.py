@@ -31,12 +31,18 @@ class InvalidLabelError(LabelchatError):
 
 
 class LabelNotInSetError(LabelchatError):
-    def __init__(self, label: str, known: list[str]):
+    def __init__(self, label: str, known: list[str], *, removing: bool = False):
+        import difflib
+
         shown = ", ".join(known) if known else "(the label set is empty)"
-        super().__init__(
-            f"'{label}' is not in the label set ({shown}). "
-            f"Add it first: labelchat labels add '{label}'"
-        )
+        close = [k for k in known if k.casefold() == label.casefold()] or \
+            difflib.get_close_matches(label, known, n=1, cutoff=0.75)
+        if close:
+            hint = f" Did you mean '{close[0]}'?"
+        else:
+            hint = "" if removing else f" Add it first: labelchat labels add '{label}'"
+        gone = ", so there is nothing to remove." if removing else "."
+        super().__init__(f"'{label}' is not in the label set ({shown}){gone}{hint}")
         self.label = label
 
 

@@ -76,17 +76,29 @@ def parse_label_list(text: str) -> list[Label]:
     """
     separators = "\n" if "\n" in text.strip() else (";" if ";" in text else ",")
     labels: list[Label] = []
-    seen: set[str] = set()
     for part in text.split(separators):
         if not part.strip(" ,;\t"):
             continue
         name, _, description = part.partition("=")
         name = name.strip()
         validate_label_name(name)
-        if name in seen:
-            raise InvalidLabelError(f"The label '{name}' is given twice; give each label once.")
-        seen.add(name)
         labels.append(Label(name, description.strip() or None))
     if not labels:
         raise InvalidLabelError(f"No labels found in {text!r}. Give them like 'cat, dog, bird'.")
+    refuse_duplicates([label.name for label in labels])
     return labels
+
+
+def refuse_duplicates(names: list[str]) -> None:
+    """Each label once, and no two that differ only in case: on macOS and Windows their
+    export folders would be one folder."""
+    seen: dict[str, str] = {}
+    for name in names:
+        other = seen.get(name.casefold())
+        if other == name:
+            raise InvalidLabelError(f"The label '{name}' is given twice; give each label once.")
+        if other is not None:
+            raise InvalidLabelError(
+                f"The labels '{other}' and '{name}' differ only in case: on macOS and Windows their "
+                f"export folders would be one folder. Keep one of them.")
+        seen[name.casefold()] = name

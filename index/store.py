@@ -24,7 +24,6 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from .errors import (
-    InvalidLabelError,
     LabelchatError,
     LabelNotInSetError,
     NothingToUndoError,
@@ -32,7 +31,7 @@ from .errors import (
     SchemaTooNewError,
     UnknownItemError,
 )
-from .labels import validate_label_name
+from .labels import refuse_duplicates, validate_label_name
 from .migrations import MIGRATIONS
 from .types import (
     Action,
@@ -279,7 +278,7 @@ class Store:
     def set_labels(self, labels: Sequence[Label]) -> LabelSet:
         """Replace the label set. Decisions keep their labels; see `status()`."""
         names = [validate_label_name(label.name) for label in labels]
-        _refuse_duplicates(names)
+        refuse_duplicates(names)
         with self._write() as db:
             db.execute("DELETE FROM labels")
             for position, label in enumerate(labels):
@@ -294,7 +293,8 @@ class Store:
         """Add labels that are not in the set yet, keeping the existing ones and their order."""
         for label in labels:
             validate_label_name(label.name)
-        _refuse_duplicates([label.name for label in labels])
+        known = self.label_set().names
+        refuse_duplicates(known + [label.name for label in labels if label.name not in known])
         with self._write() as db:
             added = 0
             for label in labels:
@@ -317,7 +317,7 @@ class Store:
         known = self.label_set().names
         for name in names:
             if name not in known:
-                raise LabelNotInSetError(name, known)
+                raise LabelNotInSetError(name, known, removing=True)
         with self._write() as db:
             db.executemany("DELETE FROM labels WHERE name = ?", [(n,) for n in names])
             self._bump_label_version(db)
@@ -937,14 +937,6 @@ def _takes_label(db: sqlite3.Connection, item_id: int, label: str) -> bool:
     or a person rejected that label for it."""
     row = db.execute("SELECT status, rejected FROM item_state WHERE item_id = ?", (item_id,)).fetchone()
     return row["status"] != Status.CONFIRMED.value and label not in json.loads(row["rejected"])
-
-
-def _refuse_duplicates(names: Sequence[str]) -> None:
-    seen: set[str] = set()
-    for name in names:
-        if name in seen:
-            raise InvalidLabelError(f"The label '{name}' is given twice; give each label once.")
-        seen.add(name)
 
 
 # -- rows to records --------------------------------------------------------------

@@ -63,3 +63,35 @@ def test_descriptions_and_duplicates():
         parse_label_list("cat, dog, cat")
     with pytest.raises(InvalidLabelError, match="No labels found"):
         parse_label_list(" , ;")
+
+
+def test_labels_that_differ_only_in_case_are_refused_they_would_share_a_folder(tmp_path):
+    from index.project import Project
+
+    with pytest.raises(InvalidLabelError, match="'Cat' and 'cat' differ only in case"):
+        parse_label_list("Cat, dog, cat")
+    with Project(tmp_path / "p") as project:
+        project.store.set_labels(parse_label_list("cat, dog"))
+        with pytest.raises(InvalidLabelError, match="differ only in case"):
+            project.store.add_labels(parse_label_list("Dog"))
+        assert project.store.add_labels(parse_label_list("dog, bird")).names == ["cat", "dog", "bird"]
+
+
+def test_a_label_not_in_the_set_gets_the_near_one_named(tmp_path):
+    import imagefiles
+    from index.errors import LabelNotInSetError
+    from index.project import Project
+    from index.types import Action
+    from tools.ingest import ingest
+
+    (tmp_path / "a.jpg").write_bytes(imagefiles.jpeg(1))
+    with Project(tmp_path / "p") as project:
+        ingest(project, [str(tmp_path / "a.jpg")])
+        project.store.set_labels(parse_label_list("triangle, square"))
+        item = project.store.items()[0].id
+        with pytest.raises(LabelNotInSetError, match="Did you mean 'triangle'"):
+            project.store.decide(item, Action.CORRECT, "Triangle")
+        with pytest.raises(LabelNotInSetError, match="Add it first: labelchat labels add 'zebra'"):
+            project.store.decide(item, Action.CORRECT, "zebra")
+        with pytest.raises(LabelNotInSetError, match="nothing to remove.$"):
+            project.store.remove_labels(["hexagon"])
