@@ -63,10 +63,12 @@ def _bad_folder(root, photos_dir):
     (bad / "empty.jpg").write_bytes(b"")
     (bad / "notes.jpg").write_bytes(b"these are my notes, not a picture")
     (bad / "truncated.jpg").write_bytes(imagefiles.truncated_jpeg(3))
+    (bad / "scan.tif").write_bytes(b"II*\x00" + b"x" * 40)  # a TIFF header, nothing behind it
     (bad / "bomb.png").write_bytes(imagefiles.bomb_png())
     (bad / "dangling.jpg").symlink_to(root / "does-not-exist.jpg")
     (bad / "loop").symlink_to(root, target_is_directory=True)
     (bad / "readme.txt").write_text("ignored: not an image extension")
+    (bad / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")  # hidden: ignored and counted too
     return root
 
 
@@ -76,16 +78,17 @@ def test_bad_inputs_are_skipped_counted_and_named_while_the_rest_goes_on(project
     assert report.added == 4  # a, b, windmill, windmill-small
     assert report.duplicates == 1
     assert len(report.near_duplicates) == 1
-    assert report.ignored == 1
+    assert report.ignored == 2
     assert report.skipped_by_reason() == {
         Reason.EMPTY.value: 1,
         Reason.NOT_AN_IMAGE.value: 1,
-        Reason.CORRUPT.value: 1,
+        Reason.CORRUPT.value: 2,
         Reason.TOO_MANY_PIXELS.value: 1,
         Reason.UNREADABLE.value: 1,
         Reason.SYMLINK_LOOP.value: 1,
     }
     messages = {p.reason: (p.source, p.message) for p in report.problems}
+    assert not [p for p in report.problems if "BytesIO" in p.message]  # Pillow's words about our buffer
     assert messages[Reason.EMPTY][0].endswith("empty.jpg") and "0 bytes" in messages[Reason.EMPTY][1]
     assert "100000000 pixels" in messages[Reason.TOO_MANY_PIXELS][1]
     assert "--max-pixels" in messages[Reason.TOO_MANY_PIXELS][1]
@@ -148,7 +151,10 @@ def test_a_corrupt_zip_is_reported(project, tmp_path):
     (tmp_path / "broken.zip").write_bytes(b"PK\x03\x04" + b"\x00" * 50)
     report = ingest(project, [str(tmp_path / "broken.zip")])
     assert report.added == 0
-    assert report.problems[0].reason in (Reason.BAD_ARCHIVE, Reason.NOT_AN_IMAGE)
+    assert report.problems[0].reason is Reason.BAD_ARCHIVE
+    (tmp_path / "notazip.zip").write_bytes(b"hello, not a zip at all")
+    (problem,) = ingest(project, [str(tmp_path / "notazip.zip")]).problems
+    assert problem.reason is Reason.BAD_ARCHIVE and "cannot open the zip" in problem.message
 
 
 def test_a_text_file_without_urls_is_named_as_such_not_as_a_failed_download(project, tmp_path):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import warnings
 from dataclasses import dataclass
 from enum import Enum
@@ -137,7 +138,8 @@ def inspect_image(
             f"bomb ({exc})",
         ) from exc
     except Exception as exc:  # Pillow raises many types for broken files
-        raise ImageRejected(Reason.CORRUPT, f"the {fmt} data cannot be decoded: {exc}") from exc
+        detail = re.sub(r"\s*<_io\.BytesIO object at 0x[0-9a-f]+>", "", str(exc))  # our buffer, not theirs
+        raise ImageRejected(Reason.CORRUPT, f"the {fmt} data cannot be decoded: {detail}") from exc
     return ImageInfo(
         sha256=hashlib.sha256(data).hexdigest(),
         phash=phash,

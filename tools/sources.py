@@ -73,7 +73,7 @@ def collect(
             result.problems.append(Problem(source, Reason.NOT_FOUND, f"{kind}: {source}"))
         elif path.is_dir():
             _walk_folder(path, labels_from_folders, fetch_options.max_bytes, result)
-        elif zipfile.is_zipfile(path):
+        elif zipfile.is_zipfile(path) or path.suffix.lower() == ".zip":  # a broken .zip is a bad archive
             _read_zip(path, labels_from_folders, fetch_options.max_bytes, result)
         elif path.suffix.lower() in URL_LIST_EXTENSIONS:
             session = session or _session(session_factory)
@@ -141,10 +141,8 @@ def _walk_folder(root: Path, labels_from_folders: bool, max_bytes: int, out: Col
         relative = Path(dirpath).relative_to(root)
         label = relative.parts[0] if labels_from_folders and relative.parts else None
         for filename in sorted(filenames):
-            if filename.startswith("."):
-                continue
             path = Path(dirpath) / filename
-            if path.suffix.lower() not in IMAGE_EXTENSIONS:
+            if filename.startswith(".") or path.suffix.lower() not in IMAGE_EXTENSIONS:
                 out.ignored += 1
                 continue
             out.candidates.append(file_candidate(path, label, max_bytes))
