@@ -112,7 +112,8 @@ def build_tools(ctx: AgentContext) -> list[BaseTool]:
         """
         label_set = store.set_labels(parse_label_list("\n".join(labels)))
         ctx.forget_reviewer()
-        return f"The labels are now: {', '.join(label_set.names)}.", label_set
+        hint = " Say 'label them' to suggest these labels." if store.item_count() else ""
+        return f"The labels are now: {', '.join(label_set.names)}.{hint}", label_set
 
     @tool(parse_docstring=True, response_format="content_and_artifact")
     def add_labels(labels: list[str]) -> tuple[str, Any]:
@@ -276,6 +277,7 @@ def build_tools(ctx: AgentContext) -> list[BaseTool]:
         if activate:
             done = activate_version(ctx.project, version.id, device=ctx.device)
             text += f" It now suggests the labels of all {done.rescored} images."
+            text += worse_than_zero_shot(version.metrics)
         else:
             text += f" Say 'use {version.name}' to let it suggest labels."
         return text, report
@@ -309,6 +311,16 @@ def build_tools(ctx: AgentContext) -> list[BaseTool]:
 
     return [add_images, crawl, set_labels, add_labels, suggest_labels, review_batch, decide, correct,
             accept_above, similar, export_dataset, undo, status, train_model, use_model, model_versions]
+
+
+def worse_than_zero_shot(metrics: dict) -> str:
+    """A warning when a new version was less accurate than zero-shot on the held-out items ('' if not)."""
+    accuracy, zero_shot = metrics.get("accuracy"), metrics.get("zero_shot_accuracy")
+    if accuracy is None or zero_shot is None or accuracy >= zero_shot:
+        return ""
+    return (f" Note: on the held-out images it was less accurate than zero-shot ({_percent(accuracy)} against "
+            f"{_percent(zero_shot)}); say 'go back to zero-shot' to stop using it, or confirm more images and "
+            f"train again.")
 
 
 def _short(source: str) -> str:

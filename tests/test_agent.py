@@ -124,6 +124,15 @@ def test_adding_names_each_file_it_skipped_and_why(tmp_path, photos_dir):
         assert str(upload.parent) not in text
 
 
+def test_a_new_version_less_accurate_than_zero_shot_is_named_as_such():
+    from agent.tools import worse_than_zero_shot
+
+    warning = worse_than_zero_shot({"accuracy": 0.938, "zero_shot_accuracy": 1.0})
+    assert "less accurate than zero-shot (94% against 100%)" in warning and "go back to zero-shot" in warning
+    assert worse_than_zero_shot({"accuracy": 0.9, "zero_shot_accuracy": 0.8}) == ""
+    assert worse_than_zero_shot({"accuracy": None, "zero_shot_accuracy": 0.8}) == ""
+
+
 def test_with_yes_nothing_waits(tmp_path, photos_dir):
     with Project(tmp_path / "p") as project:
         session = Session(project, model=TINY, yes=True)

@@ -112,9 +112,12 @@ def test_label_review_and_undo_in_the_browser(app, browser):
 
     page.keyboard.press("u")
     page.wait_for_selector("text=Undid the decision", timeout=30000)
+    assert page.locator(OPEN_CARDS).nth(0).get_attribute("data-item") == str(third)  # back, and first
     with _store(folder) as project:
         assert project.store.state(third).status is Status.PENDING
         assert project.store.decisions()[-1].actor == "web"
+    assert page.locator("#lc-review .lc-help").inner_text().endswith("1 fish 2 mammal 3 monument 4 tool 5 windmill")
+    assert not page.locator("#lc-search").is_visible()  # the offline model cannot search by text
 
     # A decision the store refuses: the card that left at once comes back, with the reason.
     fourth = int(page.locator(OPEN_CARDS).nth(0).get_attribute("data-item"))

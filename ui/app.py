@@ -24,10 +24,10 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("GRADIO_RUN_HISTORY", "False")
 
 from agent.session import Session  # noqa: E402
-from agent.tools import undo_text  # noqa: E402
+from agent.tools import undo_text, worse_than_zero_shot  # noqa: E402
 from index.errors import LabelchatError  # noqa: E402
 from index.project import Project  # noqa: E402
-from index.types import Action  # noqa: E402
+from index.types import Action, Status  # noqa: E402
 
 from . import views  # noqa: E402
 from .next_batch import NextBatch, Prepared  # noqa: E402
@@ -56,6 +56,7 @@ class AppState:
         self.train_events: list = []  # its TrainProgress events, read by the Models tab's timer
         self.train_error: str | None = None
         self.train_version: str | None = None
+        self.train_note = ""  # a warning about the new version, for the Models tab
         self._train_cancel: threading.Event | None = None
 
     def reviewer(self):
@@ -72,6 +73,10 @@ class AppState:
             gc.freeze()
             self._settled = reviewer
         return reviewer
+
+    def can_search_text(self) -> bool:
+        """Whether the model compares text with images (CLIP does; the offline model does not)."""
+        return callable(getattr(self.reviewer().backend, "encode_texts", None))
 
     def cards_for(self, ids: list[int]) -> list:
         reviewer = self.reviewer()
@@ -118,7 +123,7 @@ class AppState:
         if self.training is not None and self.training.is_alive():
             raise LabelchatError("A training run is already going on; wait for it or cancel it.")
         config = TrainConfig(kind=kind, epochs=int(epochs), model=self.ctx.model)  # checks the values now
-        self.train_events, self.train_error, self.train_version = [], None, None
+        self.train_events, self.train_error, self.train_version, self.train_note = [], None, None, ""
         self._train_cancel = threading.Event()
 
         def work() -> None:
@@ -130,6 +135,7 @@ class AppState:
                     with self.lock:
                         self.ctx.forget_reviewer()
                         activate(self.project, report.version.id)
+                    self.train_note = worse_than_zero_shot(report.version.metrics).strip()
             except LabelchatError as exc:
                 self.train_error = str(exc)
             except Exception as exc:  # shown in the tab; the job records it too
@@ -210,7 +216,7 @@ def build_app(state: AppState):
             with gr.Row():
                 curves = gr.LinePlot(x="epoch", y="value", color="series", title="Training curves", height=280)
                 confusion = gr.HTML(elem_id="lc-confusion")
-        with gr.Tab("Dashboard"):
+        with gr.Tab("Dashboard") as dashboard_tab:
             refresh = gr.Button("Refresh")
             summary = gr.Markdown()
             with gr.Row():
@@ -295,7 +301,12 @@ def build_app(state: AppState):
             ack = f'<span data-decided="{html.escape(str(item_id))}" data-t="{html.escape(str(request.get("t")))}"></span>'
             if kind == "undo":
                 undone = state.project.store.undo_last(actor="web")
-                return (*show_batch(order, label, span, undo_text(state.project.store, undone), learn=True), ack)
+                html_text, shown = show_batch(order, label, span, undo_text(state.project.store, undone), learn=True)
+                again = len(undone) == 1 and state.project.store.state(undone[0].item_id).status is Status.PENDING
+                if again and undone[0].item_id not in shown[:1]:  # the card undone comes back first
+                    back = [undone[0].item_id] + [i for i in shown if i != undone[0].item_id][: BATCH - 1]
+                    html_text, shown = render(back, undo_text(state.project.store, undone))
+                return html_text, shown, ack
             if item_id not in ids:
                 notice = f"#{item_id} was already decided (maybe in another tab); nothing was counted twice."
                 return (*render(ids, notice), ack)
@@ -408,7 +419,8 @@ def build_app(state: AppState):
 
         def on_tick(name):
             running = state.training_running
-            text = views.training_status(state.train_events, running, state.train_error, state.train_version)
+            text = views.training_status(state.train_events, running, state.train_error, state.train_version,
+                                         state.train_note)
             return (text, gr.Timer(active=running), *models_view(None if running else state.train_version or name))
 
         def on_use(name, zero_shot=False):
@@ -446,6 +458,7 @@ def build_app(state: AppState):
         for bulk_input in (bulk_label, bulk_prob):  # a preview counts for the label and threshold it was made for
             bulk_input.change(lambda: ("", None), None, [bulk_info, bulk_previewed], show_progress="hidden")
         refresh.click(dashboard, None, [summary, per_label, histogram, progress_plot], api_name="dashboard")
+        dashboard_tab.select(dashboard, None, [summary, per_label, histogram, progress_plot])  # current when opened
         export_go.click(on_export, [export_dir, export_format, export_include, export_overwrite], export_info)
         train_go.click(on_train, [train_kind, train_epochs, train_use], [train_info, timer], api_name="train")
         train_stop.click(lambda: "Cancelling after the current step…" if state.cancel_training()
@@ -456,6 +469,7 @@ def build_app(state: AppState):
         use_zero_shot.click(lambda name: on_use(name, zero_shot=True), version_pick, [train_info, *models_outputs])
         app.load(models_view, None, models_outputs)
         app.load(label_choices, None, [label_filter, bulk_label])
+        app.load(lambda: gr.update(visible=state.can_search_text()), None, search)  # CLIP models only
         app.load(show_batch, filters, [cards_html, batch_state])
         app.load(dashboard, None, [summary, per_label, histogram, progress_plot])
     return app

@@ -69,7 +69,8 @@ def render_cards(cards: Sequence, labels: Sequence[str], url_of: Callable[[int],
                  notice: str = "", filtered: str = "") -> str:
     """The review batch as HTML cards; buttons call labelchatAct(action, item, label). `filtered`
     says which filter is on (e.g. "suggested as tool, probability 0.01-0.05"), for an empty batch."""
-    parts = [f'<div class="lc-help">{KEYS_HELP}</div>']
+    numbered = " ".join(f"<b>{i}</b> {html.escape(label)}" for i, label in enumerate(labels[:9], start=1))
+    parts = [f'<div class="lc-help">{KEYS_HELP} &nbsp;·&nbsp; {numbered}</div>']
     if notice:
         parts.append(f'<div class="lc-notice">{html.escape(notice)}</div>')
     if not cards and filtered:
@@ -213,7 +214,8 @@ def versions_table(versions: Sequence) -> tuple[list[str], list[list]]:
     return ["version", "kind", "held-out accuracy", "zero-shot", "trained on", "base model", "created"], rows
 
 
-def training_status(events: Sequence, running: bool, error: str | None, version_name: str | None) -> str:
+def training_status(events: Sequence, running: bool, error: str | None, version_name: str | None,
+                    note: str = "") -> str:
     """One line about the current or last training run, for the Models tab."""
     if error:
         return f"**Training stopped:** {html.escape(error)}"
@@ -224,5 +226,6 @@ def training_status(events: Sequence, running: bool, error: str | None, version_
         where = f" · epoch {steps[-1].epoch}/{steps[-1].epochs}, step {steps[-1].step}/{steps[-1].steps}" if steps else ""
         return f"**Training…**{where} {html.escape(last)}"
     if version_name:
-        return f"**Done:** created {html.escape(version_name)}. {html.escape(last)}"
+        warning = f" **{html.escape(note)}**" if note else ""
+        return f"**Done:** created {html.escape(version_name)}. {html.escape(last)}{warning}"
     return "No training run in this session yet."
