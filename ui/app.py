@@ -35,7 +35,7 @@ from .next_batch import NextBatch, Prepared  # noqa: E402
 ASSETS = Path(__file__).parent / "assets"
 BATCH = 12
 PREPARE_AT = 2  # cards left when the next batch is prepared (ui/next_batch.py): time to finish first
-CONFIRMED, SUGGESTED = "confirmed labels", "confirmed, and suggestions for the rest"
+CONFIRMED, SUGGESTED = "confirmed", "confirmed + suggestions"
 EXPORT_INCLUDE = {CONFIRMED: "confirmed", SUGGESTED: "suggested"}
 
 
@@ -214,14 +214,18 @@ def build_app(state: AppState):
                 use_version = gr.Button("Use this version", scale=1, elem_id="lc-use-version")
                 use_zero_shot = gr.Button("Back to zero-shot", scale=1)
             with gr.Row():
-                curves = gr.LinePlot(x="epoch", y="value", color="series", title="Training curves", height=280)
+                curves = gr.LinePlot(x="epoch", y="value", color="series", title="Training curves", height=280,
+                                     min_width=340)
                 confusion = gr.HTML(elem_id="lc-confusion")
         with gr.Tab("Dashboard") as dashboard_tab:
             refresh = gr.Button("Refresh")
             summary = gr.Markdown()
             with gr.Row():
-                per_label = gr.BarPlot(x="label", y="items", color="kind", title="Items per label", height=300)
-                histogram = gr.BarPlot(x="probability", y="items", title="Best-suggestion probability", height=300)
+                # min_width: side by side on a wide window, one above the other on a phone
+                per_label = gr.BarPlot(x="label", y="items", color="kind", title="Items per label", height=300,
+                                       min_width=340)
+                histogram = gr.BarPlot(x="probability", y="items", title="Best-suggestion probability", height=300,
+                                       min_width=340)
             progress_plot = gr.LinePlot(x="time", y="confirmed decisions", title="Labelling progress", height=260)
             with gr.Row():
                 export_dir = gr.Textbox(label="Export to folder", scale=3)
