@@ -63,6 +63,13 @@ class Project:
     def models_dir(self) -> Path:
         return self.folder / "models"
 
+    def check(self) -> list[str]:
+        """Problems found in the database and the media folder; empty when all is consistent."""
+        missing = [item for item in self.store.items() if not self.media.path(item.media_path).is_file()]
+        return self.store.check() + [
+            f"item {item.id}: its image {item.media_path} is missing (it came from {item.source}; "
+            f"adding that file again restores it)" for item in missing]
+
     def close(self) -> None:
         self.store.close()
 

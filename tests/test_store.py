@@ -269,3 +269,15 @@ def test_jobs_record_progress(store):
     store.update_job(job.id, done=4, message="4 of 10")
     assert (store.job(job.id).done, store.job(job.id).message) == (4, "4 of 10")
     assert store.jobs()[0].id == job.id
+
+
+def test_the_project_check_finds_an_image_missing_from_the_media_folder(tmp_path, photos_dir):
+    from tools.ingest import ingest
+
+    with Project(tmp_path / "p") as project:
+        ingest(project, [str(photos_dir / "tool")])
+        assert project.check() == []
+        gone = project.store.items()[3]
+        project.media.path(gone.media_path).unlink()
+        (problem,) = project.check()
+        assert f"item {gone.id}: its image" in problem and "missing" in problem and gone.source in problem
