@@ -151,3 +151,21 @@ def test_crawl_command_saves_images_and_resumes(tmp_path, http_server):
     again = run("crawl", "--resume", "--allow-host", "127.0.0.1", "--project", "p2", cwd=tmp_path)
     assert again.returncode == 0 and "saved 3 images" in again.stdout
     assert run("crawl", "--project", "p3", cwd=tmp_path).returncode == 1
+
+
+# -- the CLIP fallback notice -------------------------------------------------------------------
+
+
+def test_the_fallback_notice_writes_a_local_weights_file_as_the_readme_does(tmp_path):
+    (tmp_path / "a.jpg").write_bytes(imagefiles.jpeg(1))
+    process = subprocess.Popen([str(LABELCHAT), "prelabel", "--images", "a.jpg", "--labels", "a, b"],
+                               cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "HF_HUB_OFFLINE": "1", "LABELCHAT_MODEL": ""})
+    try:
+        notice = next((line for line in process.stderr if line.startswith("notice:")), "")
+    finally:
+        process.kill()  # the notice comes before the offline model loads; no need to wait for it
+        process.wait()
+    assert "--model openclip:ViT-B-32//path/to/model.safetensors" in notice
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "openclip:ViT-B-32//path/to/model.safetensors" in readme

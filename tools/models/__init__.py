@@ -149,7 +149,7 @@ def _fallback_notice(spec: str, error: ModelError) -> str:
         f"({OFFLINE_SPEC}: an ImageNet EfficientNet-Lite0 bridged to your labels by text "
         f"similarity; it works without network but is less accurate than CLIP). To use CLIP, run "
         f"'labelchat fetch-model' once on a machine with network access, or pass a local weights "
-        f"file: --model openclip:ViT-B-32/path/to/open_clip_model.safetensors"
+        f"file by its absolute path, after a double slash: --model openclip:ViT-B-32//path/to/model.safetensors"
     )
 
 
