@@ -153,6 +153,87 @@ def test_crawl_command_saves_images_and_resumes(tmp_path, http_server):
     assert run("crawl", "--project", "p3", cwd=tmp_path).returncode == 1
 
 
+# -- ordinary mistakes get a message and an exit code, never a stack trace ------------------
+
+
+def _labelled_project(tmp_path: Path, name: str = "p") -> None:
+    for label in ("a", "b"):
+        (tmp_path / "in" / label).mkdir(parents=True, exist_ok=True)
+        (tmp_path / "in" / label / f"{label}.jpg").write_bytes(imagefiles.jpeg(ord(label)))
+    assert run("add", "in", "--labels-from-folders", "--project", name, cwd=tmp_path).returncode == 0
+
+
+def test_paths_that_cannot_be_written_or_read_are_errors_not_tracebacks(tmp_path):
+    _labelled_project(tmp_path)
+    (tmp_path / "afile").write_text("a file, not a folder")
+    into_a_file = run("export", "afile/sub", "--project", "p", cwd=tmp_path)
+    assert into_a_file.returncode == 1 and "Traceback" not in into_a_file.stderr
+    assert "error: Could not write afile/sub: Not a directory" in into_a_file.stderr
+    assert "choose another path" in into_a_file.stderr
+    as_json = run("export", "afile/sub", "--json", "--project", "p", cwd=tmp_path)
+    assert as_json.returncode == 1
+    assert json.loads(as_json.stdout) == {"ok": False, "error": into_a_file.stderr.strip().removeprefix("error: ")}
+
+    assert run("export", "out", "--format", "csv", "--project", "p", cwd=tmp_path).returncode == 0
+    (tmp_path / "out" / "labels.csv").unlink()
+    no_manifest = run("import", "out", "--project", "q", cwd=tmp_path)
+    assert no_manifest.returncode == 1 and "Traceback" not in no_manifest.stderr
+    assert "error: Could not read out/labels.csv: No such file or directory" in no_manifest.stderr
+
+
+def test_prelabel_checks_its_output_path_before_any_model_work(tmp_path):
+    (tmp_path / "a.jpg").write_bytes(imagefiles.jpeg(1))
+    (tmp_path / "afile").write_text("")
+    result = run("prelabel", "--images", "a.jpg", "--labels", "a, b", "--out", "afile/preds.jsonl", cwd=tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "error: Could not write afile/preds.jsonl" in result.stderr
+    assert "notice:" not in result.stderr  # no model was loaded: the default would have said it falls back
+
+
+@pytest.mark.parametrize("args, wrong", [
+    (["review", "--size", "0"], "--size"),
+    (["review", "--size", "-3"], "--size"),
+    (["similar", "1", "--k", "-2"], "--k"),
+    (["similar", "1", "--k", "0"], "--k"),
+    (["auto-accept", "--min-prob", "0.9", "--audit", "-1"], "--audit"),
+    (["accept", "--min-prob", "1.5"], "--min-prob"),
+    (["items", "--limit", "0"], "--limit"),
+])
+def test_bad_numbers_are_usage_errors_that_name_the_option(tmp_path, args, wrong):
+    run("labels", "set", "a, b", "--project", "p", cwd=tmp_path)
+    result = run(*args, "--project", "p", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"argument {wrong}: " in result.stderr and args[args.index(wrong) + 1] in result.stderr
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path):
+    run("labels", "set", "a, b", "--project", "p", cwd=tmp_path)
+    process = subprocess.Popen([str(LABELCHAT), "status", "--project", "p"], cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process.stdout.close()  # like `| head` that has read all it wants, before labelchat writes
+    stderr = process.stderr.read()
+    assert process.wait(timeout=120) == 141 and stderr == ""
+
+
+# -- labels --file ----------------------------------------------------------------------------
+
+
+def test_labels_file_skips_comments_and_replaces_the_set(tmp_path):
+    (tmp_path / "labels.txt").write_text(
+        "# what we label\n\ncat, dog\ntabby = a striped, domestic cat\n  # not a label either\nbird\n")
+    run("labels", "set", "old", "--project", "p", cwd=tmp_path)
+    bare = run("labels", "--file", "labels.txt", "--project", "p", cwd=tmp_path)
+    assert bare.returncode == 0, bare.stderr
+    assert "4 labels" in bare.stdout and "3. tabby = a striped, domestic cat" in bare.stdout
+    shown = json.loads(run("labels", "--json", "--project", "p", cwd=tmp_path).stdout)
+    assert [label["name"] for label in shown["labels"]] == ["cat", "dog", "tabby", "bird"]
+    (tmp_path / "more.txt").write_text("# more\nowl\n")
+    added = run("labels", "add", "--file", "more.txt", "--json", "--project", "p", cwd=tmp_path)
+    assert [label["name"] for label in json.loads(added.stdout)["labels"]][-2:] == ["bird", "owl"]
+    missing = run("labels", "--file", "nope.txt", "--project", "p", cwd=tmp_path)
+    assert missing.returncode == 1 and "Could not read nope.txt" in missing.stderr
+
+
 # -- the CLIP fallback notice -------------------------------------------------------------------
 
 

@@ -6,30 +6,82 @@ stdout with --json. Progress and messages go to stderr.
 
 Exit codes: 0 done; 1 error (nothing was changed by the failing step);
 2 usage error; 3 done, but some inputs were skipped (see the summary);
-130 interrupted.
+130 interrupted; 141 (quietly) when the reader of stdout went away, as with `| head`.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from index.errors import LabelchatError
+from index.errors import LabelchatError, NothingToUndoError
 from index.project import Project, default_project_dir
+from index.types import Label
 
 from . import format as fmt
 from .cli_train import add_commands as add_training_commands
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a Unix tool whose reader went away exits with
 DEMO_PROJECT = Path("labelchat-data") / "demo"
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "photos"
 
 
 # -- argument parsing ------------------------------------------------------------------
+
+
+def positive_int(text: str) -> int:
+    """type= for counts that must be at least 1 (argparse shows the message, exit 2)."""
+    return _whole_number(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    return _whole_number(text, 0)
+
+
+def _whole_number(text: str, least: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; give one like 10") from None
+    if value < least:
+        raise argparse.ArgumentTypeError(f"{text} is too small: give {least} or more")
+    return value
+
+
+def probability(text: str) -> float:
+    """type= for a probability in (0, 1]; '90%' is read as 0.9."""
+    try:
+        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a probability; give one like 0.9") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a probability above 0 and at most 1; give one like 0.9")
+    return value
+
+
+def positive_float(text: str) -> float:
+    return _number(text, lambda value: value > 0, "more than 0")
+
+
+def non_negative_float(text: str) -> float:
+    return _number(text, lambda value: value >= 0, "0 or more")
+
+
+def _number(text: str, fits: Callable[[float], bool], wanted: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; give one like 1.5") from None
+    if not fits(value):
+        raise argparse.ArgumentTypeError(f"{text} does not fit: give {wanted}")
+    return value
 
 
 def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
@@ -59,16 +111,16 @@ def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
 def _limits(parser: argparse.ArgumentParser) -> None:
     from tools.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 
-    parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
+    parser.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS, metavar="N",
                         help="refuse images with more pixels (default %(default)s)")
-    parser.add_argument("--max-bytes", type=int, default=DEFAULT_MAX_BYTES, metavar="N",
+    parser.add_argument("--max-bytes", type=positive_int, default=DEFAULT_MAX_BYTES, metavar="N",
                         help="refuse files larger than this (default %(default)s)")
     parser.add_argument("--near-dup-distance", type=int, default=4, metavar="BITS",
                         help="report images within this many pHash bits of an earlier one "
                         "as near-duplicates; -1 turns it off (default %(default)s)")
     parser.add_argument("--allow-private", action="store_true",
                         help="allow URLs on private, loopback or link-local addresses")
-    parser.add_argument("--workers", type=int, default=8, metavar="N",
+    parser.add_argument("--workers", type=positive_int, default=8, metavar="N",
                         help="images read and decoded in parallel (default %(default)s)")
 
 
@@ -98,10 +150,14 @@ def build_parser() -> argparse.ArgumentParser:
     _limits(imp)
 
     labels = command("labels", "show or change the label set", cmd_labels)
-    labels.add_argument("action", nargs="?", default="show", choices=["show", "set", "add", "remove"])
+    labels.add_argument("action", nargs="?", default=None, choices=["show", "set", "add", "remove"],
+                        help="show (default), set (replace the set), add or remove")
     labels.add_argument("names", nargs="*", metavar="LABEL",
                         help="labels, as separate words or one list: 'cat, dog; bird'")
-    labels.add_argument("--file", metavar="F", help="read the labels from a file, one a line")
+    labels.add_argument("--file", metavar="F",
+                        help="read the labels from a file: one a line ('name = description' allowed) or "
+                        "comma-separated; '#' comments and blank lines are skipped. Without an action "
+                        "the file replaces the label set, as with 'labels set --file F'")
 
     command("status", "counts per label and status", cmd_status).add_argument(
         "--check", action="store_true", help="also verify the database's consistency"
@@ -110,10 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
     items = command("items", "list items with their current state", cmd_items)
     items.add_argument("--status", choices=["pending", "confirmed", "rejected", "skipped"])
     items.add_argument("--label")
-    items.add_argument("--limit", type=int, default=50)
+    items.add_argument("--limit", type=positive_int, default=50)
 
     log = command("log", "the newest decisions", cmd_log)
-    log.add_argument("--limit", type=int, default=20)
+    log.add_argument("--limit", type=positive_int, default=20)
 
     export = command("export", "export the labels as a dataset", cmd_export)
     export.add_argument("out", metavar="OUT_DIR")
@@ -132,9 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     crawl = command("crawl", "gather images from web pages, sitemaps and URL lists (politely)", cmd_crawl)
     crawl.add_argument("urls", nargs="*", metavar="URL", help="pages, sitemap.xml files or URL lists")
-    crawl.add_argument("--depth", type=int, default=2, help="link hops from the start pages (default 2)")
-    crawl.add_argument("--max-images", type=int, metavar="N", help="stop after saving N images")
-    crawl.add_argument("--max-pages", type=int, metavar="N", help="stop after reading N pages")
+    crawl.add_argument("--depth", type=non_negative_int, default=2, help="link hops from the start pages (default 2)")
+    crawl.add_argument("--max-images", type=positive_int, metavar="N", help="stop after saving N images")
+    crawl.add_argument("--max-pages", type=positive_int, metavar="N", help="stop after reading N pages")
     site = crawl.add_mutually_exclusive_group()
     site.add_argument("--same-site", dest="same_site", action="store_true", default=True,
                       help="follow links only on the start sites (default)")
@@ -144,11 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
     crawl.add_argument("--exclude", action="append", default=[], metavar="PATTERN")
     crawl.add_argument("--allow-host", action="append", default=[], metavar="HOST",
                        help="allow this host even on a private/loopback address (repeatable)")
-    crawl.add_argument("--min-side", type=int, default=32, metavar="PX", help="smaller images are skipped")
-    crawl.add_argument("--per-host", type=int, default=4, help="concurrent fetches per host (default 4)")
-    crawl.add_argument("--delay", type=float, default=0.1, metavar="S", help="seconds between requests to one host")
-    crawl.add_argument("--timeout", type=float, default=10.0, metavar="S")
-    crawl.add_argument("--time-limit", type=float, metavar="S", help="stop this run after S seconds")
+    crawl.add_argument("--min-side", type=non_negative_int, default=32, metavar="PX", help="smaller images are skipped")
+    crawl.add_argument("--per-host", type=positive_int, default=4, help="concurrent fetches per host (default 4)")
+    crawl.add_argument("--delay", type=non_negative_float, default=0.1, metavar="S", help="seconds between requests to one host")
+    crawl.add_argument("--timeout", type=positive_float, default=10.0, metavar="S")
+    crawl.add_argument("--time-limit", type=positive_float, metavar="S", help="stop this run after S seconds")
     crawl.add_argument("--resume", action="store_true", help="continue the last crawl where it stopped")
     _limits(crawl)
     crawl.set_defaults(workers=16)
@@ -175,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     review = command("review", "show the next batch to review; with --answer, decide each in the terminal", cmd_review)
     review.add_argument("--strategy", default="uncertain", choices=["uncertain", "balanced", "confident", "random"])
-    review.add_argument("--size", type=int, default=20)
+    review.add_argument("--size", type=positive_int, default=20, metavar="N", help="cards in the batch (default 20)")
     review.add_argument("--label", help="only items whose best suggestion is this label")
     review.add_argument("--answer", action="store_true",
                         help="read an answer per card from stdin: y (accept), n (reject), a label's "
@@ -191,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
         decide.add_argument("items", nargs="*", type=int, metavar="ID")
         decide.add_argument("--label")
         if name == "accept":
-            decide.add_argument("--min-prob", type=float, metavar="P",
+            decide.add_argument("--min-prob", type=probability, metavar="P",
                                 help="accept every pending item whose best suggestion (of --label, if "
                                 "given) has at least this probability")
         _model_options(decide)
@@ -202,9 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
     _model_options(correct)
 
     auto = command("auto-accept", "accept every pending item above a probability, after a small audit", cmd_auto_accept)
-    auto.add_argument("--min-prob", type=float, required=True, metavar="P")
+    auto.add_argument("--min-prob", type=probability, required=True, metavar="P",
+                      help="a probability above 0 and at most 1, e.g. 0.9")
     auto.add_argument("--label", help="only items suggested as this label")
-    auto.add_argument("--audit", type=int, default=20, metavar="N",
+    auto.add_argument("--audit", type=non_negative_int, default=20, metavar="N",
                       help="random candidates to check first (answers on stdin); 0: no audit")
     auto.add_argument("--seed", type=int, default=None)
     _model_options(auto)
@@ -213,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     similar.add_argument("item", nargs="?", type=int, metavar="ID")
     similar.add_argument("--text", help="e.g. 'red sneakers' (CLIP models only)")
     similar.add_argument("--image", metavar="PATH")
-    similar.add_argument("--k", type=int, default=10)
+    similar.add_argument("--k", type=positive_int, default=10, metavar="N", help="how many (default 10)")
     similar.add_argument("--confirmed", action="store_true", help="only confirmed items")
     similar.add_argument("--label", help="only confirmed items with this label")
     similar.add_argument("--status", choices=["pending", "confirmed", "rejected", "skipped"])
@@ -251,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _ui_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
-    parser.add_argument("--port", type=int, default=None, help="default: 7860, or the next free port")
+    parser.add_argument("--port", type=positive_int, default=None, help="default: 7860, or the next free port")
     parser.add_argument("--auth", metavar="USER:PASSWORD", help="ask for this user and password")
     parser.add_argument("--brain", default="router", choices=["router", "openai"])
     parser.add_argument("--llm-url", metavar="URL")
@@ -268,26 +325,63 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, metavar="DEV", help="auto (default), cpu, cuda, cuda:N or mps")
     parser.add_argument("--templates", default="default", choices=["default", "short"],
                         help="the prompt ensemble (prompts/clip_templates.yaml)")
-    parser.add_argument("--batch-size", type=int, default=None, metavar="N")
+    parser.add_argument("--batch-size", type=positive_int, default=None, metavar="N")
 
 
 # -- entry point ------------------------------------------------------------------------
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. The one place where errors become messages and exit codes."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     try:
-        return args.handler(args)
+        code = args.handler(args)
+        sys.stdout.flush()  # a closed pipe shows here, not after main
+        return code
     except LabelchatError as exc:
         _emit_error(args, str(exc))
+        return EXIT_ERROR
+    except BrokenPipeError:
+        return _quiet_after_broken_pipe()
+    except OSError as exc:
+        _emit_error(args, fmt.format_os_error(exc, _verb_for(exc, args)))
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("\nInterrupted. Everything saved before this point is kept.", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _quiet_after_broken_pipe() -> int:
+    """The reader of stdout went away (`labelchat status | head -4`): stop without a word, as
+    Unix tools do. What is left in the buffer goes nowhere, so the exit flush cannot fail."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_BROKEN_PIPE
+
+
+def _verb_for(exc: OSError, args: argparse.Namespace) -> str:
+    """'write' when the failing path is (in) what the command writes, else 'read'."""
+    failed = exc.filename
+    if failed is None:
+        return "read"
+    failed = Path(os.fsdecode(failed)).expanduser().absolute()
+    for output in _outputs(args):
+        target = Path(output).expanduser().absolute()
+        if failed == target or target in failed.parents:
+            return "write"
+    return "read"
+
+
+def _outputs(args: argparse.Namespace) -> list[str]:
+    """The paths a command writes to, as given on the command line."""
+    if args.command == "export" or (args.command == "prelabel" and args.out != "-"):
+        return [args.out]
+    if args.command == "models" and args.action == "export" and len(args.args) == 2:
+        return [args.args[1]]
+    return []
 
 
 def _emit_error(args: argparse.Namespace, message: str) -> None:
@@ -389,27 +483,56 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_labels(args: argparse.Namespace) -> int:
     from index.labels import parse_label_list
 
-    with _open(args, create=args.action != "show") as project:
+    action = args.action or ("set" if args.file else "show")  # bare 'labels --file F' sets them
+    if args.file and args.names:
+        raise LabelchatError("Give the labels or --file, not both.")
+    if action == "show" and args.file:
+        raise LabelchatError(f"'labels show' takes no --file; to make {args.file} the label set: "
+                             f"labelchat labels set --file {args.file}")
+    if action != "show" and not args.file and not " ".join(args.names).strip():
+        raise LabelchatError(f"'labelchat labels {action}' needs labels, e.g. 'cat, dog', or --file F.")
+    with _open(args, create=action != "show") as project:
         store = project.store
-        text = "\n".join(args.names) if len(args.names) > 1 else " ".join(args.names)
         if args.file:
-            try:
-                text = Path(args.file).read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                raise LabelchatError(f"Cannot read labels from {args.file}: {exc}") from exc
-        if args.action != "show" and not text.strip():
-            raise LabelchatError(f"'labelchat labels {args.action}' needs labels, e.g. 'cat, dog'.")
-        if args.action == "set":
-            label_set = store.set_labels(parse_label_list(text))
-        elif args.action == "add":
-            label_set = store.add_labels(parse_label_list(text))
-        elif args.action == "remove":
-            label_set = store.remove_labels([label.name for label in parse_label_list(text)])
+            labels = read_label_file(args.file)
+        elif action != "show":
+            labels = parse_label_list("\n".join(args.names) if len(args.names) > 1 else " ".join(args.names))
+        if action == "set":
+            label_set = store.set_labels(labels)
+        elif action == "add":
+            label_set = store.add_labels(labels)
+        elif action == "remove":
+            label_set = store.remove_labels([label.name for label in labels])
         else:
             label_set = store.label_set()
         _emit(args, {"ok": True, "labels": label_set.labels, "version": label_set.version},
               fmt.format_labels(label_set))
     return EXIT_OK
+
+
+def read_label_file(path: str) -> list[Label]:
+    """Labels from a file: one a line ('name = description' keeps its description, commas and
+    all), or several on a line separated by commas or semicolons; '#' lines and blank lines are
+    skipped."""
+    from index.labels import parse_label_list, refuse_duplicates, validate_label_name
+
+    try:
+        text = Path(path).expanduser().read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise LabelchatError(f"The label file {path} is not UTF-8 text ({exc.reason} at byte {exc.start}).") from None
+    entries = [line.strip() for line in text.splitlines()]
+    entries = [entry for entry in entries if entry and not entry.startswith("#")]
+    labels = []
+    for entry in entries:
+        if "=" in entry:
+            name, _, description = entry.partition("=")
+            labels.append(Label(validate_label_name(name.strip()), description.strip() or None))
+        else:
+            labels += parse_label_list(entry)
+    if not labels:
+        raise LabelchatError(f"No labels in {path}: write one a line, e.g. 'cat' or 'tabby = a striped cat'.")
+    refuse_duplicates([label.name for label in labels])
+    return labels
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -515,14 +638,9 @@ def cmd_prelabel(args: argparse.Namespace) -> int:
     from tools.ingest import IngestOptions
     from tools.prelabel import format_predictions, prelabel
 
-    if args.labels_file:
-        try:
-            text = Path(args.labels_file).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise LabelchatError(f"Cannot read labels from {args.labels_file}: {exc}") from exc
-    else:
-        text = args.labels
-    labels = parse_label_list(text)
+    labels = read_label_file(args.labels_file) if args.labels_file else parse_label_list(args.labels)
+    if args.out != "-":
+        _check_writable(Path(args.out).expanduser())  # before minutes of model work, not after
     with _progress(args, "img") as progress, _graceful_stop() as stop:
         report = prelabel(args.images, labels, model=args.model, device=args.device,
                           template_set=args.templates, project_dir=args.cache_project,
@@ -537,6 +655,15 @@ def cmd_prelabel(args: argparse.Namespace) -> int:
     if not report.predictions:
         return EXIT_ERROR
     return EXIT_PARTIAL if report.ingest and report.ingest.problems else EXIT_OK
+
+
+def _check_writable(path: Path) -> None:
+    """Raise the OSError that writing `path` would raise (the edge words it), leaving no file behind."""
+    existed = path.exists()
+    with open(path, "a", encoding="utf-8"):
+        pass
+    if not existed:
+        path.unlink()
 
 
 def cmd_model(args: argparse.Namespace) -> int:
@@ -781,7 +908,6 @@ def cmd_fetch_model(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Build the demo project once (unlabelled photos plus their label set), suggest, open it."""
-    from index.types import Label
     from tools.ingest import IngestOptions, ingest
     from tools.zeroshot import suggest
 

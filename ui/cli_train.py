@@ -14,15 +14,17 @@ from .format import percent
 
 
 def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
+    from .cli import non_negative_int, positive_int
+
     train = command("train", "train a model on the confirmed labels (a probe in seconds, or a fine-tune)", cmd_train)
     train.add_argument("--kind", default="probe", choices=["probe", "finetune"],
                        help="probe: a linear classifier on cached features (default); "
                        "finetune: the image tower too (a GPU is best)")
-    train.add_argument("--epochs", type=int, default=10, help="finetune: most epochs (early stopping may end sooner)")
+    train.add_argument("--epochs", type=positive_int, default=10, help="finetune: most epochs (early stopping may end sooner)")
     train.add_argument("--device", default="auto", help="auto (default), cuda, cuda:N, cpu or mps")
     train.add_argument("--holdout", type=float, default=0.2, metavar="F",
                        help="share of each label's confirmed items kept out to measure the model (default 0.2)")
-    train.add_argument("--batch-size", type=int, default=0, metavar="N", help="finetune: default 64 on GPU, 16 on CPU")
+    train.add_argument("--batch-size", type=non_negative_int, default=0, metavar="N", help="finetune: default 64 on GPU, 16 on CPU")
     train.add_argument("--lr", type=float, default=1e-4, help="finetune: peak learning rate of the tower")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--model", metavar="SPEC", help="base model (default: the project's)")
@@ -40,7 +42,7 @@ def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     models.add_argument("--device", default=None, help="for activate: where to re-score")
 
     jobs = command("jobs", "recent background jobs (training, crawls) and their progress", cmd_jobs)
-    jobs.add_argument("--limit", type=int, default=10)
+    jobs.add_argument("--limit", type=positive_int, default=10)
 
 
 # -- handlers ---------------------------------------------------------------------------

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
+import os
 from collections import Counter
 from enum import Enum
 from pathlib import Path
@@ -28,6 +30,32 @@ def to_jsonable(value: Any) -> Any:
 
 def json_line(value: Any) -> str:
     return json.dumps(to_jsonable(value), ensure_ascii=False, sort_keys=False)
+
+
+def format_os_error(exc: OSError, verb: str) -> str:
+    """'could not write PATH: reason. What to do.' for a file (or other system) error."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    if exc.filename is None:
+        return f"Could not {verb}: {reason}. Check the path or address and try again."
+    path = os.fsdecode(exc.filename)
+    return f"Could not {verb} {path}: {reason}. {_os_error_hint(exc.errno, verb)}"
+
+
+def _os_error_hint(number: int | None, verb: str) -> str:
+    if number == errno.ENOENT:
+        return ("Check the path: the folder it goes in must exist and be one you can write to."
+                if verb == "write" else "Check the path: it does not exist.")
+    if number == errno.ENOTDIR:
+        return "A part of the path is a file, not a folder; choose another path."
+    if number == errno.EISDIR:
+        return "It is a folder; give the path of a file."
+    if number in (errno.EACCES, errno.EPERM):
+        return f"You may not {verb} there; choose another place, or change its permissions."
+    if number == errno.EROFS:
+        return "That file system is read-only; choose another place."
+    if number == errno.ENOSPC:
+        return "The disk is full; free some space and run it again."
+    return "Check the path and try again."
 
 
 def percent(value: float | None, missing: str = "n/a") -> str:
