@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -232,6 +233,33 @@ def test_labels_file_skips_comments_and_replaces_the_set(tmp_path):
     assert [label["name"] for label in json.loads(added.stdout)["labels"]][-2:] == ["bird", "owl"]
     missing = run("labels", "--file", "nope.txt", "--project", "p", cwd=tmp_path)
     assert missing.returncode == 1 and "Could not read nope.txt" in missing.stderr
+
+
+# -- review --answer --------------------------------------------------------------------------
+
+
+def _shown_cards(stderr: str) -> list[int]:
+    """The ids of the cards shown, in order (a card's head is '#ID  SOURCE')."""
+    return [int(found) for found in re.findall(r"#(\d+)  ", stderr)]
+
+
+def test_review_answers_read_label_names_first_and_undo_asks_again(tmp_path, photos_dir):
+    run("add", str(photos_dir / "fish"), "--project", "p", cwd=tmp_path)
+    run("labels", "set", "1, 3, 7", "--project", "p", cwd=tmp_path)
+    run("model", "openclip:tiny/random", "--project", "p", cwd=tmp_path)
+    answers = "u\n3\nu\n\nq\n"  # nothing to undo yet; label '3'; undo it; Enter accepts; quit
+    result = subprocess.run([str(LABELCHAT), "review", "--answer", "--size", "3", "-q", "--project", "p"],
+                            cwd=tmp_path, input=answers, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "error" not in result.stderr, result.stderr
+    assert "nothing to undo" in result.stderr and "Enter or y accept" in result.stderr
+    first, second = _shown_cards(result.stderr)[1:3]
+    assert _shown_cards(result.stderr) == [first, first, second, first, second]  # the undone card came back
+    assert result.stdout.startswith("1 decisions saved")
+    log = json.loads(run("log", "--json", "--project", "p", cwd=tmp_path).stdout)["decisions"]
+    oldest_first = [(d["item_id"], d["action"], d["label"]) for d in reversed(log)]
+    assert oldest_first[0][::2] == (first, "3")  # the label named '3', not the third label ('7')
+    assert oldest_first[1] == (first, "undo", "3")
+    assert len(log) == 3 and oldest_first[2][0] == first and oldest_first[2][1] != "undo"  # Enter decided it again
 
 
 # -- the CLIP fallback notice -------------------------------------------------------------------

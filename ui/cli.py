@@ -702,32 +702,59 @@ def cmd_review(args: argparse.Namespace) -> int:
 
 
 def _answer_cards(reviewer, cards) -> int:
-    """Ask for one answer per card on stdin; each decision is saved before the next card."""
+    """Ask for one answer per card on stdin; each decision is saved before the next card.
+    'u' takes back the newest decision (or bulk action) and asks again about the cards it
+    undid. Returns how many of this session's decisions are still in effect."""
     from index.types import Action
 
-    decided = 0
-    for card in cards:
-        print(fmt.format_cards([card], reviewer.labels), file=sys.stderr)
-        while True:
-            print("answer [y/n/s/u/q, a label's number or name]: ", end="", file=sys.stderr, flush=True)
-            answer = sys.stdin.readline()
-            if not answer:  # end of input
-                return decided
-            action = fmt.parse_answer(answer, reviewer.labels)
-            if action is None:
-                print(f"  not understood: {answer.strip()!r}", file=sys.stderr)
-                continue
-            if action[0] == "quit":
-                return decided
-            if action[0] == "undo":
-                undone = reviewer.store.undo_last(actor="user")
-                states = [reviewer.store.state(d.item_id) for d in undone]
-                print(f"  {fmt.format_undo(undone, states)}", file=sys.stderr)
-                continue
-            reviewer.decide(card.item.id, Action(action[0]), action[1])
-            decided += 1
+    queue = list(cards)
+    by_id = {card.item.id: card for card in cards}
+    decided: list[int] = []  # item ids, in the order they were decided
+    while queue:
+        card = queue[0]
+        action = _ask(card, reviewer.labels)
+        if action is None or action[0] == "quit":
             break
-    return decided
+        if action[0] == "undo":
+            undone = [item_id for item_id in _undo_newest(reviewer) if item_id in decided]
+            for item_id in undone:
+                decided.remove(item_id)
+            queue[:0] = [by_id[item_id] for item_id in undone]
+            continue
+        try:
+            reviewer.decide(card.item.id, Action(action[0]), action[1])
+        except LabelchatError as exc:
+            print(f"  {exc}", file=sys.stderr)
+            continue
+        decided.append(card.item.id)
+        queue.pop(0)
+    return len(decided)
+
+
+def _ask(card, labels: list[str]) -> tuple[str, str | None] | None:
+    """Show a card and read answers until one is understood; None at the end of input."""
+    print(fmt.format_cards([card], labels), file=sys.stderr)
+    while True:
+        print(fmt.ANSWER_PROMPT, end="", file=sys.stderr, flush=True)
+        answer = sys.stdin.readline()
+        if not answer:
+            return None
+        action = fmt.parse_answer(answer, labels)
+        if action is not None:
+            return action
+        print(f"  not understood: {answer.strip()!r}", file=sys.stderr)
+
+
+def _undo_newest(reviewer) -> list[int]:
+    """Undo the newest decision (or all of the newest bulk action); the items it undid."""
+    try:
+        undone = reviewer.store.undo_last(actor="user")
+    except NothingToUndoError:
+        print("  nothing to undo", file=sys.stderr)
+        return []
+    states = [reviewer.store.state(d.item_id) for d in undone]
+    print(f"  {fmt.format_undo(undone, states)}", file=sys.stderr)
+    return [d.item_id for d in undone]
 
 
 def cmd_decide(args: argparse.Namespace) -> int:

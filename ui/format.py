@@ -217,22 +217,28 @@ def format_cards(cards, labels: list[str]) -> str:
         lines.append(head)
     if not cards:
         return "Nothing left to review."
-    return "\n".join(lines) + f"\n  keys: y accept, n reject, s skip, u undo, q quit, {keys}"
+    return "\n".join(lines) + f"\n  keys: Enter or y accept, n reject, s skip, u undo, q quit, {keys}"
+
+
+ANSWER_PROMPT = "answer [Enter or y accept, n reject, s skip, u undo, q quit, or a label's name or number]: "
 
 
 def parse_answer(answer: str, labels: list[str]) -> tuple[str, str | None] | None:
-    """('accept'|'reject'|'skip'|'correct'|'undo'|'quit', label or None) from a typed answer."""
+    """('accept'|'reject'|'skip'|'correct'|'undo'|'quit', label or None) from a typed answer.
+
+    An empty answer (Enter) accepts, as Enter does in the review panel. A label's exact name
+    wins over a position: with labels 1, 3, 7, '3' is the label 3, not the third label."""
     text = answer.strip()
     simple = {"y": "accept", "": "accept", "n": "reject", "s": "skip", "u": "undo", "q": "quit"}
     if text.lower() in simple:
         return simple[text.lower()], None
-    if text.isdigit() and 1 <= int(text) <= len(labels):
-        return "correct", labels[int(text) - 1]
     if text in labels:
         return "correct", text
     lowered = {name.lower(): name for name in labels}
     if text.lower() in lowered:
         return "correct", lowered[text.lower()]
+    if text.isdigit() and 1 <= int(text) <= len(labels):
+        return "correct", labels[int(text) - 1]
     return None
 
 
