@@ -145,7 +145,9 @@ def test_crawl_command_saves_images_and_resumes(tmp_path, http_server):
     page = "".join(f'<img src="/files/{i}.jpg" alt="photo {i}">' for i in range(3))
     start = http_server.add("index.html", f"<html><body>{page}</body></html>".encode())
     refused = run("crawl", start, "--project", "p", "--json", cwd=tmp_path)
-    assert refused.returncode == 3 and json.loads(refused.stdout)["counts"] == {"refused address": 1}
+    report = json.loads(refused.stdout)
+    assert refused.returncode == 1 and report["ok"] is False and report["counts"] == {"refused address": 1}
+    assert "--allow-private, or --allow-host HOST" in report["error"] and "--allow-host HOST" in refused.stderr
     result = run("crawl", start, "--allow-host", "127.0.0.1", "--project", "p2", "--json", cwd=tmp_path)
     report = json.loads(result.stdout)
     assert result.returncode == 0 and report["saved"] == 3, result.stderr
@@ -260,6 +262,67 @@ def test_review_answers_read_label_names_first_and_undo_asks_again(tmp_path, pho
     assert oldest_first[0][::2] == (first, "3")  # the label named '3', not the third label ('7')
     assert oldest_first[1] == (first, "undo", "3")
     assert len(log) == 3 and oldest_first[2][0] == first and oldest_first[2][1] != "undo"  # Enter decided it again
+
+
+# -- run SCRIPT -------------------------------------------------------------------------------
+
+
+def test_run_fails_on_lines_it_did_not_understand_or_that_wait_for_a_yes(tmp_path, photos_dir):
+    (tmp_path / "job.txt").write_text(
+        f"add {photos_dir / 'fish'}\nuse the labels fish, tool\nlabel them\n"
+        "lable them plz\nadd\nhelp\napprove everything above 0.01\n")
+    result = run("run", "job.txt", "--model", "openclip:tiny/random", "--project", "p", cwd=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    error = result.stderr.strip().splitlines()[-1]
+    assert "3 line(s) of job.txt failed" in error
+    assert "line 4 (not understood" in error and "line 5 (not understood" in error
+    assert "line 7 (waited for a yes" in error and "--yes" in error
+    assert "line 6" not in error and "line 3" not in error
+
+
+# -- suggest, add, crawl: say what is left, fail when nothing was done -------------------------
+
+
+def test_an_interrupted_suggest_says_how_many_remain_and_how_to_go_on(tmp_path, fashion_dir):
+    import signal
+    import sqlite3
+    import time
+
+    run("add", str(fashion_dir), "-q", "--project", "p", cwd=tmp_path)
+    run("labels", "set", "bag, coat", "--project", "p", cwd=tmp_path)
+    process = subprocess.Popen(
+        [str(LABELCHAT), "suggest", "--model", "openclip:tiny/random", "--batch-size", "1", "-q", "--project", "p"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    with sqlite3.connect(tmp_path / "p" / "project.db", timeout=30) as db:
+        while db.execute("SELECT COUNT(*) FROM suggestions").fetchone()[0] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    first = stdout.splitlines()[0]
+    done = int(first.split("suggested labels for ")[1].split()[0])
+    remaining = int(first.split("; ")[1].split()[0])
+    assert first.startswith("Stopped early") and done + remaining == 1000 and remaining > 0
+    assert f"{remaining} images remain. Run 'labelchat suggest' again to go on where it stopped" in first
+    again = run("suggest", "--model", "openclip:tiny/random", "-q", "--json", "--project", "p", cwd=tmp_path)
+    assert json.loads(again.stdout)["suggested"] == remaining
+
+
+def test_add_with_nothing_usable_is_an_error_with_the_reasons(tmp_path):
+    nothing = run("add", "nonexist", "--project", "p", cwd=tmp_path)
+    assert nothing.returncode == 1
+    assert "error: Nothing was added" in nothing.stderr and "nonexist: no such file or folder" in nothing.stderr
+    as_json = json.loads(run("add", "nonexist", "--json", "--project", "p", cwd=tmp_path).stdout)
+    assert as_json["ok"] is False and as_json["skipped_by_reason"] == {"not found": 1} and as_json["error"]
+    (tmp_path / "ok.jpg").write_bytes(imagefiles.jpeg(1))
+    assert run("add", "nonexist", "ok.jpg", "--project", "p", cwd=tmp_path).returncode == 3
+
+
+def test_a_crawl_whose_start_cannot_be_used_is_an_error(tmp_path):
+    result = run("crawl", "notaurl", "--project", "p", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "error: Nothing was saved" in result.stderr and "neither an http(s) URL" in result.stderr
 
 
 # -- the CLIP fallback notice -------------------------------------------------------------------

@@ -451,11 +451,21 @@ def _ingest_options(args: argparse.Namespace, labels_from_folders: bool = False)
 
 
 def _finish_ingest(args: argparse.Namespace, report) -> int:
-    _emit(args, {"ok": True, **fmt.to_jsonable(report), "skipped_by_reason": report.skipped_by_reason()},
-          fmt.format_ingest(report))
+    value = {"ok": True, **fmt.to_jsonable(report), "skipped_by_reason": report.skipped_by_reason()}
     if report.cancelled:
+        _emit(args, value, fmt.format_ingest(report))
         return EXIT_INTERRUPTED
+    if report.problems and not (report.added or report.duplicates):
+        return _fail(args, value, fmt.format_ingest(report), fmt.format_nothing_added(report))
+    _emit(args, value, fmt.format_ingest(report))
     return EXIT_PARTIAL if report.problems else EXIT_OK
+
+
+def _fail(args: argparse.Namespace, value: dict, text: str, error: str) -> int:
+    """A command that ran but achieved nothing: its report (ok false, with the error) and exit 1."""
+    _emit(args, {**value, "ok": False, "error": error}, text)
+    print(f"error: {error}", file=sys.stderr)
+    return EXIT_ERROR
 
 
 def cmd_add(args: argparse.Namespace) -> int:
@@ -609,10 +619,14 @@ def cmd_crawl(args: argparse.Namespace) -> int:
     with _open(args, create=True) as project, _progress(args, "img") as progress, _graceful_stop() as stop:
         report = crawl(project, args.urls, options, resume=args.resume, should_stop=stop,
                        on_progress=lambda p: progress(p.images, 0, f"{p.pages} pages, {p.errors} errors"))
-    _emit(args, {"ok": True, **fmt.to_jsonable(report), "saved": report.saved}, fmt.format_crawl(report))
+    value = {"ok": True, **fmt.to_jsonable(report), "saved": report.saved}
+    fine = {"saved", "duplicate", "read"}
+    gathered = any(outcome in fine for outcome in report.counts)
+    if report.stopped != "stopped" and not gathered and (report.counts or report.problems):
+        return _fail(args, value, fmt.format_crawl(report), fmt.format_crawl_failure(report))
+    _emit(args, value, fmt.format_crawl(report))
     if report.stopped == "stopped":
         return EXIT_INTERRUPTED
-    fine = {"saved", "duplicate", "read"}
     return EXIT_PARTIAL if any(outcome not in fine for outcome in report.counts) else EXIT_OK
 
 
@@ -627,8 +641,11 @@ def cmd_suggest(args: argparse.Namespace) -> int:
         report = suggest(project, model=args.model, device=args.device, template_set=args.templates,
                          batch_size=args.batch_size, on_progress=progress, on_notice=_notice, should_stop=stop)
         counts = project.store.status()
-    _emit(args, {"ok": True, **fmt.to_jsonable(report)}, fmt.format_suggest(report, counts))
-    if report.embed and report.embed.cancelled:
+        stopped = bool(report.embed and report.embed.cancelled)
+        remaining = len(project.store.items_without_suggestions_from(report.head_key)) if report.head_key else 0
+    _emit(args, {"ok": True, **fmt.to_jsonable(report), "remaining": remaining},
+          fmt.format_suggest(report, counts, remaining if stopped else None))
+    if stopped:
         return EXIT_INTERRUPTED
     return EXIT_PARTIAL if report.embed and report.embed.problems else EXIT_OK
 
@@ -847,24 +864,35 @@ def _session(args: argparse.Namespace, project: Project):
                    model=args.model, device=args.device, **options)
 
 
-def _talk(session, message: str, args: argparse.Namespace) -> bool:
-    """Send one message, print its steps; returns False when a tool failed or an error was reported."""
-    from agent.steps import ErrorStep, Progress, ToolResult
+@dataclass
+class _Turn:
+    """What one message came to, as `run` judges a script's lines."""
 
-    ok = True
+    failed: bool = False  # a tool failed, or an error was reported
+    ran_tool: bool = False  # a tool ran
+    asks_yes: bool = False  # an action waits for a yes
+
+
+def _talk(session, message: str, args: argparse.Namespace) -> _Turn:
+    """Send one message and print its steps."""
+    from agent.steps import ErrorStep, NeedsConfirmation, Progress, ToolResult
+
+    turn = _Turn()
     with _progress(args, "img") as progress:
         for step in session.send(message):
             if isinstance(step, Progress):
                 progress(step.done, step.total, step.what)
                 continue
-            ok &= not (isinstance(step, ErrorStep) or (isinstance(step, ToolResult) and not step.ok))
+            turn.failed |= isinstance(step, ErrorStep) or (isinstance(step, ToolResult) and not step.ok)
+            turn.ran_tool |= isinstance(step, ToolResult)
+            turn.asks_yes |= isinstance(step, NeedsConfirmation)
             if args.json:
                 print(fmt.json_line({"type": type(step).__name__, **fmt.to_jsonable(step)}), flush=True)
             else:
                 text = fmt.format_step(step)
                 if text:
                     print(text, flush=True)
-    return ok
+    return turn
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
@@ -881,6 +909,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from agent.session import NO, YES
+
     try:
         lines = Path(args.script).read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
@@ -889,22 +919,47 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise LabelchatError(f"The script {args.script} is not UTF-8 text ({exc.reason} at byte {exc.start}).") from None
     except OSError as exc:
         raise LabelchatError(f"Cannot read the script {args.script}: {exc.strerror}") from None
-    failed: list[int] = []
+    failed: list[str] = []  # "line 3 (why)"
+    waiting: int | None = None  # the line whose action waits for a yes
     with _open(args, create=True) as project:
         session = _session(args, project)
         for number, line in enumerate(lines, start=1):
             message = line.strip()
             if not message or message.startswith("#"):
                 continue
+            answers = waiting is not None and bool(YES.match(message) or NO.match(message))
+            if waiting is not None and not answers:
+                failed.append(f"line {waiting} (waited for a yes that did not come; --yes runs it)")
+            waiting = None
             if not args.json:
                 print(f"you> {message}", flush=True)
-            if not _talk(session, message, args):
-                failed.append(number)
+            turn = _talk(session, message, args)
+            problem = _line_problem(turn, message, answers)
+            if problem:
+                failed.append(f"line {number} ({problem})")
+            if turn.asks_yes:
+                waiting = number
+    if waiting is not None:
+        failed.append(f"line {waiting} (waited for a yes that did not come; --yes runs it)")
     if failed:
-        print(f"error: {len(failed)} line(s) of {args.script} failed: " + ", ".join(f"line {n}" for n in failed),
-              file=sys.stderr)
+        print(f"error: {len(failed)} line(s) of {args.script} failed: " + ", ".join(failed)
+              + ". The answers above say why.", file=sys.stderr)
         return EXIT_ERROR
     return EXIT_OK
+
+
+def _line_problem(turn: _Turn, message: str, answers_a_question: bool) -> str | None:
+    """Why a script line counts as failed, or None. A line that ran nothing (not understood,
+    or asked back for what it needs) fails, unless it asked for help or answered a question."""
+    from agent.router import route
+
+    if turn.failed:
+        return "failed"
+    if turn.ran_tool or turn.asks_yes or answers_a_question:
+        return None
+    if route(message).reply == route("help").reply:
+        return None
+    return "not understood, or something was missing: nothing was done"
 
 
 def cmd_ui(args: argparse.Namespace, folder: Path | None = None) -> int:

@@ -120,6 +120,15 @@ def format_ingest(report) -> str:
     return "\n".join(lines)
 
 
+def format_nothing_added(report) -> str:
+    """Why an ingest that added nothing at all failed, from the reasons of its skipped inputs."""
+    reasons = ", ".join(f"{reason} {n}" for reason, n in report.skipped_by_reason().items())
+    shown = "; ".join(f"{p.source}: {p.message}" for p in report.problems[:3])
+    more = f"; and {report.skipped - 3} more" if report.skipped > 3 else ""
+    return (f"Nothing was added: every input was skipped ({reasons}). {shown}{more}. "
+            f"Check the paths and URLs: folders, image files, zips, URL lists (.txt, .csv) and URLs can be added.")
+
+
 def format_export(report) -> str:
     per_label = ", ".join(f"{label} {n}" for label, n in report.per_label.items())
     where = f" (manifest {report.manifest})" if report.manifest else ""
@@ -157,9 +166,14 @@ def format_undo(undone: list, states: list) -> str:
             + ", ".join(f"{what} {n}" for what, n in now_as.most_common()) + ".")
 
 
-def format_suggest(report, counts: StatusCounts) -> str:
+def format_suggest(report, counts: StatusCounts, remaining: int | None = None) -> str:
+    """`remaining`: given when the run was stopped early, how many images still wait."""
     embed = report.embed
     lines = [f"Suggested labels for {report.suggested} images with {report.model} ({report.labels} labels)."]
+    if remaining is not None:
+        lines[0] = (f"Stopped early: suggested labels for {report.suggested} images with {report.model} "
+                    f"({report.labels} labels); {remaining} images remain. Run 'labelchat suggest' again "
+                    f"to go on where it stopped.")
     if report.up_to_date:
         lines.append(f"{report.up_to_date} images already had current suggestions.")
     if embed and embed.embedded:
@@ -283,3 +297,24 @@ def format_crawl(report) -> str:
     for problem in report.problems[:10]:
         lines.append(f"  - {problem.source}: {problem.message}")
     return "\n".join(lines)
+
+
+CRAWL_HINTS = {
+    "refused address": "Addresses on this machine or network are refused: pass --allow-private, "
+                       "or --allow-host HOST for one host.",
+    "blocked by robots": "The site's robots.txt or X-Robots-Tag does not allow it; crawl another site.",
+    "HTTP error": "Check that the URLs open in a browser.",
+    "timeout": "The server did not answer in time; try again later or raise --timeout.",
+    "download failed": "Check the URLs and the network.",
+}
+
+
+def format_crawl_failure(report) -> str:
+    """Why a crawl that saved nothing and read no page failed, and what to do."""
+    parts = [f"{p.source}: {p.message}" for p in report.problems[:3]]
+    if report.counts:
+        parts.append("by outcome, " + ", ".join(f"{outcome} {n}" for outcome, n in report.counts.items()))
+    hints = [CRAWL_HINTS[outcome] for outcome in report.counts if outcome in CRAWL_HINTS]
+    if report.problems:
+        hints.append("Give http(s) URLs of pages or sitemaps, or files listing URLs.")
+    return "Nothing was saved: " + "; ".join(parts) + ". " + " ".join(hints)
