@@ -72,6 +72,30 @@ def test_one_undo_takes_back_a_bulk_accept(tmp_path, photos_dir):
     assert status["by_status"]["confirmed"] == 0 and status["by_status"]["pending"] == 20
 
 
+def test_auto_accept_accepts_the_rest_only_after_an_audit_that_holds(tmp_path, photos_dir):
+    run("add", str(photos_dir / "tool"), "--project", "p", cwd=tmp_path)
+    run("labels", "set", "fish, tool", "--project", "p", cwd=tmp_path)
+    run("model", "openclip:tiny/random", "--project", "p", cwd=tmp_path)  # it calls everything "tool"
+
+    def auto_accept(answers: str, *extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(LABELCHAT), "auto-accept", "--min-prob", "0.01", "--audit", "4", "--seed", "1",
+                               "--project", "p", *extra], cwd=tmp_path, input=answers, capture_output=True,
+                              text=True, timeout=120)
+
+    def confirmed() -> int:
+        return json.loads(run("status", "--json", "--project", "p", cwd=tmp_path).stdout)["by_status"]["confirmed"]
+
+    unanswered = auto_accept("")  # stdin closed: nobody looked
+    assert unanswered.returncode == 1 and "Accepted nothing more: the audit was not finished" in unanswered.stdout
+    assert confirmed() == 0
+    wrong = auto_accept("n\nn\nn\nn\n")  # every audit card is wrong
+    assert wrong.returncode == 1 and "right 0% of the time, below the 90% asked for" in wrong.stdout
+    assert confirmed() == 0
+    right = auto_accept("y\ny\ny\ny\n", "--min-precision", "0.75")
+    assert right.returncode == 0, right.stdout + right.stderr
+    assert "Accepted 12 items automatically" in right.stdout and confirmed() == 16  # 4 audited, 12 unseen
+
+
 def test_project_from_the_environment_and_the_default(tmp_path):
     (tmp_path / "a.jpg").write_bytes(imagefiles.jpeg(1))
     run("add", "a.jpg", cwd=tmp_path, env={"LABELCHAT_PROJECT": str(tmp_path / "envproj")})

@@ -263,6 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     auto.add_argument("--label", help="only items suggested as this label")
     auto.add_argument("--audit", type=non_negative_int, default=20, metavar="N",
                       help="random candidates to check first (answers on stdin); 0: no audit")
+    auto.add_argument("--min-precision", type=probability, default=None, metavar="P",
+                      help="what the audit must show before the rest is accepted unseen (default 0.9)")
     auto.add_argument("--seed", type=int, default=None)
     _model_options(auto)
 
@@ -548,13 +550,13 @@ def read_label_file(path: str) -> list[Label]:
 def cmd_status(args: argparse.Namespace) -> int:
     with _open(args) as project:
         counts = project.store.status()
-        problems = project.store.check() if args.check else []
+        problems = project.check() if args.check else []
         value = {"ok": not problems, "project": str(project.folder), **fmt.to_jsonable(counts)}
         text = fmt.format_status(project.name, str(project.folder), counts)
         if args.check:
             value["problems"] = problems
-            text += "\n\n" + ("Database check: consistent." if not problems else
-                              "Database check found problems:\n  " + "\n  ".join(problems))
+            text += "\n\n" + ("Check of the database and the images: consistent." if not problems else
+                              "The check found problems:\n  " + "\n  ".join(problems))
         _emit(args, value, text)
     return EXIT_OK if not problems else EXIT_ERROR
 
@@ -810,7 +812,7 @@ def cmd_correct(args: argparse.Namespace) -> int:
 
 
 def cmd_auto_accept(args: argparse.Namespace) -> int:
-    from tools.review import finish_auto_accept, plan_auto_accept
+    from tools.review import DEFAULT_MIN_PRECISION, finish_auto_accept, plan_auto_accept
 
     with _open(args) as project:
         reviewer = _reviewer(args, project)
@@ -821,10 +823,11 @@ def cmd_auto_accept(args: argparse.Namespace) -> int:
         if plan.audit:
             print(f"Check these {len(plan.audit)} random ones first:", file=sys.stderr)
             _answer_cards(reviewer, [reviewer.card(i) for i in plan.audit])
-        report = finish_auto_accept(reviewer, plan, suggested)
+        minimum = DEFAULT_MIN_PRECISION if args.min_precision is None else args.min_precision
+        report = finish_auto_accept(reviewer, plan, suggested, min_precision=minimum)
         reviewer.refresh()
-        _emit(args, {"ok": True, **fmt.to_jsonable(report)}, fmt.format_auto_accept(report))
-    return EXIT_OK
+        _emit(args, {"ok": not report.refused, **fmt.to_jsonable(report)}, fmt.format_auto_accept(report))
+    return EXIT_ERROR if report.refused else EXIT_OK
 
 
 def cmd_similar(args: argparse.Namespace) -> int:

@@ -257,9 +257,14 @@ def parse_answer(answer: str, labels: list[str]) -> tuple[str, str | None] | Non
 
 
 def format_auto_accept(report) -> str:
+    audit = "" if report.precision is None else (
+        f" Audit: {report.audit_correct} of {report.audited} right: estimated precision "
+        f"{report.precision:.0%} (95% interval {report.precision_low:.0%} to {report.precision_high:.0%}).")
+    if report.refused:
+        return f"Accepted nothing more: {report.refused}. The audit's own decisions are saved.{audit}"
     text = f"Accepted {report.accepted} items automatically (marked 'auto-accept' in the log)."
     if report.precision is None:
-        return text + " No audit was answered, so their precision is unknown."
+        return text + " There was no audit (--audit 0), so their precision is unknown."
     return text + (
         f" Audit: {report.audit_correct} of {report.audited} right: estimated precision "
         f"{report.precision:.0%} (95% interval {report.precision_low:.0%} to {report.precision_high:.0%})."
