@@ -13,75 +13,29 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
-from index.errors import LabelchatError, NothingToUndoError
+from index.errors import LabelchatError
 from index.project import Project, default_project_dir
 from index.types import Label
 
 from . import format as fmt
+from .cli_chat import cmd_chat, cmd_run
+from .cli_common import (
+    EXIT_BROKEN_PIPE, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, emit, emit_error,
+    graceful_stop, non_negative_float, non_negative_int, notice, open_project, positive_float, positive_int,
+    probability, progress_bar,
+)
+from .cli_review import cmd_auto_accept, cmd_correct, cmd_decide, cmd_review, cmd_similar
 from .cli_train import add_commands as add_training_commands
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a Unix tool whose reader went away exits with
 DEMO_PROJECT = Path("labelchat-data") / "demo"
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "photos"
 
 
 # -- argument parsing ------------------------------------------------------------------
-
-
-def positive_int(text: str) -> int:
-    """type= for counts that must be at least 1 (argparse shows the message, exit 2)."""
-    return _whole_number(text, 1)
-
-
-def non_negative_int(text: str) -> int:
-    return _whole_number(text, 0)
-
-
-def _whole_number(text: str, least: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; give one like 10") from None
-    if value < least:
-        raise argparse.ArgumentTypeError(f"{text} is too small: give {least} or more")
-    return value
-
-
-def probability(text: str) -> float:
-    """type= for a probability in (0, 1]; '90%' is read as 0.9."""
-    try:
-        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a probability; give one like 0.9") from None
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a probability above 0 and at most 1; give one like 0.9")
-    return value
-
-
-def positive_float(text: str) -> float:
-    return _number(text, lambda value: value > 0, "more than 0")
-
-
-def non_negative_float(text: str) -> float:
-    return _number(text, lambda value: value >= 0, "0 or more")
-
-
-def _number(text: str, fits: Callable[[float], bool], wanted: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number; give one like 1.5") from None
-    if not fits(value):
-        raise argparse.ArgumentTypeError(f"{text} does not fit: give {wanted}")
-    return value
 
 
 def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
@@ -345,12 +299,12 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()  # a closed pipe shows here, not after main
         return code
     except LabelchatError as exc:
-        _emit_error(args, str(exc))
+        emit_error(args, str(exc))
         return EXIT_ERROR
     except BrokenPipeError:
         return _quiet_after_broken_pipe()
     except OSError as exc:
-        _emit_error(args, fmt.format_os_error(exc, _verb_for(exc, args)))
+        emit_error(args, fmt.format_os_error(exc, _verb_for(exc, args)))
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("\nInterrupted. Everything saved before this point is kept.", file=sys.stderr)
@@ -386,56 +340,6 @@ def _outputs(args: argparse.Namespace) -> list[str]:
     return []
 
 
-def _emit_error(args: argparse.Namespace, message: str) -> None:
-    if args.json:
-        print(fmt.json_line({"ok": False, "error": message}))
-    print(f"error: {message}", file=sys.stderr)
-
-
-def _emit(args: argparse.Namespace, value: object, text: str) -> None:
-    print(fmt.json_line(value) if args.json else text)
-
-
-def _open(args: argparse.Namespace, *, create: bool = False) -> Project:
-    return Project(args.project or default_project_dir(), create=create)
-
-
-@contextmanager
-def _progress(args: argparse.Namespace, unit: str) -> Iterator[Callable[[int, int, str], None]]:
-    from tqdm import tqdm
-
-    bar = tqdm(unit=unit, file=sys.stderr, disable=True if args.quiet else None, dynamic_ncols=True)
-
-    def update(done: int, total: int, what: str) -> None:
-        bar.total = total
-        bar.n = done
-        bar.set_postfix_str(what[-30:], refresh=False)
-        bar.refresh()
-
-    try:
-        yield update
-    finally:
-        bar.close()
-
-
-@contextmanager
-def _graceful_stop() -> Iterator[Callable[[], bool]]:
-    """The first Ctrl-C asks the running job to stop after the current image; a second one aborts."""
-    requested = []
-
-    def handler(signum, frame):
-        if requested:
-            raise KeyboardInterrupt
-        requested.append(True)
-        print("\nStopping after the current image (Ctrl-C again to abort)...", file=sys.stderr)
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield lambda: bool(requested)
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 # -- commands ----------------------------------------------------------------------------
 
 
@@ -455,17 +359,17 @@ def _ingest_options(args: argparse.Namespace, labels_from_folders: bool = False)
 def _finish_ingest(args: argparse.Namespace, report) -> int:
     value = {"ok": True, **fmt.to_jsonable(report), "skipped_by_reason": report.skipped_by_reason()}
     if report.cancelled:
-        _emit(args, value, fmt.format_ingest(report))
+        emit(args, value, fmt.format_ingest(report))
         return EXIT_INTERRUPTED
     if report.problems and not (report.added or report.duplicates):
         return _fail(args, value, fmt.format_ingest(report), fmt.format_nothing_added(report))
-    _emit(args, value, fmt.format_ingest(report))
+    emit(args, value, fmt.format_ingest(report))
     return EXIT_PARTIAL if report.problems else EXIT_OK
 
 
 def _fail(args: argparse.Namespace, value: dict, text: str, error: str) -> int:
     """A command that ran but achieved nothing: its report (ok false, with the error) and exit 1."""
-    _emit(args, {**value, "ok": False, "error": error}, text)
+    emit(args, {**value, "ok": False, "error": error}, text)
     print(f"error: {error}", file=sys.stderr)
     return EXIT_ERROR
 
@@ -473,7 +377,7 @@ def _fail(args: argparse.Namespace, value: dict, text: str, error: str) -> int:
 def cmd_add(args: argparse.Namespace) -> int:
     from tools.ingest import ingest
 
-    with _open(args, create=True) as project, _progress(args, "img") as progress, _graceful_stop() as stop:
+    with open_project(args, create=True) as project, progress_bar(args, "img") as progress, graceful_stop() as stop:
         report = ingest(
             project,
             args.sources,
@@ -487,7 +391,7 @@ def cmd_add(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     from tools.importing import import_dataset
 
-    with _open(args, create=True) as project, _progress(args, "img") as progress, _graceful_stop() as stop:
+    with open_project(args, create=True) as project, progress_bar(args, "img") as progress, graceful_stop() as stop:
         report = import_dataset(project, args.path, _ingest_options(args), on_progress=progress, should_stop=stop)
     return _finish_ingest(args, report)
 
@@ -503,7 +407,7 @@ def cmd_labels(args: argparse.Namespace) -> int:
                              f"labelchat labels set --file {args.file}")
     if action != "show" and not args.file and not " ".join(args.names).strip():
         raise LabelchatError(f"'labelchat labels {action}' needs labels, e.g. 'cat, dog', or --file F.")
-    with _open(args, create=action != "show") as project:
+    with open_project(args, create=action != "show") as project:
         store = project.store
         if args.file:
             labels = read_label_file(args.file)
@@ -517,7 +421,7 @@ def cmd_labels(args: argparse.Namespace) -> int:
             label_set = store.remove_labels([label.name for label in labels])
         else:
             label_set = store.label_set()
-        _emit(args, {"ok": True, "labels": label_set.labels, "version": label_set.version},
+        emit(args, {"ok": True, "labels": label_set.labels, "version": label_set.version},
               fmt.format_labels(label_set))
     return EXIT_OK
 
@@ -548,7 +452,7 @@ def read_label_file(path: str) -> list[Label]:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    with _open(args) as project:
+    with open_project(args) as project:
         counts = project.store.status()
         problems = project.check() if args.check else []
         value = {"ok": not problems, "project": str(project.folder), **fmt.to_jsonable(counts)}
@@ -557,51 +461,51 @@ def cmd_status(args: argparse.Namespace) -> int:
             value["problems"] = problems
             text += "\n\n" + ("Check of the database and the images: consistent." if not problems else
                               "The check found problems:\n  " + "\n  ".join(problems))
-        _emit(args, value, text)
+        emit(args, value, text)
     return EXIT_OK if not problems else EXIT_ERROR
 
 
 def cmd_items(args: argparse.Namespace) -> int:
     from index.types import Status
 
-    with _open(args) as project:
+    with open_project(args) as project:
         store = project.store
         status = Status(args.status) if args.status else None
         items = store.items(status=status, label=args.label, limit=args.limit)
         top = store.top_suggestions()
         rows = [{"item": item, "state": store.state(item.id), "suggestion": top.get(item.id)} for item in items]
         lines = [fmt.format_item_row(r["item"], r["state"], r["suggestion"]) for r in rows]
-        _emit(args, {"ok": True, "items": rows}, "\n".join(lines) or "No items match.")
+        emit(args, {"ok": True, "items": rows}, "\n".join(lines) or "No items match.")
     return EXIT_OK
 
 
 def cmd_log(args: argparse.Namespace) -> int:
-    with _open(args) as project:
+    with open_project(args) as project:
         decisions = project.store.decisions(limit=args.limit)
         lines = [
             f"{d.id:>6}  {d.created_at}  item {d.item_id:<6} {d.action.value:<8} {d.label or '':<16} by {d.actor}"
             for d in decisions
         ]
-        _emit(args, {"ok": True, "decisions": decisions}, "\n".join(lines) or "No decisions yet.")
+        emit(args, {"ok": True, "decisions": decisions}, "\n".join(lines) or "No decisions yet.")
     return EXIT_OK
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     from tools.export import export_dataset
 
-    with _open(args) as project:
+    with open_project(args) as project:
         report = export_dataset(
             project, args.out, args.format, include=args.include, link=args.link, overwrite=args.overwrite
         )
-        _emit(args, {"ok": True, **fmt.to_jsonable(report)}, fmt.format_export(report))
+        emit(args, {"ok": True, **fmt.to_jsonable(report)}, fmt.format_export(report))
     return EXIT_OK
 
 
 def cmd_undo(args: argparse.Namespace) -> int:
-    with _open(args) as project:
+    with open_project(args) as project:
         undone = [project.store.undo(args.item)] if args.item is not None else project.store.undo_last()
         states = [project.store.state(d.item_id) for d in undone]
-        _emit(args, {"ok": True, "decision": undone[0], "state": states[0], "undone": len(undone),
+        emit(args, {"ok": True, "decision": undone[0], "state": states[0], "undone": len(undone),
                      "decisions": undone}, fmt.format_undo(undone, states))
     return EXIT_OK
 
@@ -618,7 +522,7 @@ def cmd_crawl(args: argparse.Namespace) -> int:
         max_pixels=args.max_pixels, near_duplicate_distance=args.near_dup_distance, workers=args.workers,
         per_host=args.per_host, host_delay_s=args.delay, timeout_s=args.timeout, time_limit_s=args.time_limit,
     )
-    with _open(args, create=True) as project, _progress(args, "img") as progress, _graceful_stop() as stop:
+    with open_project(args, create=True) as project, progress_bar(args, "img") as progress, graceful_stop() as stop:
         report = crawl(project, args.urls, options, resume=args.resume, should_stop=stop,
                        on_progress=lambda p: progress(p.images, 0, f"{p.pages} pages, {p.errors} errors"))
     value = {"ok": True, **fmt.to_jsonable(report), "saved": report.saved}
@@ -626,26 +530,22 @@ def cmd_crawl(args: argparse.Namespace) -> int:
     gathered = any(outcome in fine for outcome in report.counts)
     if report.stopped != "stopped" and not gathered and (report.counts or report.problems):
         return _fail(args, value, fmt.format_crawl(report), fmt.format_crawl_failure(report))
-    _emit(args, value, fmt.format_crawl(report))
+    emit(args, value, fmt.format_crawl(report))
     if report.stopped == "stopped":
         return EXIT_INTERRUPTED
     return EXIT_PARTIAL if any(outcome not in fine for outcome in report.counts) else EXIT_OK
 
 
-def _notice(text: str) -> None:
-    print(f"notice: {text}", file=sys.stderr)
-
-
 def cmd_suggest(args: argparse.Namespace) -> int:
     from tools.zeroshot import suggest
 
-    with _open(args) as project, _progress(args, "img") as progress, _graceful_stop() as stop:
+    with open_project(args) as project, progress_bar(args, "img") as progress, graceful_stop() as stop:
         report = suggest(project, model=args.model, device=args.device, template_set=args.templates,
-                         batch_size=args.batch_size, on_progress=progress, on_notice=_notice, should_stop=stop)
+                         batch_size=args.batch_size, on_progress=progress, on_notice=notice, should_stop=stop)
         counts = project.store.status()
         stopped = bool(report.embed and report.embed.cancelled)
         remaining = len(project.store.items_without_suggestions_from(report.head_key)) if report.head_key else 0
-    _emit(args, {"ok": True, **fmt.to_jsonable(report), "remaining": remaining},
+    emit(args, {"ok": True, **fmt.to_jsonable(report), "remaining": remaining},
           fmt.format_suggest(report, counts, remaining if stopped else None))
     if stopped:
         return EXIT_INTERRUPTED
@@ -660,11 +560,11 @@ def cmd_prelabel(args: argparse.Namespace) -> int:
     labels = read_label_file(args.labels_file) if args.labels_file else parse_label_list(args.labels)
     if args.out != "-":
         _check_writable(Path(args.out).expanduser())  # before minutes of model work, not after
-    with _progress(args, "img") as progress, _graceful_stop() as stop:
+    with progress_bar(args, "img") as progress, graceful_stop() as stop:
         report = prelabel(args.images, labels, model=args.model, device=args.device,
                           template_set=args.templates, project_dir=args.cache_project,
                           ingest_options=IngestOptions(near_duplicate_distance=-1),
-                          on_progress=progress, on_notice=_notice, should_stop=stop)
+                          on_progress=progress, on_notice=notice, should_stop=stop)
     output = format_predictions(report.predictions, args.format)
     if args.out == "-":
         sys.stdout.write(output)
@@ -688,281 +588,14 @@ def _check_writable(path: Path) -> None:
 def cmd_model(args: argparse.Namespace) -> int:
     from tools.models import DEFAULT_SPEC, MODEL_SETTING, parse_spec, resolve_spec
 
-    with _open(args, create=bool(args.spec)) as project:
+    with open_project(args, create=bool(args.spec)) as project:
         if args.spec:
             project.store.set_setting(MODEL_SETTING, str(parse_spec(args.spec)))
         spec, implied = resolve_spec(None, project.store.get_setting(MODEL_SETTING))
         note = " (the default; falls back to offline when CLIP weights cannot be had)" if implied else ""
-        _emit(args, {"ok": True, "model": spec, "default": DEFAULT_SPEC, "implied": implied},
+        emit(args, {"ok": True, "model": spec, "default": DEFAULT_SPEC, "implied": implied},
               f"Model: {spec}{note}")
     return EXIT_OK
-
-
-def _reviewer(args: argparse.Namespace, project: Project):
-    from tools.review import Reviewer
-
-    with _progress(args, "img") as progress:
-        return Reviewer(project, model=args.model, device=args.device, template_set=args.templates,
-                        on_notice=_notice, on_progress=progress)
-
-
-def cmd_review(args: argparse.Namespace) -> int:
-    with _open(args) as project:
-        reviewer = _reviewer(args, project)
-        cards = reviewer.batch(args.strategy, args.size, label=args.label)
-        if not args.answer:
-            _emit(args, {"ok": True, "cards": cards}, fmt.format_cards(cards, reviewer.labels))
-            return EXIT_OK
-        decided = _answer_cards(reviewer, cards)
-        refresh = reviewer.refresh()
-        _emit(args, {"ok": True, "decided": decided, "refresh": refresh},
-              f"{decided} decisions saved; suggestions of {refresh.written} items updated.")
-    return EXIT_OK
-
-
-def _answer_cards(reviewer, cards) -> int:
-    """Ask for one answer per card on stdin; each decision is saved before the next card.
-    'u' takes back the newest decision (or bulk action) and asks again about the cards it
-    undid. Returns how many of this session's decisions are still in effect."""
-    from index.types import Action
-
-    queue = list(cards)
-    by_id = {card.item.id: card for card in cards}
-    decided: list[int] = []  # item ids, in the order they were decided
-    while queue:
-        card = queue[0]
-        action = _ask(card, reviewer.labels)
-        if action is None or action[0] == "quit":
-            break
-        if action[0] == "undo":
-            undone = [item_id for item_id in _undo_newest(reviewer) if item_id in decided]
-            for item_id in undone:
-                decided.remove(item_id)
-            queue[:0] = [by_id[item_id] for item_id in undone]
-            continue
-        try:
-            reviewer.decide(card.item.id, Action(action[0]), action[1])
-        except LabelchatError as exc:
-            print(f"  {exc}", file=sys.stderr)
-            continue
-        decided.append(card.item.id)
-        queue.pop(0)
-    return len(decided)
-
-
-def _ask(card, labels: list[str]) -> tuple[str, str | None] | None:
-    """Show a card and read answers until one is understood; None at the end of input."""
-    print(fmt.format_cards([card], labels), file=sys.stderr)
-    while True:
-        print(fmt.ANSWER_PROMPT, end="", file=sys.stderr, flush=True)
-        answer = sys.stdin.readline()
-        if not answer:
-            return None
-        action = fmt.parse_answer(answer, labels)
-        if action is not None:
-            return action
-        print(f"  not understood: {answer.strip()!r}", file=sys.stderr)
-
-
-def _undo_newest(reviewer) -> list[int]:
-    """Undo the newest decision (or all of the newest bulk action); the items it undid."""
-    try:
-        undone = reviewer.store.undo_last(actor="user")
-    except NothingToUndoError:
-        print("  nothing to undo", file=sys.stderr)
-        return []
-    states = [reviewer.store.state(d.item_id) for d in undone]
-    print(f"  {fmt.format_undo(undone, states)}", file=sys.stderr)
-    return [d.item_id for d in undone]
-
-
-def cmd_decide(args: argparse.Namespace) -> int:
-    from index.types import Action
-
-    action = Action(args.command)
-    with _open(args) as project:
-        reviewer = _reviewer(args, project)
-        if getattr(args, "min_prob", None) is not None:
-            if args.items:
-                raise LabelchatError("Give item ids or --min-prob, not both.")
-            report = reviewer.accept_above(args.min_prob, args.label)
-            text = f"Accepted {report.accepted} items" + (f" suggested as {args.label}" if args.label else "") + \
-                f" with probability >= {args.min_prob}. 'labelchat undo' takes them all back."
-            value = {"ok": True, "accepted": report.accepted}
-        else:
-            if not args.items:
-                raise LabelchatError(f"Give the ids of the items to {action.value}, e.g. labelchat {action.value} 12 13.")
-            decisions = [reviewer.decide(i, action, args.label) for i in args.items]
-            text = "\n".join(fmt.format_decision(d, d.label) for d in decisions)
-            value = {"ok": True, "decisions": decisions}
-        value["refresh"] = reviewer.refresh()
-        _emit(args, value, text)
-    return EXIT_OK
-
-
-def cmd_correct(args: argparse.Namespace) -> int:
-    from index.types import Action
-
-    with _open(args) as project:
-        reviewer = _reviewer(args, project)
-        decision = reviewer.decide(args.item, Action.CORRECT, args.label)
-        refresh = reviewer.refresh()
-        _emit(args, {"ok": True, "decision": decision, "refresh": refresh}, fmt.format_decision(decision, args.label))
-    return EXIT_OK
-
-
-def cmd_auto_accept(args: argparse.Namespace) -> int:
-    from tools.review import DEFAULT_MIN_PRECISION, finish_auto_accept, plan_auto_accept
-
-    with _open(args) as project:
-        reviewer = _reviewer(args, project)
-        plan = plan_auto_accept(reviewer, args.min_prob, label=args.label, audit_size=args.audit, seed=args.seed)
-        print(f"{len(plan.candidates)} pending items have a suggestion with probability >= {args.min_prob}.",
-              file=sys.stderr)
-        suggested = {i: project.store.suggestions(i)[0].label for i in plan.audit}
-        if plan.audit:
-            print(f"Check these {len(plan.audit)} random ones first:", file=sys.stderr)
-            _answer_cards(reviewer, [reviewer.card(i) for i in plan.audit])
-        minimum = DEFAULT_MIN_PRECISION if args.min_precision is None else args.min_precision
-        report = finish_auto_accept(reviewer, plan, suggested, min_precision=minimum)
-        reviewer.refresh()
-        _emit(args, {"ok": not report.refused, **fmt.to_jsonable(report)}, fmt.format_auto_accept(report))
-    return EXIT_ERROR if report.refused else EXIT_OK
-
-
-def cmd_similar(args: argparse.Namespace) -> int:
-    from index.types import Status
-
-    filters = {"confirmed_only": args.confirmed, "label": args.label,
-               "status": Status(args.status) if args.status else None}
-    with _open(args) as project:
-        reviewer = _reviewer(args, project)
-        if args.text:
-            found = reviewer.similar_to_text(args.text, args.k, **filters)
-        elif args.image:
-            from PIL import Image
-
-            try:
-                with Image.open(args.image) as image:
-                    found = reviewer.similar_to_image(image, args.k, **filters)
-            except OSError as exc:
-                raise LabelchatError(f"Cannot read the image {args.image}: {exc}") from exc
-        elif args.item is not None:
-            found = reviewer.similar(args.item, args.k, **filters)
-        else:
-            raise LabelchatError("Give an item id, --text or --image.")
-        sources = {n.item_id: project.store.get_item(n.item_id).source for n in found}
-        lines = [f"{n.item_id:>6}  {n.similarity:.3f}  {n.label or '-':<14}  {sources[n.item_id]}" for n in found]
-        _emit(args, {"ok": True, "neighbors": found}, "\n".join(lines) or "Nothing found.")
-    return EXIT_OK
-
-
-def _session(args: argparse.Namespace, project: Project):
-    from agent.session import Session
-
-    options = {}
-    if args.brain == "openai":
-        options = {"base_url": args.llm_url, "llm_model": args.llm_model}
-    return Session(project, brain=args.brain, yes=args.yes, session_id=args.session,
-                   model=args.model, device=args.device, **options)
-
-
-@dataclass
-class _Turn:
-    """What one message came to, as `run` judges a script's lines."""
-
-    failed: bool = False  # a tool failed, or an error was reported
-    ran_tool: bool = False  # a tool ran
-    asks_yes: bool = False  # an action waits for a yes
-
-
-def _talk(session, message: str, args: argparse.Namespace) -> _Turn:
-    """Send one message and print its steps."""
-    from agent.steps import ErrorStep, NeedsConfirmation, Progress, ToolResult
-
-    turn = _Turn()
-    with _progress(args, "img") as progress:
-        for step in session.send(message):
-            if isinstance(step, Progress):
-                progress(step.done, step.total, step.what)
-                continue
-            turn.failed |= isinstance(step, ErrorStep) or (isinstance(step, ToolResult) and not step.ok)
-            turn.ran_tool |= isinstance(step, ToolResult)
-            turn.asks_yes |= isinstance(step, NeedsConfirmation)
-            if args.json:
-                print(fmt.json_line({"type": type(step).__name__, **fmt.to_jsonable(step)}), flush=True)
-            else:
-                text = fmt.format_step(step)
-                if text:
-                    print(text, flush=True)
-    return turn
-
-
-def cmd_chat(args: argparse.Namespace) -> int:
-    with _open(args, create=True) as project:
-        session = _session(args, project)
-        print("labelchat: say 'help' for what I can do; Ctrl-D to leave.", file=sys.stderr)
-        while True:
-            try:
-                line = input("you> ")
-            except EOFError:
-                print(file=sys.stderr)
-                return EXIT_OK
-            _talk(session, line, args)
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    from agent.session import NO, YES
-
-    try:
-        lines = Path(args.script).read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise LabelchatError(f"The script {args.script} does not exist.") from None
-    except UnicodeDecodeError as exc:
-        raise LabelchatError(f"The script {args.script} is not UTF-8 text ({exc.reason} at byte {exc.start}).") from None
-    except OSError as exc:
-        raise LabelchatError(f"Cannot read the script {args.script}: {exc.strerror}") from None
-    failed: list[str] = []  # "line 3 (why)"
-    waiting: int | None = None  # the line whose action waits for a yes
-    with _open(args, create=True) as project:
-        session = _session(args, project)
-        for number, line in enumerate(lines, start=1):
-            message = line.strip()
-            if not message or message.startswith("#"):
-                continue
-            answers = waiting is not None and bool(YES.match(message) or NO.match(message))
-            if waiting is not None and not answers:
-                failed.append(f"line {waiting} (waited for a yes that did not come; --yes runs it)")
-            waiting = None
-            if not args.json:
-                print(f"you> {message}", flush=True)
-            turn = _talk(session, message, args)
-            problem = _line_problem(turn, message, answers)
-            if problem:
-                failed.append(f"line {number} ({problem})")
-            if turn.asks_yes:
-                waiting = number
-    if waiting is not None:
-        failed.append(f"line {waiting} (waited for a yes that did not come; --yes runs it)")
-    if failed:
-        print(f"error: {len(failed)} line(s) of {args.script} failed: " + ", ".join(failed)
-              + ". The answers above say why.", file=sys.stderr)
-        return EXIT_ERROR
-    return EXIT_OK
-
-
-def _line_problem(turn: _Turn, message: str, answers_a_question: bool) -> str | None:
-    """Why a script line counts as failed, or None. A line that ran nothing (not understood,
-    or asked back for what it needs) fails, unless it asked for help or answered a question."""
-    from agent.router import route
-
-    if turn.failed:
-        return "failed"
-    if turn.ran_tool or turn.asks_yes or answers_a_question:
-        return None
-    if route(message).reply == route("help").reply:
-        return None
-    return "not understood, or something was missing: nothing was done"
 
 
 def cmd_ui(args: argparse.Namespace, folder: Path | None = None) -> int:
@@ -981,12 +614,12 @@ def cmd_fetch_model(args: argparse.Namespace) -> int:
 
     setting = None
     if args.project or default_project_dir().joinpath("project.db").exists():
-        with _open(args) as project:
+        with open_project(args) as project:
             setting = project.store.get_setting(MODEL_SETTING)
     spec, _ = resolve_spec(args.spec, setting)
     print(f"Fetching {spec} (this needs network access)...", file=sys.stderr)
     backend = load_backend(spec, "cpu", allow_download=True)
-    _emit(args, {"ok": True, "model": backend.spec, "description": backend.description},
+    emit(args, {"ok": True, "model": backend.spec, "description": backend.description},
           f"Ready: {backend.description}. It now loads without network.")
     return EXIT_OK
 
@@ -1007,10 +640,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 )
             names = sorted(p.name for p in source.iterdir() if p.is_dir() and not p.name.startswith("."))
             project.store.set_labels([Label(name) for name in names])
-            with _progress(args, "img") as progress:
+            with progress_bar(args, "img") as progress:
                 ingest(project, [str(source)], IngestOptions(), on_progress=progress)
-        with _progress(args, "img") as progress:
-            report = suggest(project, on_progress=progress, on_notice=_notice)
+        with progress_bar(args, "img") as progress:
+            report = suggest(project, on_progress=progress, on_notice=notice)
         counts = project.store.status()
         text = fmt.format_status(project.name, str(project.folder), counts)
         text += (
@@ -1018,7 +651,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f"  .venv/bin/labelchat items --project {folder} --limit 10\n"
             f"  .venv/bin/labelchat export /tmp/demo-export --project {folder} --include suggested"
         )
-        _emit(args, {"ok": True, "project": str(project.folder), "model": report.model,
+        emit(args, {"ok": True, "project": str(project.folder), "model": report.model,
                      **fmt.to_jsonable(counts)}, text)
     if args.no_ui or args.json:
         return EXIT_OK

@@ -10,12 +10,11 @@ from index.errors import LabelchatError
 from index.project import Project
 from index.types import ModelVersion
 
+from .cli_common import EXIT_INTERRUPTED, EXIT_OK, emit, graceful_stop, non_negative_int, open_project, positive_int
 from .format import percent
 
 
 def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
-    from .cli import non_negative_int, positive_int
-
     train = command("train", "train a model on the confirmed labels (a probe in seconds, or a fine-tune)", cmd_train)
     train.add_argument("--kind", default="probe", choices=["probe", "finetune"],
                        help="probe: a linear classifier on cached features (default); "
@@ -51,21 +50,19 @@ def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from tools.training import TrainConfig, TrainingCancelled, activate, request_cancel, train
 
-    from .cli import EXIT_INTERRUPTED, EXIT_OK, _emit, _graceful_stop, _open
-
-    with _open(args) as project:
+    with open_project(args) as project:
         if args.cancel:
             job = request_cancel(project)
             text = f"Asked training job {job.id} to stop; it keeps its checkpoint." if job else "No training job is running."
-            _emit(args, {"ok": True, "cancelled": job.id if job else None}, text)
+            emit(args, {"ok": True, "cancelled": job.id if job else None}, text)
             return EXIT_OK
         config = TrainConfig(kind=args.kind, model=args.model, device=args.device, holdout=args.holdout,
                              seed=args.seed, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
-        with _train_progress(args) as progress, _graceful_stop() as stop:
+        with _train_progress(args) as progress, graceful_stop() as stop:
             try:
                 report = train(project, config, resume=args.resume, on_progress=progress, should_stop=stop)
             except TrainingCancelled as exc:
-                _emit(args, {"ok": False, "cancelled": True, "job": exc.job_id, "error": str(exc)}, str(exc))
+                emit(args, {"ok": False, "cancelled": True, "job": exc.job_id, "error": str(exc)}, str(exc))
                 return EXIT_INTERRUPTED
         text = format_train_report(report)
         if args.activate:
@@ -75,7 +72,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             text += f"\nUse it for suggestions: labelchat models activate {report.version.name}"
         version = project.store.model_version(report.version.id)
     m = version.metrics
-    _emit(args, {"ok": True, "version": {"id": version.id, "name": version.name, "kind": version.kind,
+    emit(args, {"ok": True, "version": {"id": version.id, "name": version.name, "kind": version.kind,
                                          "active": version.active},
                  "accuracy": m.get("accuracy"), "zero_shot_accuracy": m.get("zero_shot_accuracy"),
                  "holdout_items": m.get("holdout_items"), "metrics": m, "seconds": report.seconds}, text)
@@ -115,36 +112,34 @@ def cmd_models(args: argparse.Namespace) -> int:
 
     from tools.training import activate, export_version, import_version
 
-    from .cli import EXIT_OK, _emit, _open
-
     action, rest = args.action, list(args.args)
-    with _open(args) as project:
+    with open_project(args) as project:
         if action == "list":
             versions = project.store.model_versions()
-            _emit(args, {"ok": True, "versions": versions}, format_versions(versions))
+            emit(args, {"ok": True, "versions": versions}, format_versions(versions))
         elif action == "show":
             need_args(action, rest, 1, "one version")
             v = find_version(project, rest[0])
-            _emit(args, {"ok": True, "version": v}, format_versions([v]) + "\n" + _details(v))
+            emit(args, {"ok": True, "version": v}, format_versions([v]) + "\n" + _details(v))
         elif action == "compare":
             need_args(action, rest, 2, "two versions")
             a, b = find_version(project, rest[0]), find_version(project, rest[1])
-            _emit(args, {"ok": True, "versions": [a, b]}, format_compare(a, b))
+            emit(args, {"ok": True, "versions": [a, b]}, format_compare(a, b))
         elif action == "activate":
             need_args(action, rest, 1, "one version, or 'base'")
             version = None if rest[0] in ("base", "zero-shot", "none") else find_version(project, rest[0])
             done = activate(project, version.id if version else None, device=args.device)
             name = version.name if version else "zero-shot (no trained version)"
-            _emit(args, {"ok": True, "active": version.name if version else None, "rescored": done.rescored},
+            emit(args, {"ok": True, "active": version.name if version else None, "rescored": done.rescored},
                   f"Active: {name}. Re-scored {done.rescored} items in {done.seconds:.1f} s.")
         elif action == "export":
             need_args(action, rest, 2, "a version and a folder")
             target = export_version(project, find_version(project, rest[0]).id, Path(rest[1]))
-            _emit(args, {"ok": True, "path": str(target)}, f"Exported to {target}")
+            emit(args, {"ok": True, "path": str(target)}, f"Exported to {target}")
         else:
             need_args(action, rest, 1, "one folder")
             version = import_version(project, Path(rest[0]))
-            _emit(args, {"ok": True, "version": version},
+            emit(args, {"ok": True, "version": version},
                   f"Imported as {version.name}. Activate it with: labelchat models activate {version.name}")
     return EXIT_OK
 
@@ -163,11 +158,9 @@ def _details(version: ModelVersion) -> str:
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
-    from .cli import EXIT_OK, _emit, _open
-
-    with _open(args) as project:
+    with open_project(args) as project:
         jobs = project.store.jobs(limit=args.limit)
-    _emit(args, {"ok": True, "jobs": jobs}, format_jobs(jobs))
+    emit(args, {"ok": True, "jobs": jobs}, format_jobs(jobs))
     return EXIT_OK
 
 

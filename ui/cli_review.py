@@ -1,0 +1,172 @@
+"""The review commands of `labelchat`: review (and --answer), accept, reject, skip, correct,
+auto-accept and similar."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from index.errors import LabelchatError, NothingToUndoError
+from index.project import Project
+
+from . import format as fmt
+from .cli_common import EXIT_ERROR, EXIT_OK, emit, notice, open_project, progress_bar
+
+
+def reviewer_for(args: argparse.Namespace, project: Project):
+    from tools.review import Reviewer
+
+    with progress_bar(args, "img") as progress:
+        return Reviewer(project, model=args.model, device=args.device, template_set=args.templates,
+                        on_notice=notice, on_progress=progress)
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    with open_project(args) as project:
+        reviewer = reviewer_for(args, project)
+        cards = reviewer.batch(args.strategy, args.size, label=args.label)
+        if not args.answer:
+            emit(args, {"ok": True, "cards": cards}, fmt.format_cards(cards, reviewer.labels))
+            return EXIT_OK
+        decided = _answer_cards(reviewer, cards)
+        refresh = reviewer.refresh()
+        emit(args, {"ok": True, "decided": decided, "refresh": refresh},
+              f"{decided} decisions saved; suggestions of {refresh.written} items updated.")
+    return EXIT_OK
+
+
+def _answer_cards(reviewer, cards) -> int:
+    """Ask for one answer per card on stdin; each decision is saved before the next card.
+    'u' takes back the newest decision (or bulk action) and asks again about the cards it
+    undid. Returns how many of this session's decisions are still in effect."""
+    from index.types import Action
+
+    queue = list(cards)
+    by_id = {card.item.id: card for card in cards}
+    decided: list[int] = []  # item ids, in the order they were decided
+    while queue:
+        card = queue[0]
+        action = _ask(card, reviewer.labels)
+        if action is None or action[0] == "quit":
+            break
+        if action[0] == "undo":
+            undone = [item_id for item_id in _undo_newest(reviewer) if item_id in decided]
+            for item_id in undone:
+                decided.remove(item_id)
+            queue[:0] = [by_id[item_id] for item_id in undone]
+            continue
+        try:
+            reviewer.decide(card.item.id, Action(action[0]), action[1])
+        except LabelchatError as exc:
+            print(f"  {exc}", file=sys.stderr)
+            continue
+        decided.append(card.item.id)
+        queue.pop(0)
+    return len(decided)
+
+
+def _ask(card, labels: list[str]) -> tuple[str, str | None] | None:
+    """Show a card and read answers until one is understood; None at the end of input."""
+    print(fmt.format_cards([card], labels), file=sys.stderr)
+    while True:
+        print(fmt.ANSWER_PROMPT, end="", file=sys.stderr, flush=True)
+        answer = sys.stdin.readline()
+        if not answer:
+            return None
+        action = fmt.parse_answer(answer, labels)
+        if action is not None:
+            return action
+        print(f"  not understood: {answer.strip()!r}", file=sys.stderr)
+
+
+def _undo_newest(reviewer) -> list[int]:
+    """Undo the newest decision (or all of the newest bulk action); the items it undid."""
+    try:
+        undone = reviewer.store.undo_last(actor="user")
+    except NothingToUndoError:
+        print("  nothing to undo", file=sys.stderr)
+        return []
+    states = [reviewer.store.state(d.item_id) for d in undone]
+    print(f"  {fmt.format_undo(undone, states)}", file=sys.stderr)
+    return [d.item_id for d in undone]
+
+
+def cmd_decide(args: argparse.Namespace) -> int:
+    from index.types import Action
+
+    action = Action(args.command)
+    with open_project(args) as project:
+        reviewer = reviewer_for(args, project)
+        if getattr(args, "min_prob", None) is not None:
+            if args.items:
+                raise LabelchatError("Give item ids or --min-prob, not both.")
+            report = reviewer.accept_above(args.min_prob, args.label)
+            text = f"Accepted {report.accepted} items" + (f" suggested as {args.label}" if args.label else "") + \
+                f" with probability >= {args.min_prob}. 'labelchat undo' takes them all back."
+            value = {"ok": True, "accepted": report.accepted}
+        else:
+            if not args.items:
+                raise LabelchatError(f"Give the ids of the items to {action.value}, e.g. labelchat {action.value} 12 13.")
+            decisions = [reviewer.decide(i, action, args.label) for i in args.items]
+            text = "\n".join(fmt.format_decision(d, d.label) for d in decisions)
+            value = {"ok": True, "decisions": decisions}
+        value["refresh"] = reviewer.refresh()
+        emit(args, value, text)
+    return EXIT_OK
+
+
+def cmd_correct(args: argparse.Namespace) -> int:
+    from index.types import Action
+
+    with open_project(args) as project:
+        reviewer = reviewer_for(args, project)
+        decision = reviewer.decide(args.item, Action.CORRECT, args.label)
+        refresh = reviewer.refresh()
+        emit(args, {"ok": True, "decision": decision, "refresh": refresh}, fmt.format_decision(decision, args.label))
+    return EXIT_OK
+
+
+def cmd_auto_accept(args: argparse.Namespace) -> int:
+    from tools.review import DEFAULT_MIN_PRECISION, finish_auto_accept, plan_auto_accept
+
+    with open_project(args) as project:
+        reviewer = reviewer_for(args, project)
+        plan = plan_auto_accept(reviewer, args.min_prob, label=args.label, audit_size=args.audit, seed=args.seed)
+        print(f"{len(plan.candidates)} pending items have a suggestion with probability >= {args.min_prob}.",
+              file=sys.stderr)
+        suggested = {i: project.store.suggestions(i)[0].label for i in plan.audit}
+        if plan.audit:
+            print(f"Check these {len(plan.audit)} random ones first:", file=sys.stderr)
+            _answer_cards(reviewer, [reviewer.card(i) for i in plan.audit])
+        minimum = DEFAULT_MIN_PRECISION if args.min_precision is None else args.min_precision
+        report = finish_auto_accept(reviewer, plan, suggested, min_precision=minimum)
+        reviewer.refresh()
+        emit(args, {"ok": not report.refused, **fmt.to_jsonable(report)}, fmt.format_auto_accept(report))
+    return EXIT_ERROR if report.refused else EXIT_OK
+
+
+def cmd_similar(args: argparse.Namespace) -> int:
+    from index.types import Status
+
+    filters = {"confirmed_only": args.confirmed, "label": args.label,
+               "status": Status(args.status) if args.status else None}
+    with open_project(args) as project:
+        reviewer = reviewer_for(args, project)
+        if args.text:
+            found = reviewer.similar_to_text(args.text, args.k, **filters)
+        elif args.image:
+            from PIL import Image
+
+            try:
+                with Image.open(args.image) as image:
+                    found = reviewer.similar_to_image(image, args.k, **filters)
+            except OSError as exc:
+                raise LabelchatError(f"Cannot read the image {args.image}: {exc}") from exc
+        elif args.item is not None:
+            found = reviewer.similar(args.item, args.k, **filters)
+        else:
+            raise LabelchatError("Give an item id, --text or --image.")
+        sources = {n.item_id: project.store.get_item(n.item_id).source for n in found}
+        lines = [f"{n.item_id:>6}  {n.similarity:.3f}  {n.label or '-':<14}  {sources[n.item_id]}" for n in found]
+        emit(args, {"ok": True, "neighbors": found}, "\n".join(lines) or "Nothing found.")
+    return EXIT_OK
