@@ -16,7 +16,9 @@ ViT-B/32 (the same weights for every contender):
 2. the same throughput as a ratio to transformers'
    pipeline("zero-shot-image-classification") on the same model, images and
    labels (goal >= 3);
-3. peak resident memory of the process;
+3. peak resident memory of the process; on a CPU, the bare forward pass's FLOP/s as a share
+   of the CPU's rate for one large matrix product of the same shape and precision (how much
+   room any pipeline has left there);
 4. top-1 accuracy of the offline backend on every DATA folder, default prompts;
 5. the embedding pipeline's loader alone (read, decode, resize, crop, batch:
    what feeds the model) in images/s, handing over uint8 pixels as it does,
@@ -151,6 +153,32 @@ def bare_forward(backend, paths: list[Path], batch_size: int, as_loaded: bool, h
     for batch in batches:
         backend.encode_images(batch)
     return len(paths) / (time.perf_counter() - started)
+
+
+def hardware_share(backend, batch_size: int, bare: float) -> dict[str, float]:
+    """On a CPU: how close the bare forward pass is to the machine's limit. The image tower's
+    FLOPs per image (counted by torch), times the bare images/s, against the rate of one large
+    matrix product of the tower's own shape in the same precision."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model, dtype = backend.model, backend.precision.dtype
+    config = model.config.vision_config
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        model.get_image_features(pixel_values=torch.zeros(1, 3, config.image_size, config.image_size, dtype=dtype))
+    tokens = batch_size * ((config.image_size // config.patch_size) ** 2 + 1)
+    a = torch.randn(tokens, config.hidden_size, dtype=dtype)
+    b = torch.randn(config.hidden_size, config.intermediate_size, dtype=dtype)
+    with torch.inference_mode():
+        a @ b
+        started, rounds = time.perf_counter(), 10
+        for _ in range(rounds):
+            a @ b
+    matmul = 2 * tokens * config.hidden_size * config.intermediate_size * rounds / (time.perf_counter() - started)
+    achieved = counter.get_total_flops() * bare
+    return {"forward_gflop_per_image": round(counter.get_total_flops() / 1e9, 2),
+            "forward_gflop_per_s": round(achieved / 1e9, 1), "matmul_gflop_per_s": round(matmul / 1e9, 1),
+            "forward_share_of_matmul_rate": round(achieved / matmul, 3)}
 
 
 def end_to_end(spec: str, rows, scratch: Path, batch_size: int, device: str = "cpu") -> tuple[float, float, float]:
@@ -321,6 +349,12 @@ def main() -> None:
         print(f"bare forward {bare:.1f} img/s (uint8 as loaded; {bare_float:.1f} on float input) "
               f"| suggest end to end {e2e:.1f} img/s | ratio {e2e / bare:.2f} (goal >= 0.85; "
               f"{e2e / bare_float:.2f} to the float-input forward)", file=sys.stderr)
+        if args.device == "cpu":
+            share = figures["cpu_limit"] = hardware_share(backend, args.batch_size, bare)
+            print(f"the bare forward pass does {share['forward_gflop_per_s']:.0f} GFLOP/s: "
+                  f"{share['forward_share_of_matmul_rate']:.0%} of this CPU's rate for one large matrix product of "
+                  f"the tower's shape in {figures['precision']} ({share['matmul_gflop_per_s']:.0f} GFLOP/s)",
+                  file=sys.stderr)
         loaders = loader_rates(backend, rows, scratch, args.batch_size, args.loader_rounds)
         loader, loader_float = loaders["uint8"], loaders["float"]
         figures.update(
