@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from itertools import accumulate
 from pathlib import Path
@@ -298,11 +298,30 @@ def _process_batches(project, prepare, item_ids, batch_size, workers) -> Iterato
         multiprocessing_context="fork",  # the backend is inherited, never pickled
         worker_init_fn=_leave_interrupts_to_the_parent,
     )
-    batches = iter(loader)  # forks the workers
+    with _interrupts_ignored_by_forks():
+        batches = iter(loader)  # forks the workers
     try:
         yield from batches
     finally:  # also when the consumer closes this generator early (a cancelled run)
         del batches  # its last reference: the iterator shuts its workers down now
+
+
+@contextmanager
+def _interrupts_ignored_by_forks() -> Iterator[None]:
+    """Ctrl-C ignored while the workers fork, so that each is born ignoring it: a worker still
+    starting up when Ctrl-C came (before its worker_init_fn ran) died of it, and the run with
+    it (seen on a loaded CI machine). The main thread only: elsewhere signals cannot be set."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _leave_interrupts_to_the_parent(worker_id: int) -> None:
