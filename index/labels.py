@@ -89,6 +89,11 @@ def parse_label_list(text: str) -> list[Label]:
     return labels
 
 
+def spelled_otherwise(name: str, names: list[str]) -> str | None:
+    """The label among `names` that differs from `name` only in case, if there is one."""
+    return next((other for other in names if other != name and other.casefold() == name.casefold()), None)
+
+
 def refuse_duplicates(names: list[str]) -> None:
     """Each label once, and no two that differ only in case: on macOS and Windows their
     export folders would be one folder."""

@@ -24,9 +24,14 @@ class MediaStore:
     def put(self, data: bytes, sha256: str, ext: str) -> str:
         """Store `data` (whose hash is `sha256`); returns its path relative to the project."""
         rel = self.relpath(sha256, ext)
+        self.restore(rel, data)
+        return rel
+
+    def restore(self, rel: str, data: bytes) -> None:
+        """Write `data` at `rel` (atomically) unless a file of its size is there already."""
         final = self.project_dir / rel
         if final.exists() and final.stat().st_size == len(data):
-            return rel
+            return
         final.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".incoming-")
         try:
@@ -36,7 +41,6 @@ class MediaStore:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        return rel
 
     def path(self, rel: str) -> Path:
         return self.project_dir / rel

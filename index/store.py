@@ -52,6 +52,7 @@ from .types import (
 )
 
 BUSY_TIMEOUT_S = 30.0
+IMPORT_ACTOR = "import"  # decisions that came with the images (folders, manifests), not from a person
 
 
 def now() -> str:
@@ -171,15 +172,15 @@ class Store:
         origin: Origin,
         near_duplicates: Iterable[tuple[int, int]] = (),
         label: str | None = None,
-        actor: str = "import",
+        actor: str = IMPORT_ACTOR,
     ) -> tuple[Item, bool]:
         """Add an image, or a new source for an image already here (same sha256).
 
         Returns the item and whether it is new. With `label`, the label is
         recorded as a confirmed decision in the same transaction, so an item
         never lands without the label it was imported with; an item already
-        confirmed keeps its label, and one a person rejected that label for
-        stays rejected (the caller can tell from `state`).
+        confirmed by a person keeps its label, and one a person rejected that
+        label for stays rejected (the caller can tell from `state`).
         """
         added_at = now()
         with self._write() as db:
@@ -917,7 +918,7 @@ def _newest_effective(db: sqlite3.Connection, item_id: int | None) -> sqlite3.Ro
     where = "AND d.item_id = ?" if item_id is not None else ""
     params = (item_id,) if item_id is not None else ()
     return db.execute(
-        "SELECT d.id, d.item_id, d.label, d.batch FROM decisions d WHERE d.action != 'undo'"
+        "SELECT d.id, d.item_id, d.label, d.batch, d.actor FROM decisions d WHERE d.action != 'undo'"
         f" {where} AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undoes = d.id)"
         " ORDER BY d.id DESC LIMIT 1",
         params,
@@ -933,10 +934,14 @@ def _effective_in_batch(db: sqlite3.Connection, batch: int) -> list[sqlite3.Row]
 
 
 def _takes_label(db: sqlite3.Connection, item_id: int, label: str) -> bool:
-    """Whether a label that comes with an image may confirm it: not if it is confirmed already,
-    or a person rejected that label for it."""
+    """Whether a label that comes with an image (actor "import") may confirm it: over an earlier
+    import's label, yes; over a person's decision (a label confirmed, or that label rejected), no."""
     row = db.execute("SELECT status, rejected FROM item_state WHERE item_id = ?", (item_id,)).fetchone()
-    return row["status"] != Status.CONFIRMED.value and label not in json.loads(row["rejected"])
+    if label in json.loads(row["rejected"]):
+        return False
+    if row["status"] != Status.CONFIRMED.value:
+        return True
+    return _newest_effective(db, item_id)["actor"] == IMPORT_ACTOR
 
 
 # -- rows to records --------------------------------------------------------------

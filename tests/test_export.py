@@ -41,7 +41,7 @@ def test_labels_that_come_with_images_never_overwrite_what_a_person_decided(labe
     assert (store.state(corrected).label, store.state(rejected).status) == ("mammal", Status.REJECTED)
     conflicts = {p.message.split()[1]: p for p in again.problems if p.reason is Reason.LABEL_CONFLICT}
     assert set(conflicts) == {str(corrected), str(rejected)} and again.labelled == 92
-    assert "confirmed as 'mammal', which it keeps; this source says 'fish'" in conflicts[str(corrected)].message
+    assert "confirmed as 'mammal' by a person, which it keeps; this source says 'fish'" in conflicts[str(corrected)].message
     out = tmp_path / "other"
     with Project(tmp_path / "other-project") as other:  # an export that labels that photo otherwise
         ingest(other, [str(photos_dir)], IngestOptions(labels_from_folders=True))
@@ -49,6 +49,31 @@ def test_labels_that_come_with_images_never_overwrite_what_a_person_decided(labe
     report = import_dataset(labelled, out)
     assert store.state(corrected).label == "mammal"
     assert [p.reason for p in report.problems] == [Reason.LABEL_CONFLICT, Reason.LABEL_CONFLICT]
+
+
+def test_a_corrected_import_replaces_an_earlier_imports_label_and_one_run_gives_an_image_one_label(
+        project, tmp_path):
+    import imagefiles
+    from tools.images import Reason
+
+    first = tmp_path / "first"
+    for folder, seed in (("cat", 1), ("dog", 2)):
+        (first / folder).mkdir(parents=True)
+        (first / folder / f"{seed}.jpg").write_bytes(imagefiles.jpeg(seed))
+    ingest(project, [str(first)], IngestOptions(labels_from_folders=True))
+    fixed = tmp_path / "fixed"  # the same images, the first one now filed under dog
+    (fixed / "dog").mkdir(parents=True)
+    for seed in (1, 2):
+        (fixed / "dog" / f"{seed}.jpg").write_bytes(imagefiles.jpeg(seed))
+    report = ingest(project, [str(fixed)], IngestOptions(labels_from_folders=True))
+    assert not report.problems and [s.label for s in project.store.states()] == ["dog", "dog"]
+    twice = tmp_path / "twice"  # one image in two folders of one dataset: the first stays, the second is named
+    for folder in ("bird", "fish"):
+        (twice / folder).mkdir(parents=True)
+        (twice / folder / "3.jpg").write_bytes(imagefiles.jpeg(3))
+    (problem,) = ingest(project, [str(twice)], IngestOptions(labels_from_folders=True)).problems
+    assert problem.reason is Reason.LABEL_CONFLICT and "given 'bird' earlier in this run" in problem.message
+    assert project.store.states()[-1].label == "bird"
 
 
 @pytest.mark.parametrize("fmt", list(ExportFormat))

@@ -100,6 +100,29 @@ def test_bad_inputs_are_skipped_counted_and_named_while_the_rest_goes_on(project
     assert project.store.check() == []
 
 
+def test_a_folder_label_spelled_otherwise_only_in_case_is_refused_and_the_rest_goes_on(project, tmp_path):
+    from index.types import Label
+
+    project.store.set_labels([Label("cat")])
+    for folder, seed in (("Cat", 1), ("dog", 2)):
+        (tmp_path / "in" / folder).mkdir(parents=True)
+        (tmp_path / "in" / folder / f"{seed}.jpg").write_bytes(imagefiles.jpeg(seed))
+    report = ingest(project, [str(tmp_path / "in")], IngestOptions(labels_from_folders=True))
+    assert report.added == 1 and project.store.label_set().names == ["cat", "dog"]
+    (problem,) = report.problems
+    assert problem.reason is Reason.INVALID_LABEL and "'Cat' differs from the label 'cat' only in case" in problem.message
+
+
+def test_adding_an_image_again_restores_its_file_gone_from_the_project(project, tmp_path):
+    (tmp_path / "a.jpg").write_bytes(imagefiles.jpeg(1))
+    ingest(project, [str(tmp_path / "a.jpg")])
+    item = project.store.items()[0]
+    project.media.path(item.media_path).unlink()
+    assert project.check()
+    assert ingest(project, [str(tmp_path / "a.jpg")]).duplicates == 1
+    assert project.check() == [] and project.media.path(item.media_path).read_bytes() == imagefiles.jpeg(1)
+
+
 def test_a_missing_path_is_a_problem_not_a_crash(project, tmp_path):
     (tmp_path / "ok.jpg").write_bytes(imagefiles.jpeg(5))
     report = ingest(project, [str(tmp_path / "nope"), str(tmp_path / "ok.jpg")])

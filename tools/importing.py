@@ -15,7 +15,7 @@ from typing import Callable
 from index.errors import ImportFormatError
 from index.project import Project
 from index.errors import InvalidLabelError
-from index.labels import validate_label_name
+from index.labels import spelled_otherwise, validate_label_name
 from index.types import Label, Suggestion
 
 from .export import MARKER, ExportFormat
@@ -200,12 +200,14 @@ _READERS = {
 def _record_imported_suggestions(project: Project, rows: list[ManifestRow]) -> None:
     import hashlib
 
-    wanted = []
+    wanted, known = [], project.store.label_set().names
     for name in sorted({row.label for row in rows}):
         try:
-            wanted.append(Label(validate_label_name(name)))
+            validate_label_name(name)
         except InvalidLabelError:
             continue
+        if spelled_otherwise(name, known + [label.name for label in wanted]) is None:
+            wanted.append(Label(name))
     labels = set(project.store.add_labels(wanted).names) if wanted else set()
     for row in rows:
         if row.label not in labels or not row.path.exists():

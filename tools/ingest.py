@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
 from index.errors import InvalidLabelError
-from index.labels import validate_label_name
+from index.labels import spelled_otherwise, validate_label_name
 from index.project import Project
 from index.types import JobStatus, Label
 
@@ -112,6 +112,7 @@ def ingest_candidates(
     job = store.start_job("ingest", params or {}, total=len(candidates))
     report.job_id = job.id
     near = NearDuplicateIndex(store.phashes(), options.near_duplicate_distance)
+    given: dict[int, str] = {}  # item -> the label this run gave it first
     stop = should_stop or (lambda: False)
     done = 0
     try:
@@ -121,7 +122,7 @@ def ingest_candidates(
                     Problem(candidate.origin.source, outcome.reason, str(outcome))
                 )
             else:
-                _store_one(project, candidate, outcome, near, report)
+                _store_one(project, candidate, outcome, near, given, report)
             done += 1
             if on_progress:
                 on_progress(done, len(candidates), candidate.name)
@@ -151,7 +152,16 @@ def _admit_labels(
         except InvalidLabelError as exc:
             valid[label] = False
             problems[label] = str(exc)
-    known = set(project.store.label_set().names)
+    known = project.store.label_set().names
+    spellings = list(known)  # one spelling per label: on macOS and Windows folder names ignore case
+    for label in sorted(label for label, ok in valid.items() if ok):
+        other = spelled_otherwise(label, spellings)
+        if other is not None:
+            valid[label] = False
+            problems[label] = (f"the label '{label}' differs from the label '{other}' only in case (on macOS "
+                               f"and Windows they would be one folder); rename it '{other}'")
+        elif label not in spellings:
+            spellings.append(label)
     new = sorted(label for label, ok in valid.items() if ok and label not in known)
     if new:
         project.store.add_labels([Label(name) for name in new])
@@ -213,12 +223,18 @@ def _store_one(
     candidate: Candidate,
     payload: tuple[bytes, ImageInfo],
     near: NearDuplicateIndex,
+    given: dict[int, str],
     report: IngestReport,
 ) -> None:
     data, info = payload
     store = project.store
     existing = store.item_by_sha256(info.sha256)
+    label = candidate.label
+    if existing is not None and given.get(existing.id, label) != label:
+        label = None  # the same image came earlier in this run with another label, which stays
     resembles = [] if existing else near.matches(info.phash)
+    if existing:
+        project.media.restore(existing.media_path, data)  # an image gone from media/ comes back
     media_path = existing.media_path if existing else project.media.put(data, info.sha256, info.ext)
     item, created = store.add_item(
         sha256=info.sha256,
@@ -230,7 +246,7 @@ def _store_one(
         bytes=info.bytes,
         origin=candidate.origin,
         near_duplicates=resembles,
-        label=candidate.label,
+        label=label,
     )
     if created:
         report.added += 1
@@ -243,12 +259,17 @@ def _store_one(
         report.duplicates += 1
     if candidate.label is None:
         return
+    given.setdefault(item.id, candidate.label)
     state = store.state(item.id) if not created else None
     if state is None or state.label == candidate.label:
         report.labelled += 1
         return
-    now = f"confirmed as '{state.label}', which it keeps" if state.label else \
-        f"rejected as '{candidate.label}' by a person, which stands"
+    if given[item.id] != candidate.label:
+        now = f"the same image as one given '{given[item.id]}' earlier in this run, which it keeps"
+    elif state.label:
+        now = f"confirmed as '{state.label}' by a person, which it keeps"
+    else:
+        now = f"rejected as '{candidate.label}' by a person, which stands"
     report.problems.append(Problem(
         candidate.origin.source, Reason.LABEL_CONFLICT,
         f"item {item.id} is {now}; this source says '{candidate.label}' "
