@@ -168,7 +168,7 @@ def build_tools(ctx: AgentContext) -> list[BaseTool]:
             label: The label to accept or reject instead of the best suggestion.
         """
         reviewer = ctx.reviewer()
-        decisions = [reviewer.decide(i, Action(action), label) for i in item_ids]
+        decisions = reviewer.decide_many(item_ids, Action(action), label, actor="chat")  # all or none; one undo
         reviewer.refresh()
         done = ", ".join(f"#{d.item_id} {d.label or ''}".strip() for d in decisions)
         return f"{action.capitalize()}ed {done}. Suggestions updated.".replace("Skiped", "Skipped"), decisions
@@ -182,7 +182,7 @@ def build_tools(ctx: AgentContext) -> list[BaseTool]:
             label: The right label.
         """
         reviewer = ctx.reviewer()
-        decision = reviewer.decide(item_id, Action.CORRECT, label)
+        decision = reviewer.decide(item_id, Action.CORRECT, label, actor="chat")
         reviewer.refresh()
         return f"#{item_id} is now {label}. Suggestions updated.", decision
 

@@ -370,7 +370,8 @@ class Store:
         self, decisions: Sequence[tuple[int, Action, str | None]], *, actor: str, auto: bool
     ) -> int:
         """Append many decisions in one transaction: all of them land, or none. They form one
-        batch, which `undo_last` takes back as a whole."""
+        batch, which `undo_last` takes back as a whole. Returns how many landed; `decisions(
+        since=...)` reads them back."""
         with self._write() as db:
             ids = []
             for item_id, action, label in decisions:
@@ -471,8 +472,12 @@ class Store:
         """Ids of the items with a decision (an undo included) newer than `mark`."""
         return {row[0] for row in self._read("SELECT DISTINCT item_id FROM decisions WHERE id > ?", (mark,))}
 
-    def decisions(self, item_id: int | None = None, *, limit: int | None = None) -> list[Decision]:
-        """The log, oldest first (for one item, or the newest `limit` of the project)."""
+    def decisions(self, item_id: int | None = None, *, limit: int | None = None,
+                  since: int | None = None) -> list[Decision]:
+        """The log, oldest first (for one item, the newest `limit` of the project, or those after
+        the `decision_mark()` given as `since`)."""
+        if since is not None:
+            return [_decision(row) for row in self._read(_DECISION_SELECT + " WHERE id > ? ORDER BY id", (since,))]
         if item_id is not None:
             rows = self._read(_DECISION_SELECT + " WHERE item_id = ? ORDER BY id", (item_id,))
         else:

@@ -133,6 +133,24 @@ def test_a_new_version_less_accurate_than_zero_shot_is_named_as_such():
     assert worse_than_zero_shot({"accuracy": None, "zero_shot_accuracy": 0.8}) == ""
 
 
+def test_a_list_of_images_is_decided_all_or_none_and_one_undo_takes_it_back(tmp_path, photos_dir):
+    with Project(tmp_path / "p") as project:
+        session = Session(project, model=TINY)
+        say(session, f"add {photos_dir / 'tool'}")
+        say(session, "use the labels fish, tool")
+        first, second, third, fourth = (item.id for item in project.store.items()[:4])
+        say(session, f"approve {first}-{third}")
+        assert [project.store.state(i).status for i in (first, second, third)] == [Status.CONFIRMED] * 3
+        assert {d.actor for d in project.store.decisions()} == {"chat"}
+        steps = say(session, "undo")
+        assert "Undid the bulk action's 3 decisions" in answer(steps)
+        assert [project.store.state(i).status for i in (first, second, third)] == [Status.PENDING] * 3
+        say(session, f"{second} is a fish")
+        steps = say(session, f"approve {first} {second} {fourth}")  # #2 is confirmed already: nothing changes
+        assert "already confirmed as 'fish'" in answer(steps)
+        assert [project.store.state(i).status for i in (first, fourth)] == [Status.PENDING] * 2
+
+
 def test_with_yes_nothing_waits(tmp_path, photos_dir):
     with Project(tmp_path / "p") as project:
         session = Session(project, model=TINY, yes=True)

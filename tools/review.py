@@ -340,8 +340,8 @@ class Reviewer:
             return self._best_label(item_id)
         if action is Action.REJECT:
             return state.label
-        raise LabelchatError(f"Item {item_id} is already confirmed as {state.label!r}. To change it: "
-                             f"correct {item_id} LABEL (or accept {item_id} --label LABEL).")
+        raise LabelchatError(f"Item {item_id} is already confirmed as {state.label!r}; nothing was changed. "
+                             f"To give it another label: correct {item_id} LABEL.")
 
     def _best_label(self, item_id: int) -> str:
         top = self.suggestions_of(item_id)
@@ -350,13 +350,19 @@ class Reviewer:
             raise LabelchatError(f"Item {item_id} has no suggestion yet; give the label: accept {item_id} LABEL.")
         return top[0].label
 
-    def decide_many(self, item_ids: Sequence[int], action: Action | str, *, actor: str = "user") -> int:
-        """Accept or reject the current best suggestion of each listed item, all or none."""
+    def decide_many(self, item_ids: Sequence[int], action: Action | str, label: str | None = None, *,
+                    actor: str = "user") -> list[Decision]:
+        """Accept, reject or skip each listed item as `decide` would, all or none, as one action
+        (one undo takes it back). Returns the decisions."""
         action = Action(action)
-        if action not in (Action.ACCEPT, Action.REJECT):
-            raise LabelchatError("Lists of items can be accepted or rejected; correct them one by one.")
-        rows = [(int(i), action, self._label_to_decide(int(i), action)) for i in item_ids]
-        return self.store.decide_many(rows, actor=actor, auto=False)
+        if action not in (Action.ACCEPT, Action.REJECT, Action.SKIP):
+            raise LabelchatError("Lists of items can be accepted, rejected or skipped; correct them one by one.")
+        needs_label = action is not Action.SKIP and label is None
+        rows = [(int(i), action, self._label_to_decide(int(i), action) if needs_label else label) for i in item_ids]
+        mark = self.store.decision_mark()
+        self.store.decide_many(rows, actor=actor, auto=False)
+        listed = {item_id for item_id, _, _ in rows}
+        return [d for d in self.store.decisions(since=mark) if d.actor == actor and d.item_id in listed]
 
     def candidates(self, min_prob: float, label: str | None = None) -> list[tuple[int, str, float]]:
         """Pending items whose best suggestion is `label` (any label) with probability >= min_prob."""

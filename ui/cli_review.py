@@ -107,7 +107,7 @@ def cmd_decide(args: argparse.Namespace) -> int:
         else:
             if not args.items:
                 raise LabelchatError(f"Give the ids of the items to {action.value}, e.g. labelchat {action.value} 12 13.")
-            decisions = [reviewer.decide(i, action, args.label) for i in args.items]
+            decisions = reviewer.decide_many(args.items, action, args.label)  # all or none; one undo
             text = "\n".join(fmt.format_decision(d, d.label) for d in decisions)
             value = {"ok": True, "decisions": decisions}
         value["refresh"] = reviewer.refresh()
