@@ -65,7 +65,7 @@ def _first_route(text: str, lowered: str, labels: list[str]) -> Route | None:
         if result is None:
             continue  # the pattern matched, but this is not really that request
         if not intent.get("negation_understood"):
-            _refuse_negation(tool, lowered)
+            _refuse_negation(tool, lowered, labels)
         if isinstance(result, str):
             return Route(None, reply=result)
         if tool == "help":
@@ -182,15 +182,19 @@ def _without_paths(lowered: str) -> str:
 # -- what the router cannot represent: negations, several requests in one message ----------
 
 
-def _refuse_negation(tool: str | None, lowered: str) -> None:
-    """Raise _Ask when a message to a tool that changes things turns round or carves out."""
+def _refuse_negation(tool: str | None, lowered: str, labels: list[str]) -> None:
+    """Raise _Ask when a message to a tool that changes things turns round or carves out.
+    The project's label names are not searched ("no defect" may be a label), and for the
+    label-setting tools only clause-level exclusions count ("cat, dog, but not bird")."""
     config = _config()["negation"]
     if tool not in config["tools"]:
         return
     rest = _without_interjection(_without_paths(lowered))
     for pattern in config["understood"].get(tool, []):
         rest = re.sub(pattern, " ", rest)
-    found = re.search(config["words"], rest)
+    for label in sorted(labels, key=len, reverse=True):
+        rest = re.sub(rf"(?<!\w){re.escape(label.lower())}(?!\w)", " ", rest)
+    found = re.search(config["words_for"].get(tool, config["words"]), rest)
     if found:
         reply = config["replies"].get(tool, config["replies"]["default"])
         raise _Ask(reply.format(word=_phrase_around(rest, found)))
@@ -339,7 +343,8 @@ def _read_add_labels(text: str, lowered: str, labels: list[str]):
 
 # (pattern, value) in order: the first pattern found in the message gives the value
 INCLUDE_WORDS = (
-    (r"\b(only|just) (the )?confirmed|confirmed (labels )?only", "confirmed"),
+    (r"\b(only|just) (the )?confirmed|confirmed (labels )?only|\b(without|no|not|excluding) (the |any )?"
+     r"(suggest|predict|guess)\w*", "confirmed"),
     (r"suggest|predict|includ\w* (the )?(guess|prediction)|everything", "suggested"),
 )
 ACTION_WORDS = (
@@ -537,6 +542,9 @@ def _read_decide(text: str, lowered: str, labels: list[str]):
 def _read_not_label(text: str, lowered: str, labels: list[str]):
     """'12 is not a windmill': reject that label of #12, when it is one of the labels."""
     match = re.search(r"#?(\d+) (?:is not|isn'?t|is no|'s not) (?:an? |the )?(.+?)\W*$", lowered)
+    said = re.search(r"#?\d+ (?:is|'s) (?:an? |the )?(.+?)\W*$", lowered)
+    if said and _singular(_clean_label(said.group(1)), labels) in labels:
+        return None  # "12 is no defect", where "no defect" is a label: a correction
     label = _singular(_clean_label(match.group(2)), labels)
     if label not in labels:
         return _config()["not_a_label"].format(label=label, labels=", ".join(labels) or "none yet")

@@ -384,6 +384,25 @@ def test_negations_and_exceptions_are_never_acted_on(tmp_path, photos_dir):
         assert project.store.state(first).label == "fish"
 
 
+@pytest.mark.parametrize("message, labels, tool, args", [
+    ("undo, I didn't mean that", [], "undo", {}),  # undo takes back the newest action, as asked
+    ("oops, that was not right", [], "undo", {}),
+    ("export to ~/out without suggestions", [], "export_dataset", {"out_dir": "~/out", "include": "confirmed"}),
+    ("use the labels defect, no defect", [], "set_labels", {"labels": ["defect", "no defect"]}),
+    ("use the labels hotdog, not hotdog", [], "set_labels", {"labels": ["hotdog", "not hotdog"]}),
+    ("use the labels cat, dog, none", [], "set_labels", {"labels": ["cat", "dog", "none"]}),
+    ("approve all no defect above 0.9", ["defect", "no defect"], "accept_above", {"min_prob": 0.9, "label": "no defect"}),
+    ("12 is no defect", ["defect", "no defect"], "correct", {"item_id": 12, "label": "no defect"}),
+    ("12 is not a defect", ["defect", "no defect"], "decide", {"item_ids": [12], "action": "reject", "label": "defect"}),
+    ("use the labels cat and dog but not bird", [], None, None),  # an exclusion it cannot represent
+])
+def test_negation_words_inside_label_names_and_undo_are_not_refused(message, labels, tool, args):
+    from agent.router import route
+
+    routed = route(message, labels)
+    assert (routed.tool, routed.args if tool else None) == (tool, args), routed.reply
+
+
 def test_item_ranges_expand_and_mixed_requests_ask_back(tmp_path, photos_dir):
     project, session = _labelled_fish(tmp_path, photos_dir)
     with project:
