@@ -397,13 +397,16 @@ class Store:
             decision_id = self._append_undo(db, target, actor)
         return self.decision(decision_id)
 
-    def undo_last(self, *, actor: str = "user") -> list[Decision]:
+    def undo_last(self, *, actor: str = "user", since: int | None = None) -> list[Decision]:
         """Cancel the newest action still in effect: one decision, or all of a bulk action's
-        decisions that are still in effect (one transaction). Returns the undo decisions."""
+        decisions that are still in effect (one transaction). Returns the undo decisions. With
+        `since` (a `decision_mark()`), only an action made after it: a session's own."""
         with self._write() as db:
             target = _newest_effective(db, None)
             if target is None:
                 raise NothingToUndoError("Nothing to undo in this project: no decision is in effect.")
+            if since is not None and target["id"] <= since:
+                raise NothingToUndoError("Nothing to undo from this session: its decisions are all undone.")
             targets = [target] if target["batch"] is None else _effective_in_batch(db, target["batch"])
             first = last = None
             for row in targets:

@@ -89,7 +89,8 @@ def test_auto_accept_accepts_the_rest_only_after_an_audit_that_holds(tmp_path, p
     assert unanswered.returncode == 1 and "Accepted nothing more: the audit was not finished" in unanswered.stdout
     assert confirmed() == 0
     wrong = auto_accept("n\nn\nn\nn\n")  # every audit card is wrong
-    assert wrong.returncode == 1 and "right 0% of the time, below the 90% asked for" in wrong.stdout
+    assert wrong.returncode == 1 and "right 0 of 4 times (0.0%), below the 90% asked for" in wrong.stdout
+    assert "error: nothing more was accepted" in wrong.stderr
     assert confirmed() == 0
     right = auto_accept("y\ny\ny\ny\n", "--min-precision", "0.75")
     assert right.returncode == 0, right.stdout + right.stderr
@@ -273,7 +274,9 @@ def test_review_answers_read_label_names_first_and_undo_asks_again(tmp_path, pho
     run("add", str(photos_dir / "fish"), "--project", "p", cwd=tmp_path)
     run("labels", "set", "1, 3, 7", "--project", "p", cwd=tmp_path)
     run("model", "openclip:tiny/random", "--project", "p", cwd=tmp_path)
-    answers = "u\n3\nu\n\nq\n"  # nothing to undo yet; label '3'; undo it; Enter accepts; quit
+    before = run("correct", "20", "7", "--project", "p", cwd=tmp_path)  # made before the session: u leaves it
+    assert before.returncode == 0, before.stderr
+    answers = "u\n3\nu\n\nq\n"  # nothing of the session to undo yet; label '3'; undo it; Enter accepts; quit
     result = subprocess.run([str(LABELCHAT), "review", "--answer", "--size", "3", "-q", "--project", "p"],
                             cwd=tmp_path, input=answers, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "error" not in result.stderr, result.stderr
@@ -282,10 +285,11 @@ def test_review_answers_read_label_names_first_and_undo_asks_again(tmp_path, pho
     assert _shown_cards(result.stderr) == [first, first, second, first, second]  # the undone card came back
     assert result.stdout.startswith("1 decisions saved")
     log = json.loads(run("log", "--json", "--project", "p", cwd=tmp_path).stdout)["decisions"]
-    oldest_first = [(d["item_id"], d["action"], d["label"]) for d in reversed(log)]
-    assert oldest_first[0][::2] == (first, "3")  # the label named '3', not the third label ('7')
-    assert oldest_first[1] == (first, "undo", "3")
-    assert len(log) == 3 and oldest_first[2][0] == first and oldest_first[2][1] != "undo"  # Enter decided it again
+    decisions = [(d["item_id"], d["action"], d["label"]) for d in log]  # oldest first
+    assert decisions[0] == (20, "correct", "7")  # the decision from before the session stands
+    assert decisions[1] == (first, "correct", "3")  # the label named '3', not the third label ('7')
+    assert decisions[2] == (first, "undo", "3")
+    assert len(log) == 4 and decisions[3][:2] == (first, "accept")  # Enter decided it again
 
 
 # -- run SCRIPT -------------------------------------------------------------------------------

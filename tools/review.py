@@ -470,6 +470,7 @@ class AutoAcceptReport:
     precision_high: float | None
     unanswered: int = 0  # audit cards left without a decision
     refused: str = ""  # why the rest was not accepted; "" when it was
+    candidates: int = 0  # pending items that reached the probability when the audit was planned
 
 
 def plan_auto_accept(reviewer: Reviewer, min_prob: float, *, label: str | None = None,
@@ -500,17 +501,17 @@ def finish_auto_accept(reviewer: Reviewer, plan: AuditPlan, suggested: dict[int,
             correct += state.status is Status.CONFIRMED and state.label == suggested.get(item_id)
     low, high = wilson_interval(correct, audited)
     precision = correct / audited if audited else None
-    refused = _audit_refusal(len(plan.audit), unanswered, audited, precision, min_precision)
+    refused = _audit_refusal(len(plan.audit), unanswered, audited, correct, min_precision)
     rest = []
     if not refused:
         still = {item_id: l for item_id, l, _ in reviewer.candidates(plan.min_prob, plan.label)}
         rest = [(i, Action.ACCEPT, still[i]) for i in plan.candidates if i in still and i not in plan.audit]
         store.decide_many(rest, actor="auto-accept", auto=True)
-    return AutoAcceptReport(len(rest), audited, correct, precision, low, high, unanswered, refused)
+    return AutoAcceptReport(len(rest), audited, correct, precision, low, high, unanswered, refused,
+                            len(plan.candidates))
 
 
-def _audit_refusal(cards: int, unanswered: int, audited: int, precision: float | None,
-                   min_precision: float) -> str:
+def _audit_refusal(cards: int, unanswered: int, audited: int, correct: int, min_precision: float) -> str:
     """Why an audit does not let the rest be accepted unseen ('' when it does; none asked for: --audit 0)."""
     if not cards:
         return ""
@@ -519,9 +520,9 @@ def _audit_refusal(cards: int, unanswered: int, audited: int, precision: float |
                 f"again for a new audit")
     if not audited:
         return "every audit card was skipped, so the audit says nothing about the rest; run it again"
-    if precision < min_precision:
-        return (f"the audit was right {precision:.0%} of the time, below the {min_precision:.0%} asked for "
-                f"(--min-precision); raise --min-prob, or review these by hand")
+    if correct < min_precision * audited:
+        return (f"the audit was right {correct} of {audited} times ({correct / audited:.1%}), below the "
+                f"{min_precision:.0%} asked for (--min-precision); raise --min-prob, or review these by hand")
     return ""
 
 

@@ -223,7 +223,7 @@ class Fetcher:
             headers={"User-Agent": options.user_agent, "Accept": "*/*", "Accept-Encoding": "gzip, deflate"},
         )
         self._lock = threading.Lock()
-        self._robots: dict[str, object] = {}  # host -> RobotFileParser
+        self._robots: dict[str, object] = {}  # host -> its RobotFileParser, or the FetchFailed that stands for it
         self._robots_locks: dict[str, threading.Lock] = {}
         self._addresses: dict[str, FetchFailed | None] = {}
 

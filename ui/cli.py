@@ -4,8 +4,8 @@ Each subcommand parses its arguments, calls one function of `tools/` or the
 store, and prints the typed result: text for people, or one JSON object on
 stdout with --json. Progress and messages go to stderr.
 
-Exit codes: 0 done; 1 error (nothing was changed by the failing step);
-2 usage error; 3 done, but some inputs were skipped (see the summary);
+Exit codes: 0 done; 1 error (nothing was changed by the failing step), or a command that
+could do nothing it was asked (its report says why); 2 usage error; 3 done, but some inputs were skipped (see the summary);
 130 interrupted; 141 (quietly) when the reader of stdout went away, as with `| head`.
 """
 
@@ -24,8 +24,8 @@ from index.types import Label
 from . import format as fmt
 from .cli_chat import cmd_chat, cmd_run
 from .cli_common import (
-    EXIT_BROKEN_PIPE, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, emit, emit_error,
-    graceful_stop, non_negative_float, non_negative_int, notice, open_project, positive_float, positive_int,
+    EXIT_BROKEN_PIPE, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, brain_options, emit,
+    emit_error, fail, graceful_stop, non_negative_float, non_negative_int, notice, open_project, positive_float, positive_int,
     probability, progress_bar,
 )
 from .cli_review import cmd_auto_accept, cmd_correct, cmd_decide, cmd_review, cmd_similar
@@ -362,16 +362,9 @@ def _finish_ingest(args: argparse.Namespace, report) -> int:
         emit(args, value, fmt.format_ingest(report))
         return EXIT_INTERRUPTED
     if report.problems and not (report.added or report.duplicates):
-        return _fail(args, value, fmt.format_ingest(report), fmt.format_nothing_added(report))
+        return fail(args, value, fmt.format_ingest(report), fmt.format_nothing_added(report))
     emit(args, value, fmt.format_ingest(report))
     return EXIT_PARTIAL if report.problems else EXIT_OK
-
-
-def _fail(args: argparse.Namespace, value: dict, text: str, error: str) -> int:
-    """A command that ran but achieved nothing: its report (ok false, with the error) and exit 1."""
-    emit(args, {**value, "ok": False, "error": error}, text)
-    print(f"error: {error}", file=sys.stderr)
-    return EXIT_ERROR
 
 
 def cmd_add(args: argparse.Namespace) -> int:
@@ -461,8 +454,10 @@ def cmd_status(args: argparse.Namespace) -> int:
             value["problems"] = problems
             text += "\n\n" + ("Check of the database and the images: consistent." if not problems else
                               "The check found problems:\n  " + "\n  ".join(problems))
-        emit(args, value, text)
-    return EXIT_OK if not problems else EXIT_ERROR
+    if problems:
+        return fail(args, value, text, f"the check found {len(problems)} problem(s), listed above")
+    emit(args, value, text)
+    return EXIT_OK
 
 
 def cmd_items(args: argparse.Namespace) -> int:
@@ -529,7 +524,7 @@ def cmd_crawl(args: argparse.Namespace) -> int:
     fine = {"saved", "duplicate", "read"}
     gathered = any(outcome in fine for outcome in report.counts)
     if report.stopped != "stopped" and not gathered and (report.counts or report.problems):
-        return _fail(args, value, fmt.format_crawl(report), fmt.format_crawl_failure(report))
+        return fail(args, value, fmt.format_crawl(report), fmt.format_crawl_failure(report))
     emit(args, value, fmt.format_crawl(report))
     if report.stopped == "stopped":
         return EXIT_INTERRUPTED
@@ -602,7 +597,7 @@ def cmd_ui(args: argparse.Namespace, folder: Path | None = None) -> int:
     from ui.app import launch
 
     folder = folder or Path(args.project or default_project_dir())
-    options = {"base_url": args.llm_url, "llm_model": args.llm_model} if args.brain == "openai" else {}
+    options = brain_options(args)
     print(f"Starting labelchat on {folder} ... (Ctrl-C to stop)", file=sys.stderr)
     launch(folder, host=args.host, port=args.port, auth=args.auth, brain=args.brain, yes=args.yes,
            model=args.model, brain_options=options, share=args.share)

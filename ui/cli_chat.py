@@ -11,17 +11,14 @@ from index.errors import LabelchatError
 from index.project import Project
 
 from . import format as fmt
-from .cli_common import EXIT_ERROR, EXIT_OK, open_project, progress_bar
+from .cli_common import EXIT_ERROR, EXIT_OK, brain_options, open_project, progress_bar
 
 
 def _session(args: argparse.Namespace, project: Project):
     from agent.session import Session
 
-    options = {}
-    if args.brain == "openai":
-        options = {"base_url": args.llm_url, "llm_model": args.llm_model}
     return Session(project, brain=args.brain, yes=args.yes, session_id=args.session,
-                   model=args.model, device=args.device, **options)
+                   model=args.model, device=args.device, **brain_options(args))
 
 
 @dataclass

@@ -122,3 +122,15 @@ def graceful_stop() -> Iterator[Callable[[], bool]]:
 
 def notice(text: str) -> None:
     print(f"notice: {text}", file=sys.stderr)
+
+
+def fail(args: argparse.Namespace, value: dict, text: str, error: str) -> int:
+    """A command that ran but achieved nothing: its report (ok false, with the error) and exit 1."""
+    emit(args, {**value, "ok": False, "error": error}, text)
+    print(f"error: {error}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def brain_options(args: argparse.Namespace) -> dict:
+    """The chat brain's options from the command line (the OpenAI-compatible endpoint's, or none)."""
+    return {"base_url": args.llm_url, "llm_model": args.llm_model} if args.brain == "openai" else {}

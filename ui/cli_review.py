@@ -10,7 +10,7 @@ from index.errors import LabelchatError, NothingToUndoError
 from index.project import Project
 
 from . import format as fmt
-from .cli_common import EXIT_ERROR, EXIT_OK, emit, notice, open_project, progress_bar
+from .cli_common import EXIT_OK, emit, fail, notice, open_project, progress_bar
 
 
 def reviewer_for(args: argparse.Namespace, project: Project):
@@ -37,10 +37,11 @@ def cmd_review(args: argparse.Namespace) -> int:
 
 def _answer_cards(reviewer, cards) -> int:
     """Ask for one answer per card on stdin; each decision is saved before the next card.
-    'u' takes back the newest decision (or bulk action) and asks again about the cards it
-    undid. Returns how many of this session's decisions are still in effect."""
+    'u' takes back this session's newest decision and asks again about its card (never a
+    decision made before the session). Returns how many of its decisions are still in effect."""
     from index.types import Action
 
+    start = reviewer.store.decision_mark()
     queue = list(cards)
     by_id = {card.item.id: card for card in cards}
     decided: list[int] = []  # item ids, in the order they were decided
@@ -50,7 +51,7 @@ def _answer_cards(reviewer, cards) -> int:
         if action is None or action[0] == "quit":
             break
         if action[0] == "undo":
-            undone = [item_id for item_id in _undo_newest(reviewer) if item_id in decided]
+            undone = [item_id for item_id in _undo_newest(reviewer, start) if item_id in decided]
             for item_id in undone:
                 decided.remove(item_id)
             queue[:0] = [by_id[item_id] for item_id in undone]
@@ -79,10 +80,10 @@ def _ask(card, labels: list[str]) -> tuple[str, str | None] | None:
         print(f"  not understood: {answer.strip()!r}", file=sys.stderr)
 
 
-def _undo_newest(reviewer) -> list[int]:
-    """Undo the newest decision (or all of the newest bulk action); the items it undid."""
+def _undo_newest(reviewer, since: int) -> list[int]:
+    """Undo the newest decision made after the mark `since`; the items it undid."""
     try:
-        undone = reviewer.store.undo_last(actor="user")
+        undone = reviewer.store.undo_last(actor="user", since=since)
     except NothingToUndoError:
         print("  nothing to undo", file=sys.stderr)
         return []
@@ -141,8 +142,11 @@ def cmd_auto_accept(args: argparse.Namespace) -> int:
         minimum = DEFAULT_MIN_PRECISION if args.min_precision is None else args.min_precision
         report = finish_auto_accept(reviewer, plan, suggested, min_precision=minimum)
         reviewer.refresh()
-        emit(args, {"ok": not report.refused, **fmt.to_jsonable(report)}, fmt.format_auto_accept(report))
-    return EXIT_ERROR if report.refused else EXIT_OK
+    value, text = {"ok": True, **fmt.to_jsonable(report)}, fmt.format_auto_accept(report)
+    if report.refused:
+        return fail(args, value, text, f"nothing more was accepted: {report.refused}")
+    emit(args, value, text)
+    return EXIT_OK
 
 
 def cmd_similar(args: argparse.Namespace) -> int:

@@ -107,14 +107,19 @@ def format_ingest(report) -> str:
             f"{report.near_duplicates[0].resembles})."
         )
     if report.ignored:
-        lines.append(f"Ignored {report.ignored} files that are not images by their extension.")
-    if report.problems:
-        summary = ", ".join(f"{reason} {n}" for reason, n in report.skipped_by_reason().items())
-        lines.append(f"Skipped {report.skipped}: {summary}")
-        for problem in report.problems[:20]:
+        lines.append(f"Ignored {report.ignored} files: hidden, or not images by their extension.")
+    conflicts = [p for p in report.problems if p.reason.value == "label conflict"]
+    if conflicts:
+        lines.append(f"Kept the labels a person gave ({len(conflicts)} label conflicts):")
+        lines += [f"  - {p.source}: {p.message}" for p in conflicts[:20]]
+    skipped = [p for p in report.problems if p.reason.value != "label conflict"]
+    if skipped:
+        summary = ", ".join(f"{reason} {n}" for reason, n in report.skipped_by_reason().items() if reason != "label conflict")
+        lines.append(f"Skipped {len(skipped)}: {summary}")
+        for problem in skipped[:20]:
             lines.append(f"  - {problem.source}: {problem.message}")
-        if report.skipped > 20:
-            lines.append(f"  ... and {report.skipped - 20} more (--json lists them all)")
+        if len(skipped) > 20:
+            lines.append(f"  ... and {len(skipped) - 20} more (--json lists them all)")
     if report.cancelled:
         lines.append("Stopped early on request; everything reported above is saved.")
     return "\n".join(lines)
@@ -262,6 +267,8 @@ def format_auto_accept(report) -> str:
         f"{report.precision:.0%} (95% interval {report.precision_low:.0%} to {report.precision_high:.0%}).")
     if report.refused:
         return f"Accepted nothing more: {report.refused}. The audit's own decisions are saved.{audit}"
+    if not report.candidates:
+        return "Accepted nothing: no pending item has a suggestion that reaches that probability."
     text = f"Accepted {report.accepted} items automatically (marked 'auto-accept' in the log)."
     if report.precision is None:
         return text + " There was no audit (--audit 0), so their precision is unknown."
