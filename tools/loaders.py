@@ -230,7 +230,7 @@ class PixelBatch:
             return None
         pixels = self.pixels.to(device, non_blocking=True)
         if self.shapes is None:
-            images = pixels.permute(0, 3, 1, 2)
+            images = pixels.permute(0, 3, 1, 2) if self.channels_last else pixels
             return images if tuple(images.shape[-2:]) == geometry.output else geometry.on_batch(images)
         out = torch.empty((len(self.shapes), 3, *geometry.output), dtype=torch.uint8, device=device)
         starts = accumulate((3 * height * width for height, width in self.shapes), initial=0)

@@ -219,9 +219,9 @@ class Backend(ABC):
         return None
 
     def device_geometry(self) -> "Geometry | None":
-        """`geometry()`, if it also runs on a batch on the model's device within a grey level or
-        two of `prepare` (checked once, on probe images): a GPU then resizes the images smaller
-        than its input itself (see `loaders`)."""
+        """`geometry()`, if its batch form (`Geometry.on_batch`) comes within two grey levels of
+        `prepare` (checked once, on the CPU, on probe images): a GPU then resizes the images
+        smaller than its input itself (see `loaders`)."""
         if not hasattr(self, "_device_geometry"):
             from .geometry import agrees_on_small_images
 

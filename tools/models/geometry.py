@@ -101,7 +101,8 @@ class Geometry:
 
 def agrees_on_small_images(geometry: Geometry | None, prepare: Callable) -> bool:
     """Whether `geometry.on_batch` gives what `prepare` gives (within MAX_LEVELS_OFF, in at most
-    MAX_SHARE_OFF of the values) for noise images smaller than the output, of both orientations."""
+    MAX_SHARE_OFF of the values) for noise images with fewer pixels than the output: of both
+    orientations, tiny, and one much wider than the output (narrowed when resized to a size)."""
     import torch
     from PIL import Image
 
@@ -109,7 +110,9 @@ def agrees_on_small_images(geometry: Geometry | None, prepare: Callable) -> bool
         return False
     height, width = geometry.output
     rng = np.random.default_rng(0)
-    for shape in ((max(2, height // 3), max(2, width // 2)), (max(2, height // 2), max(3, width // 5)), (7, 9)):
+    shapes = ((max(2, height // 3), max(2, width // 2)), (max(2, height // 2), max(3, width // 5)), (7, 9),
+              (max(2, height // 8), width * 2))
+    for shape in shapes:
         probe = Image.fromarray(rng.integers(0, 256, (*shape, 3), dtype=np.uint8))
         expected = prepare(probe)
         if expected.dtype != torch.uint8:
