@@ -249,13 +249,17 @@ def build_app(state: AppState):
             paths = [getattr(f, "name", f) for f in files]
             return list(respond("add " + " ".join(str(p) for p in paths), history))[-1][0]
 
-        def show_batch(order, label, span="0-1", notice="", *, learn=False):
-            """Choose and render a batch; with `learn`, refresh the suggestions from the decisions first."""
+        def show_batch(order, label, span="0-1", notice="", *, learn=False, first=None):
+            """Choose and render a batch; with `learn`, refresh the suggestions from the decisions first;
+            `first`: an item whose card leads the batch (the one just undone)."""
             state.next_batch.drop()
             try:
                 cards = choose_batch(order, label, span, learn=learn)
             except LabelchatError as exc:
                 raise gr.Error(str(exc)) from exc
+            if first is not None:
+                lead = next((c for c in cards if c.item.id == first), None) or state.reviewer().card(first)
+                cards = [lead] + [c for c in cards if c.item.id != first][: BATCH - 1]
             return show(cards, notice, filtered=views.filter_text(label, *views.parse_range(span)))
 
         def choose_batch(order, label, span, *, learn, left_out=frozenset()):
@@ -305,12 +309,9 @@ def build_app(state: AppState):
             ack = f'<span data-decided="{html.escape(str(item_id))}" data-t="{html.escape(str(request.get("t")))}"></span>'
             if kind == "undo":
                 undone = state.project.store.undo_last(actor="web")
-                html_text, shown = show_batch(order, label, span, undo_text(state.project.store, undone), learn=True)
                 again = len(undone) == 1 and state.project.store.state(undone[0].item_id).status is Status.PENDING
-                if again and undone[0].item_id not in shown[:1]:  # the card undone comes back first
-                    back = [undone[0].item_id] + [i for i in shown if i != undone[0].item_id][: BATCH - 1]
-                    html_text, shown = render(back, undo_text(state.project.store, undone))
-                return html_text, shown, ack
+                return (*show_batch(order, label, span, undo_text(state.project.store, undone), learn=True,
+                                    first=undone[0].item_id if again else None), ack)  # the card undone comes first
             if item_id not in ids:
                 notice = f"#{item_id} was already decided (maybe in another tab); nothing was counted twice."
                 return (*render(ids, notice), ack)
