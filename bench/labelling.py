@@ -13,7 +13,12 @@ unlabelled item counts as wrong) and reviewing zero-shot suggestions in
 random order with no learning.
 
 Prints, per strategy, the fraction of items that needed an action to reach
-90%, 95% and 98% dataset accuracy, and ends with one JSON line of all figures.
+90%, 95% and 98% dataset accuracy, the lowest dataset accuracy on the way
+relative to zero-shot's (never below 0 is the rule), the expected calibration
+error of the suggestions a person was shown (each card's best suggestion and
+its probability, before the person answered: held-out confirmed items), and
+the seconds per refresh of the suggestions. One line per data set and strategy
+on stderr, then one JSON line of all figures on stdout.
 """
 
 from __future__ import annotations
@@ -24,7 +29,10 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -36,6 +44,8 @@ from tools.ingest import IngestOptions, ingest  # noqa: E402
 from tools.review import Reviewer, Strategy  # noqa: E402
 
 TARGETS = (0.90, 0.95, 0.98)
+BASELINE = "zero-shot, random order, no learning"
+STRATEGIES = tuple(s.value for s in Strategy) + (BASELINE,)
 
 
 def build_project(folder: Path, data: Path) -> tuple[Project, dict[int, str]]:
@@ -61,12 +71,20 @@ def dataset_accuracy(project: Project, truth: dict[int, str]) -> float:
     return right / len(truth)
 
 
+@dataclass
+class Run:
+    curve: list[tuple[float, float]] = field(default_factory=list)  # (share of items reviewed, dataset accuracy)
+    shown: list[tuple[float, bool]] = field(default_factory=list)  # (probability, was it right) per card
+    refresh_seconds: list[float] = field(default_factory=list)
+
+
 def simulate(project: Project, truth: dict[int, str], strategy: Strategy, batch: int, model: str,
-             learn: bool = True) -> list[tuple[float, float]]:
+             learn: bool = True) -> Run:
     reviewer = Reviewer(project, model=model)
-    reviewer.refresh()
+    run = Run()
+    timed_refresh(reviewer, run)
     n, actions = len(truth), 0
-    curve = [(0.0, dataset_accuracy(project, truth))]
+    run.curve.append((0.0, dataset_accuracy(project, truth)))
     while True:
         cards = reviewer.batch(strategy, batch, seed=actions)
         if not cards:
@@ -74,17 +92,40 @@ def simulate(project: Project, truth: dict[int, str], strategy: Strategy, batch:
         for card in cards:
             right = truth[card.item.id]
             suggested = card.suggestions[0].label if card.suggestions else None
+            if card.suggestions:
+                run.shown.append((card.suggestions[0].score, suggested == right))
             if suggested == right:
                 reviewer.decide(card.item.id, Action.ACCEPT, right, actor="simulated")
             else:
                 reviewer.decide(card.item.id, Action.CORRECT, right, actor="simulated")
         actions += len(cards)
         if learn:
-            reviewer.refresh()
-        curve.append((actions / n, dataset_accuracy(project, truth)))
-        if curve[-1][1] >= 0.999:
+            timed_refresh(reviewer, run)
+        run.curve.append((actions / n, dataset_accuracy(project, truth)))
+        if run.curve[-1][1] >= 0.999:
             break
-    return curve
+    return run
+
+
+def timed_refresh(reviewer: Reviewer, run: Run) -> None:
+    started = time.perf_counter()
+    reviewer.refresh()
+    run.refresh_seconds.append(time.perf_counter() - started)
+
+
+def calibration_error(shown: list[tuple[float, bool]], bins: int = 10) -> float | None:
+    """Expected calibration error: |accuracy - mean probability| per probability bin, weighted by its size."""
+    if not shown:
+        return None
+    probabilities = np.array([p for p, _ in shown])
+    right = np.array([r for _, r in shown], dtype=float)
+    which = np.minimum((probabilities * bins).astype(int), bins - 1)
+    error = 0.0
+    for b in range(bins):
+        mask = which == b
+        if mask.any():
+            error += mask.mean() * abs(right[mask].mean() - probabilities[mask].mean())
+    return round(float(error), 4)
 
 
 def by_hand(n: int) -> list[tuple[float, float]]:
@@ -98,22 +139,30 @@ def needed(curve: list[tuple[float, float]], target: float) -> float | None:
     return None
 
 
-def run(data: Path, model: str, batch: int, scratch: Path) -> dict:
+def run(data: Path, model: str, batch: int, scratch: Path, strategies: list[str]) -> dict:
     results = {}
-    runs = [(s.value, s, True) for s in (Strategy.UNCERTAIN, Strategy.BALANCED, Strategy.CONFIDENT, Strategy.RANDOM)]
-    runs.append(("zero-shot, random order, no learning", Strategy.RANDOM, False))
+    runs = [(s, Strategy(s), True) for s in strategies if s != BASELINE]
+    if BASELINE in strategies:
+        runs.append((BASELINE, Strategy.RANDOM, False))
     zero_shot_accuracy = None
     for name, strategy, learn in runs:
         started = time.perf_counter()
         project, truth = build_project(scratch / f"{data.name}-{name[:8]}-{time.monotonic_ns()}", data)
-        curve = simulate(project, truth, strategy, batch, model, learn)
+        outcome = simulate(project, truth, strategy, batch, model, learn)
+        curve = outcome.curve
         zero_shot_accuracy = curve[0][1]
-        results[name] = {f"actions_for_{int(t * 100)}": needed(curve, t) for t in TARGETS}
-        results[name]["seconds"] = round(time.perf_counter() - started, 1)
-        results[name]["curve"] = [(round(f, 3), round(a, 4)) for f, a in curve]
+        result = {f"actions_for_{int(t * 100)}": needed(curve, t) for t in TARGETS}
+        result["min_accuracy_vs_zero_shot"] = round(min(a for _, a in curve) - curve[0][1], 4)
+        result["calibration_error"] = calibration_error(outcome.shown)
+        result["seconds_per_refresh"] = round(float(np.mean(outcome.refresh_seconds)), 3)
+        result["seconds"] = round(time.perf_counter() - started, 1)
+        result["curve"] = [(round(f, 3), round(a, 4)) for f, a in curve]
+        results[name] = result
         project.close()
         print(f"{data.name:>14} {name:<38} " + "  ".join(
-            f"{int(t * 100)}%: {results[name][f'actions_for_{int(t * 100)}']}" for t in TARGETS), file=sys.stderr)
+            f"{int(t * 100)}%: {result[f'actions_for_{int(t * 100)}']}" for t in TARGETS)
+            + f"  min-vs-zs: {result['min_accuracy_vs_zero_shot']:+.3f}  ECE: {result['calibration_error']}"
+            + f"  refresh: {result['seconds_per_refresh']}s", file=sys.stderr)
     hand = by_hand(len(truth))
     results["by hand"] = {f"actions_for_{int(t * 100)}": needed(hand, t) for t in TARGETS}
     return {"items": len(truth), "zero_shot_accuracy": round(zero_shot_accuracy, 4), "strategies": results}
@@ -125,11 +174,17 @@ def main() -> None:
     parser.add_argument("--model", default="offline")
     parser.add_argument("--batch", type=int, default=20)
     parser.add_argument("--curves", action="store_true", help="keep the full curves in the JSON line")
+    parser.add_argument("--strategies", default=",".join(STRATEGIES),
+                        help=f"comma-separated, of: {', '.join(STRATEGIES)} (default: all)")
     args = parser.parse_args()
+    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    unknown = [s for s in strategies if s not in STRATEGIES]
+    if unknown:
+        parser.error(f"unknown strategy {unknown[0]!r}; choose from {', '.join(STRATEGIES)}")
     figures = {"model": args.model, "batch": args.batch, "datasets": {}}
     with tempfile.TemporaryDirectory(prefix="labelchat-bench-") as tmp:
         for data in args.data:
-            figures["datasets"][data.name] = run(data, args.model, args.batch, Path(tmp))
+            figures["datasets"][data.name] = run(data, args.model, args.batch, Path(tmp), strategies)
     if not args.curves:
         for dataset in figures["datasets"].values():
             for result in dataset["strategies"].values():

@@ -369,3 +369,29 @@ def test_the_fallback_notice_writes_a_local_weights_file_as_the_readme_does(tmp_
     assert "--model openclip:ViT-B-32//path/to/model.safetensors" in notice
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert "openclip:ViT-B-32//path/to/model.safetensors" in readme
+
+
+def test_suggest_stores_what_the_review_panel_shows_once_labels_are_confirmed(tmp_path, photos_dir):
+    run("add", str(photos_dir / "fish"), str(photos_dir / "tool"), "--project", "p", cwd=tmp_path)
+    run("labels", "set", "fish, tool", "--project", "p", cwd=tmp_path)
+    run("model", "openclip:tiny/random", "--project", "p", cwd=tmp_path)
+    plain = json.loads(run("suggest", "--json", "--project", "p", cwd=tmp_path).stdout)
+    assert plain["examples"] == 0  # nobody has confirmed anything: the model's own scores
+    for item_id, label in ((1, "fish"), (2, "fish"), (21, "tool"), (22, "tool")):
+        assert run("correct", str(item_id), label, "--project", "p", cwd=tmp_path).returncode == 0
+    result = run("suggest", "--project", "p", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "learned from 4 confirmed images" in result.stdout
+    items = json.loads(run("items", "--status", "pending", "--json", "--project", "p", cwd=tmp_path).stdout)["items"]
+    assert items and all(row["suggestion"]["method"] == "zero-shot+examples" for row in items)
+
+    from index.project import Project
+    from tools.review import Reviewer
+
+    project = Project(tmp_path / "p")  # what the review panel would show for the same items
+    reviewer = Reviewer(project)
+    reviewer.refresh()
+    for row in items:
+        shown = reviewer.suggestions_of(row["item"]["id"])[0]
+        assert (shown.label, round(shown.score, 4)) == (row["suggestion"]["label"], round(row["suggestion"]["score"], 4))
+    project.close()

@@ -23,10 +23,10 @@ from index.project import Project
 from index.types import Action, Decision, Item, ItemState, Status, Suggestion
 from index.vectors import VectorIndex
 
-from .learn import BlendConfig, Blended, ExampleVotes
+from .learn import BlendConfig, Blended, LiveLearner
 from .models.base import head_from_bytes
 from .writebehind import SuggestionWriter
-from .zeroshot import DEFAULT_TEMPLATES, check_label_set, head_key, suggest, templates
+from .zeroshot import DEFAULT_TEMPLATES, SuggestReport, check_label_set, head_key, suggest, templates
 
 TOP_K = 5
 NEAR_DUPLICATE_COSINE = 0.97  # two items this similar are not shown in the same batch
@@ -98,17 +98,19 @@ class Reviewer:
         self.column = {name: i for i, name in enumerate(self.labels)}
         self.head_key = report.head_key or head_key(self.model, label_set.labels, templates(template_set))
         head = head_from_bytes(self.store.get_head(self.head_key))
-        self.item_ids, features = self.store.embeddings(self.model)
-        self.zero_shot = head.probabilities(features).astype(np.float32)
-        self.votes = ExampleVotes(self.item_ids, features, config)
+        item_ids, features = self.store.embeddings(self.model)
+        self.learner = LiveLearner(item_ids, features, head.probabilities(features), config)
+        del features  # the learner keeps them centred and normalised
+        self.votes = self.learner.votes
         self.config = config
         self.features = self.votes.features  # normalised, sorted like votes.item_ids
-        self.zero_shot = self.zero_shot[np.argsort(self.item_ids, kind="stable")]
+        self.zero_shot = self.learner.zero_shot
         self.item_ids = self.votes.item_ids
         self.current: Blended | None = None
         self.current_ids = np.zeros(0, dtype=np.int64)
         self.example_labels: dict[int, str] = {}
         self._index: VectorIndex | None = None
+        self._floor: float | None = None  # see similarity_floor()
         self.writer: SuggestionWriter | None = None  # set by write_behind(): rows stored from a thread
 
     def write_behind(self) -> None:
@@ -132,15 +134,13 @@ class Reviewer:
         """Recompute the suggestions of every undecided item from the current decisions."""
         confirmed = self.store.confirmed_labels()
         examples = {item_id: self.column[label] for item_id, label in confirmed.items() if label in self.column}
-        self.votes.set_examples(examples)
         self.example_labels = {i: self.labels[c] for i, c in examples.items()}
         undecided = self.item_ids[~np.isin(self.item_ids, np.fromiter(confirmed, dtype=np.int64))]
         rejected = {
             item_id: [self.column[l] for l in labels if l in self.column]
             for item_id, labels in self.store.rejected_labels().items()
         }
-        rows = np.searchsorted(self.item_ids, undecided)
-        blended = self.votes.blend(undecided, self.zero_shot[rows], examples, rejected)
+        blended = self.learner.blend(undecided, examples, rejected)
         written = self._store_changed(undecided, blended)
         self.current, self.current_ids = blended, undecided
         return RefreshReport(len(undecided), written, len(examples))
@@ -245,15 +245,46 @@ class Reviewer:
         )
 
     def _nearest_examples(self, item_id: int, k: int) -> list[Neighbor]:
-        """The k most similar confirmed items, from the in-memory example neighbours when they are known."""
+        """The k most similar confirmed items that are close enough to explain a suggestion.
+
+        Found through the in-memory example neighbours (centred features) when they are known,
+        but shown on the scale that `similar` uses (cosine of the features as indexed), most
+        similar first, and only those above `similarity_floor()`: a neighbour no closer than a
+        random pair of this project's images explains nothing."""
+        found: list[Neighbor] = []
         if self.current is not None and item_id in self.votes.row_of and self.example_labels:
             row = self.votes.row_of[item_id]
-            pairs = sorted(zip(self.votes.neighbor_sims[row], self.votes.neighbor_ids[row]), reverse=True)
-            found = [Neighbor(int(i), self.example_labels[int(i)], float(s))
-                     for s, i in pairs if i >= 0 and np.isfinite(s) and int(i) in self.example_labels]
-            if found:
-                return found[:k]
-        return self.similar(item_id, k, confirmed_only=True)
+            ids = [int(i) for i, s in zip(self.votes.neighbor_ids[row], self.votes.neighbor_sims[row])
+                   if i >= 0 and np.isfinite(s) and int(i) in self.example_labels]
+            if ids:
+                found = [Neighbor(i, self.example_labels[i], s) for i, s in self._indexed_similarity(item_id, ids)]
+        if not found:
+            found = self.similar(item_id, k, confirmed_only=True)
+        floor = self.similarity_floor()
+        return sorted((n for n in found if n.similarity >= floor), key=lambda n: -n.similarity)[:k]
+
+    def _indexed_similarity(self, item_id: int, others: list[int]) -> list[tuple[int, float]]:
+        """Cosine similarity of `item_id` to each of `others`, on the features as indexed (not centred)."""
+        ids, vectors = self.store.embeddings(self.model, [item_id, *others])
+        vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        row_of = {int(i): r for r, i in enumerate(ids)}
+        if item_id not in row_of:
+            return []
+        mine = vectors[row_of[item_id]]
+        return [(i, float(vectors[row_of[i]] @ mine)) for i in others if i in row_of]
+
+    def similarity_floor(self, sample: int = 400, quantile: float = 0.9) -> float:
+        """How similar two images of this project must be to count as alike: the `quantile` of
+        the similarities of random pairs (on the indexed scale), measured once per reviewer."""
+        if self._floor is None:
+            rng = np.random.default_rng(0)
+            chosen = rng.choice(self.item_ids, min(sample, len(self.item_ids)), replace=False)
+            _, vectors = self.store.embeddings(self.model, [int(i) for i in chosen])
+            vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+            sims = vectors @ vectors.T
+            pairs = sims[np.triu_indices(len(vectors), k=1)]
+            self._floor = float(np.quantile(pairs, quantile)) if len(pairs) else -1.0
+        return self._floor
 
     def similar(self, item_id: int, k: int = 10, *, confirmed_only: bool = False,
                 label: str | None = None, status: Status | None = None) -> list[Neighbor]:
@@ -386,6 +417,22 @@ class Reviewer:
         rows = [(i, Action.ACCEPT, l) for i, l, _ in self.candidates(min_prob, label)]
         self.store.decide_many(rows, actor=f"{actor}:p>={min_prob}", auto=True)
         return BulkReport(len(rows), label, min_prob)
+
+
+def suggest_with_examples(project: Project, *, model: str | None = None, device: str | None = None,
+                          template_set: str = DEFAULT_TEMPLATES, **options) -> SuggestReport:
+    """`suggest`, then, when people have confirmed labels, the same suggestions the review panel and
+    the chat show: the model's scores pooled with the confirmed examples (`Reviewer.refresh`).
+    Without this a scripted `labelchat suggest` would store plain model scores beside a review
+    panel that shows better ones."""
+    report = suggest(project, model=model, device=device, template_set=template_set, **options)
+    stopped = report.embed is not None and report.embed.cancelled
+    if stopped or not project.store.confirmed_labels():
+        return report
+    reviewer = Reviewer(project, model=model, device=device, template_set=template_set)
+    refreshed = reviewer.refresh()
+    report.examples, report.refreshed = refreshed.examples, refreshed.items
+    return report
 
 
 def _order(strategy: Strategy, probabilities: np.ndarray, seed: int | None, limit: int = ORDER_LIMIT) -> np.ndarray:

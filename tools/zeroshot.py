@@ -46,6 +46,8 @@ class SuggestReport:
     notices: list[str] = field(default_factory=list)
     features_model: str = ""  # whose cached features were scored (a trained version may reuse its base's)
     head_key: str = ""  # the stored head the suggestions came from
+    examples: int = 0  # confirmed items the stored suggestions learned from (0: the model's own scores)
+    refreshed: int = 0  # of the undecided items, how many got new suggestions from those examples
 
 
 def templates(name: str = DEFAULT_TEMPLATES) -> list[str]:

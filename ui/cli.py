@@ -532,10 +532,10 @@ def cmd_crawl(args: argparse.Namespace) -> int:
 
 
 def cmd_suggest(args: argparse.Namespace) -> int:
-    from tools.zeroshot import suggest
+    from tools.review import suggest_with_examples
 
     with open_project(args) as project, progress_bar(args, "img") as progress, graceful_stop() as stop:
-        report = suggest(project, model=args.model, device=args.device, template_set=args.templates,
+        report = suggest_with_examples(project, model=args.model, device=args.device, template_set=args.templates,
                          batch_size=args.batch_size, on_progress=progress, on_notice=notice, should_stop=stop)
         counts = project.store.status()
         stopped = bool(report.embed and report.embed.cancelled)

@@ -181,6 +181,9 @@ def format_suggest(report, counts: StatusCounts, remaining: int | None = None) -
                     f"to go on where it stopped.")
     if report.up_to_date:
         lines.append(f"{report.up_to_date} images already had current suggestions.")
+    if report.examples:
+        lines.append(f"The suggestions of the {report.refreshed} undecided images also learned from "
+                     f"{report.examples} confirmed images, as in the review panel and the chat.")
     if embed and embed.embedded:
         lines.append(
             f"Encoded {embed.embedded} images at {embed.images_per_second:.1f} images/s "
