@@ -16,7 +16,8 @@ Prints, per strategy, the fraction of items that needed an action to reach
 90%, 95% and 98% dataset accuracy, the lowest dataset accuracy on the way
 relative to zero-shot's (never below 0 is the rule), the expected calibration
 error of the suggestions a person was shown (each card's best suggestion and
-its probability, before the person answered: held-out confirmed items), and
+its probability, before the person answered: held-out confirmed items; and
+of every pending item, averaged over the rounds), and
 the seconds per refresh of the suggestions. One line per data set and strategy
 on stderr, then one JSON line of all figures on stdout.
 """
@@ -76,6 +77,7 @@ class Run:
     curve: list[tuple[float, float]] = field(default_factory=list)  # (share of items reviewed, dataset accuracy)
     shown: list[tuple[float, bool]] = field(default_factory=list)  # (probability, was it right) per card
     refresh_seconds: list[float] = field(default_factory=list)
+    pending_errors: list[float] = field(default_factory=list)  # calibration error of all pending items, per round
 
 
 def simulate(project: Project, truth: dict[int, str], strategy: Strategy, batch: int, model: str,
@@ -101,6 +103,9 @@ def simulate(project: Project, truth: dict[int, str], strategy: Strategy, batch:
         actions += len(cards)
         if learn:
             timed_refresh(reviewer, run)
+        pending = pending_suggestions(project, truth)
+        if pending:
+            run.pending_errors.append(calibration_error(pending))
         run.curve.append((actions / n, dataset_accuracy(project, truth)))
         if run.curve[-1][1] >= 0.999:
             break
@@ -111,6 +116,13 @@ def timed_refresh(reviewer: Reviewer, run: Run) -> None:
     started = time.perf_counter()
     reviewer.refresh()
     run.refresh_seconds.append(time.perf_counter() - started)
+
+
+def pending_suggestions(project: Project, truth: dict[int, str]) -> list[tuple[float, bool]]:
+    """(probability, was it right) of the best suggestion of every item nobody has decided yet."""
+    pending = project.store.item_ids_where(status=Status.PENDING)
+    top = project.store.top_suggestions()
+    return [(top[i].score, top[i].label == truth[i]) for i in pending if i in top]
 
 
 def calibration_error(shown: list[tuple[float, bool]], bins: int = 10) -> float | None:
@@ -154,6 +166,8 @@ def run(data: Path, model: str, batch: int, scratch: Path, strategies: list[str]
         result = {f"actions_for_{int(t * 100)}": needed(curve, t) for t in TARGETS}
         result["min_accuracy_vs_zero_shot"] = round(min(a for _, a in curve) - curve[0][1], 4)
         result["calibration_error"] = calibration_error(outcome.shown)
+        result["calibration_error_pending"] = (round(float(np.mean(outcome.pending_errors)), 4)
+                                               if outcome.pending_errors else None)
         result["seconds_per_refresh"] = round(float(np.mean(outcome.refresh_seconds)), 3)
         result["seconds"] = round(time.perf_counter() - started, 1)
         result["curve"] = [(round(f, 3), round(a, 4)) for f, a in curve]
@@ -161,7 +175,8 @@ def run(data: Path, model: str, batch: int, scratch: Path, strategies: list[str]
         project.close()
         print(f"{data.name:>14} {name:<38} " + "  ".join(
             f"{int(t * 100)}%: {result[f'actions_for_{int(t * 100)}']}" for t in TARGETS)
-            + f"  min-vs-zs: {result['min_accuracy_vs_zero_shot']:+.3f}  ECE: {result['calibration_error']}"
+            + f"  min-vs-zs: {result['min_accuracy_vs_zero_shot']:+.3f}  ECE shown/pending: "
+            + f"{result['calibration_error']}/{result['calibration_error_pending']}"
             + f"  refresh: {result['seconds_per_refresh']}s", file=sys.stderr)
     hand = by_hand(len(truth))
     results["by hand"] = {f"actions_for_{int(t * 100)}": needed(hand, t) for t in TARGETS}

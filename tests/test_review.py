@@ -135,7 +135,8 @@ def test_a_good_zero_shot_keeps_its_say_when_the_features_tell_nothing():
     blended = LiveLearner(ids, x, zero_shot).blend(rest, examples)
     accuracy = (blended.probabilities.argmax(axis=1) == y[rest]).mean()
     assert accuracy >= (zero_shot[rest].argmax(axis=1) == y[rest]).mean()
-    assert blended.pool is not None and blended.pool.zero_shot > blended.pool.ridge
+    assert blended.choice is not None and not blended.choice.is_default  # the guard saw it
+    assert blended.choice.loss < blended.choice.default_loss
 
 
 def test_examples_take_over_where_zero_shot_knows_nothing():
@@ -269,7 +270,7 @@ def test_write_behind_shows_the_newest_suggestions_and_stores_them_all(reviewer)
     reviewer.refresh()
     reviewer.flush()
     cards = reviewer.batch(Strategy.UNCERTAIN, 6)
-    for card, label in zip(cards, ["windmill", "fish"] * 3):  # two labels covered: the pool moves every item
+    for card, label in zip(cards, ["windmill", "fish"] * 3):  # the probe moves every item
         reviewer.decide(card.item.id, Action.CORRECT, label)
     written_rows = []
     original = reviewer.store.put_suggestions_many
@@ -418,3 +419,24 @@ def test_learning_from_decisions_saves_work_for_a_simulated_annotator(tmp_path, 
     assert min(accuracy for _, accuracy in learned) >= learned[0][1]  # never worse than zero-shot on the way
     assert bench.needed(learned, 0.95) <= 0.30
     assert bench.needed(static, 0.95) > bench.needed(learned, 0.95)
+
+
+def test_label_changes_and_a_finished_project_keep_the_loop_valid(reviewer):
+    reviewer.refresh()
+    cards = reviewer.batch(Strategy.UNCERTAIN, 4)
+    for card, label in zip(cards, ["fish", "fish", "tool", "windmill"]):
+        reviewer.decide(card.item.id, Action.CORRECT, label)
+    reviewer.store.set_labels([Label(n) for n in ["fish", "tool", "bird"]])  # windmill gone, bird new
+    report = reviewer.refresh()  # the open loop still answers, from the labels it was built for
+    assert report.items == 90
+    fresh = Reviewer(reviewer.project, model=TINY)  # as the app builds it after a label change
+    fresh_report = fresh.refresh()
+    assert fresh.labels == ["fish", "tool", "bird"] and fresh_report.examples == 3  # the windmill is no example
+    for item_id in fresh.store.item_ids_where(status=Status.PENDING)[:5]:
+        top = fresh.suggestions_of(item_id)
+        assert {s.label for s in top} <= {"fish", "tool", "bird"}
+        assert abs(sum(s.score for s in top) - 1) < 1e-4
+    pending = fresh.store.item_ids_where(status=Status.PENDING)
+    fresh.decide_many(pending, Action.ACCEPT)
+    done = fresh.refresh()
+    assert done.items == 0 and fresh.batch(Strategy.UNCERTAIN, 5) == []  # everything decided: nothing to show

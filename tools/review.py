@@ -63,6 +63,8 @@ class RefreshReport:
     items: int  # undecided items whose suggestions were recomputed
     written: int  # of those, how many changed enough to be stored
     examples: int  # confirmed items that voted
+    blend: str = ""  # which blend the examples chose, when it is not the default (tools/learn.py)
+    temperature: float = 1.0  # the calibration the examples fitted
 
 
 @dataclass(frozen=True)
@@ -143,7 +145,10 @@ class Reviewer:
         blended = self.learner.blend(undecided, examples, rejected)
         written = self._store_changed(undecided, blended)
         self.current, self.current_ids = blended, undecided
-        return RefreshReport(len(undecided), written, len(examples))
+        choice = blended.choice
+        blend = choice.describe() if choice is not None and not choice.is_default else ""
+        return RefreshReport(len(undecided), written, len(examples), blend,
+                             choice.temperature if choice is not None else 1.0)
 
     def _store_changed(self, item_ids: np.ndarray, blended: Blended) -> int:
         """Store the suggestions that moved: a new best label, or a probability off by CHANGED."""
@@ -207,19 +212,21 @@ class Reviewer:
             open_ids = [i for i in open_ids if i not in shown]
         open_rows = np.flatnonzero(np.isin(self.current_ids, np.array(open_ids, dtype=np.int64)))
         probabilities = self.current.probabilities[open_rows]
+        ranked = self.current.uncalibrated if self.current.uncalibrated is not None else self.current.probabilities
+        ranked = ranked[open_rows]
         ids = self.current_ids[open_rows]
         if label is not None:
             if label not in self.column:
                 raise LabelNotInSetError(label, self.labels)
             keep = probabilities.argmax(axis=1) == self.column[label]
-            probabilities, ids = probabilities[keep], ids[keep]
+            probabilities, ranked, ids = probabilities[keep], ranked[keep], ids[keep]
         best = probabilities.max(axis=1)
         in_range = (best >= min_prob) & (best <= max_prob)
-        probabilities, ids = probabilities[in_range], ids[in_range]
+        ranked, ids = ranked[in_range], ids[in_range]
         # uncertain: spreading the 40 x size least certain over labels gives the same first
         # `size` as spreading thousands, in a fraction of the time (a key press waits for it)
         limit = max(400, 40 * size) if strategy is Strategy.UNCERTAIN else ORDER_LIMIT
-        order = _order(strategy, probabilities, seed, limit)
+        order = _order(strategy, ranked, seed, limit)
         chosen = self._without_near_duplicates(ids[order], size)
         return [self.card(int(i)) for i in chosen]
 
@@ -422,7 +429,7 @@ class Reviewer:
 def suggest_with_examples(project: Project, *, model: str | None = None, device: str | None = None,
                           template_set: str = DEFAULT_TEMPLATES, **options) -> SuggestReport:
     """`suggest`, then, when people have confirmed labels, the same suggestions the review panel and
-    the chat show: the model's scores pooled with the confirmed examples (`Reviewer.refresh`).
+    the chat show: the model's scores blended with the confirmed examples (`Reviewer.refresh`).
     Without this a scripted `labelchat suggest` would store plain model scores beside a review
     panel that shows better ones."""
     report = suggest(project, model=model, device=device, template_set=template_set, **options)
@@ -431,7 +438,7 @@ def suggest_with_examples(project: Project, *, model: str | None = None, device:
         return report
     reviewer = Reviewer(project, model=model, device=device, template_set=template_set)
     refreshed = reviewer.refresh()
-    report.examples, report.refreshed = refreshed.examples, refreshed.items
+    report.examples, report.refreshed, report.blend = refreshed.examples, refreshed.items, refreshed.blend
     return report
 
 

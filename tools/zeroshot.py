@@ -48,6 +48,7 @@ class SuggestReport:
     head_key: str = ""  # the stored head the suggestions came from
     examples: int = 0  # confirmed items the stored suggestions learned from (0: the model's own scores)
     refreshed: int = 0  # of the undecided items, how many got new suggestions from those examples
+    blend: str = ""  # how they were blended, when the examples chose other than the default
 
 
 def templates(name: str = DEFAULT_TEMPLATES) -> list[str]:

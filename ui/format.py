@@ -184,6 +184,8 @@ def format_suggest(report, counts: StatusCounts, remaining: int | None = None) -
     if report.examples:
         lines.append(f"The suggestions of the {report.refreshed} undecided images also learned from "
                      f"{report.examples} confirmed images, as in the review panel and the chat.")
+        if report.blend:
+            lines.append(f"Blend: {report.blend}.")
     if embed and embed.embedded:
         lines.append(
             f"Encoded {embed.embedded} images at {embed.images_per_second:.1f} images/s "
