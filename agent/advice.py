@@ -21,7 +21,7 @@ def _rewrites() -> list[dict]:
 
 def rewrite(text: str, audience: str) -> str:
     for rule in _rewrites():
-        text = re.sub(rule["pattern"], rule[audience].replace("\\", "\\\\"), text)
+        text = re.sub(rule["pattern"], rule[audience], text)
     return text
 
 
