@@ -75,11 +75,11 @@ def gallery_html(step, rows, url_of: Callable[[int], str]) -> str:
             near = "<br><small>like " + ", ".join(
                 f"#{n.item_id} {html.escape(n.label or '?')}" for n in card.neighbors[:2]) + "</small>"
         figures.append(
-            f'<figure class="lc-shown" data-item="{item_id}"><img src="{url_of(item_id)}" alt="#{item_id}">'
+            f'<figure class="lc-shown"><img src="{url_of(item_id)}" alt="#{item_id}">'
             f'<figcaption>{position}. <b>#{item_id}</b> {html.escape(label)}{value}{near}</figcaption></figure>')
     ids = ",".join(str(item_id) for item_id, _, _ in rows)
-    link = (f'<a class="lc-open-review" href="#" data-ids="{ids}">Open these {len(rows)} in the Review panel</a>'
-            if step.name == "review_batch" or step.name == "similar" else "")
+    # the ids ride in the link's address: the chat's sanitiser drops data- attributes
+    link = f'<a class="lc-open-review" href="#lc-open={ids}">Open these {len(rows)} in the Review panel</a>'
     return f'<div class="lc-gallery">{"".join(figures)}</div>\n\n{link}'
 
 

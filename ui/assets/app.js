@@ -85,7 +85,7 @@ document.addEventListener('click', (event) => {
   const box = document.querySelector('#lc-open-ids textarea, #lc-open-ids input');
   const go = document.querySelector('#lc-open');
   if (!box || !go) return;
-  box.value = link.dataset.ids || '';
+  box.value = (link.getAttribute('href') || '').split('lc-open=')[1] || '';
   box.dispatchEvent(new Event('input', {bubbles: true}));
   setTimeout(() => {
     go.click();
