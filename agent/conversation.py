@@ -26,9 +26,11 @@ class ConversationState:
     last_action: str = ""  # what the newest tool that changed something did, in words
     last_items: tuple[int, ...] = ()  # the items it acted on
     given: list[int] = field(default_factory=list)  # ids shown to, or typed by, the person
+    left: dict[int, str] = field(default_factory=dict)  # how this conversation last left each shown image
 
     def show(self, ids: list[int], what: str, store) -> None:
         self.shown = Shown(tuple(ids), what, tuple(_standing(store, i) for i in ids))
+        self.left = dict(zip(self.shown.ids, self.shown.seen))
         self.give(ids)
 
     def give(self, ids) -> None:
@@ -36,8 +38,11 @@ class ConversationState:
         self.given.extend(i for i in ids if i not in known)
         del self.given[:-MAX_GIVEN]
 
-    def did(self, text: str, items) -> None:
+    def did(self, text: str, items, store) -> None:
         self.last_action, self.last_items = text, tuple(items)
+        for i in items:
+            if i in self.left:
+                self.left[i] = _standing(store, i)
 
     def to_record(self) -> str:
         return json.dumps({STATE_KEY: asdict(self)})
@@ -47,7 +52,8 @@ class ConversationState:
         shown = data.get("shown")
         return cls(shown=Shown(tuple(shown["ids"]), shown["what"], tuple(shown["seen"])) if shown else None,
                    last_action=data.get("last_action", ""), last_items=tuple(data.get("last_items", ())),
-                   given=list(data.get("given", [])))
+                   given=list(data.get("given", [])),
+                   left={int(k): v for k, v in data.get("left", {}).items()})
 
     def describe(self) -> str:
         """The state in words, for an LLM brain (the router reads it as data)."""
@@ -82,6 +88,12 @@ def changed_since_shown(shown: Shown, store) -> set[int]:
     """The shown images that stand otherwise now (decided here or in another tab; an undo back
     to how one stood makes it unchanged again)."""
     return {i for i, seen in zip(shown.ids, shown.seen) if _standing(store, i) != seen}
+
+
+def changed_elsewhere(state: ConversationState, store) -> set[int]:
+    """The shown images that stand otherwise than this conversation last left them: decided in
+    another tab or by the CLI since."""
+    return {i for i, left in state.left.items() if _standing(store, i) != left}
 
 
 def context_of(state: ConversationState, store) -> Context:

@@ -2,8 +2,8 @@
 
 - A call may act only on images the person was given: shown in this conversation, or named
   by the person in a message. An id a brain made up is an error the brain and the person see.
-- A decision about a shown set whose images were decided since it was shown (here, or in
-  another tab) does not silently act on them: with some left, it asks before acting on the
+- A decision about a shown set whose images were decided elsewhere since it was shown (in
+  another tab, by the CLI) does not silently act on them: with some left, it asks before acting on the
   others; with none left, it says so.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .conversation import changed_since_shown
+from .conversation import changed_elsewhere
 
 ITEM_ARGS = {"decide": "item_ids", "correct_many": "item_ids", "correct": "item_id", "similar": "item_id"}
 VERBS = {"accept": "Approve", "reject": "Reject", "skip": "Skip"}
@@ -49,7 +49,7 @@ def _decided_meanwhile(ctx, name: str, args: dict, ids: list[int]) -> Verdict | 
     store = ctx.project.store
     if not set(ids) <= set(ctx.conversation.shown.ids):
         return None  # named by the person: as asked
-    since = changed_since_shown(ctx.conversation.shown, store)
+    since = changed_elsewhere(ctx.conversation, store)
     changed = [i for i in ids if i in since]
     if not changed:
         return None

@@ -75,7 +75,7 @@ class Session:
             what = "the most similar images"
         elif step.name in ("decide", "correct", "correct_many", "accept_above", "undo"):
             artifact = step.artifact if isinstance(step.artifact, list) else [step.artifact]
-            self.state.did(step.text, [d.item_id for d in artifact if hasattr(d, "item_id")])
+            self.state.did(step.text, [d.item_id for d in artifact if hasattr(d, "item_id")], self.project.store)
             return
         else:
             return
