@@ -407,8 +407,12 @@ def test_the_chat_shows_images_and_approve_them_decides_exactly_those(app, brows
 
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "chat-images.png"), full_page=False)
+    page.get_by_role("tab", name="Review").click()  # the batch the page loads with is there first
+    page.wait_for_selector(OPEN_CARDS, timeout=60000)
+    page.get_by_role("tab", name="Chat").click()
     page.locator("#lc-chat a.lc-open-review").last.click()  # the same set, as cards to review
-    page.wait_for_selector(f"{OPEN_CARDS}[data-item=\"{shown[0]}\"]", timeout=60000)
+    page.wait_for_selector("#lc-review .lc-notice >> text=The 5 images shown in the chat", timeout=60000)
+    page.wait_for_function(f"document.querySelectorAll('{OPEN_CARDS}').length === 5", timeout=30000)
     assert sorted(int(c.get_attribute("data-item")) for c in page.locator(OPEN_CARDS).all()) == sorted(shown)
     page.screenshot(path=str(ARTIFACTS / "chat-set-in-review.png"), full_page=False)
     page.close()
