@@ -209,3 +209,15 @@ def test_the_terminal_chat_prints_each_problem_once_and_no_stray_progress(tmp_pa
     assert chat.stdout.count("is not empty") == 1  # the problem, once
     assert "--overwrite" not in chat.stdout
     assert "img [" not in chat.stderr and "img/s" not in chat.stderr  # no progress bar off a terminal
+
+
+def test_typo_readings_count_swaps_as_one_edit_and_refuse_ties():
+    from agent.typos import distance, read
+
+    assert distance("lable", "label") == 1 and distance("lable", "labeled") == 2
+    assert read("lable", ["label", "labeled"]).best == "label"
+    assert read("windmil", ["windmill", "mill"]).best == "windmill"
+    tie = read("carx", ["cart", "card"])
+    assert tie.best is None and set(tie.nearest) == {"cart", "card"}
+    assert read("dgo", ["dog"]).best is None  # too short to read with confidence
+    assert read("elephant", ["dog", "cat"]).best is None

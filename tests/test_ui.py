@@ -392,6 +392,8 @@ def test_the_chat_shows_images_and_approve_them_decides_exactly_those(app, brows
                            timeout=60000)
     shown = [int(img.get_attribute("alt").lstrip("#")) for img in page.locator(f"{CHAT_IMAGES} img").all()]
     assert len(shown) == 5
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "chat-images.png"), full_page=False)
     with _store(folder) as project:
         before = {i: project.store.state(i) for i in shown}
         assert all(s.status is Status.PENDING for s in before.values())
@@ -405,8 +407,6 @@ def test_the_chat_shows_images_and_approve_them_decides_exactly_those(app, brows
     with _store(folder) as project:
         assert all(project.store.state(i).status is Status.PENDING for i in shown)
 
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "chat-images.png"), full_page=False)
     page.get_by_role("tab", name="Review").click()  # the batch the page loads with is there first
     page.wait_for_selector(OPEN_CARDS, timeout=60000)
     page.get_by_role("tab", name="Chat").click()
@@ -416,3 +416,21 @@ def test_the_chat_shows_images_and_approve_them_decides_exactly_those(app, brows
     assert sorted(int(c.get_attribute("data-item")) for c in page.locator(OPEN_CARDS).all()) == sorted(shown)
     page.screenshot(path=str(ARTIFACTS / "chat-set-in-review.png"), full_page=False)
     page.close()
+
+
+def test_shown_sets_render_as_a_gallery_and_a_repeated_problem_is_shown_once():
+    from agent.steps import ErrorStep, FinalAnswer, ToolCallStarted, ToolResult
+    from tools.review import Neighbor
+
+    found = [Neighbor(7, "fish", 0.93), Neighbor(3, "<tool>", 0.81)]
+    messages = views.step_to_messages(ToolCallStarted("c1", "similar", {"item_id": 5}), [])
+    messages = views.step_to_messages(ToolResult("c1", "similar", "Most similar: ...", found), messages,
+                                      lambda i: f"/img/{i}")
+    gallery = messages[-1]["content"]
+    assert gallery.index('src="/img/7"') < gallery.index('src="/img/3"')  # in the order shown
+    assert "1. <b>#7</b> fish 0.93" in gallery and "&lt;tool&gt;" in gallery  # escaped
+    assert 'href="#lc-open=7,3"' in gallery and "Open these 2 in the Review panel" in gallery
+    messages = views.step_to_messages(ErrorStep("There is no item 9."), messages)
+    again = views.step_to_messages(FinalAnswer("Error: There is no item 9."), messages)
+    assert again == messages  # not twice
+    assert views.step_to_messages(FinalAnswer("Done."), messages)[-1]["content"] == "Done."
