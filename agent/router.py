@@ -57,7 +57,7 @@ def route(message: str, labels: list[str] | None = None, context: Context | None
             return _not_understood(message.strip(), readings)
         found = _read_label_arg(found, labels)
         _shown_or_asked(found, lowered, context)
-    except (_Ask, references.Ask) as ask:
+    except _Ask as ask:
         return Route(None, reply=str(ask))
     taken = [r for r in readings if r.best]
     if taken and found.tool:
