@@ -29,6 +29,8 @@ setup() {
   echo "Setting up .venv (first run: a few minutes; torch is large)..." >&2
   [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
   .venv/bin/python -m pip install --quiet --upgrade pip >&2
+  # llama-cpp-python (a test extra) builds llama.cpp from source: portable, CPU only, no extras.
+  export CMAKE_ARGS=${CMAKE_ARGS:-"-DGGML_NATIVE=OFF -DGGML_OPENMP=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_CURL=OFF"}
   # One pip command for everything, so torch and torchvision are resolved together.
   .venv/bin/python -m pip install --quiet -e ".[$extras]" >&2
   echo "$want" > "$stamp"

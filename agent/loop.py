@@ -19,6 +19,7 @@ from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 
 from index.errors import LabelchatError
 
+from . import guard
 from .brains import BrainError
 from .steps import AssistantText, ErrorStep, FinalAnswer, NeedsConfirmation, Progress, Step, ToolCallStarted, ToolResult
 from .tools import NEEDS_CONFIRMATION, AgentContext, confirmation_question
@@ -67,6 +68,20 @@ def run_turn(
             messages.append(ToolMessage(note, tool_call_id=bad.get("id") or "invalid", status="error"))
             yield ErrorStep(note)
         for call in calls:
+            verdict = guard.check(ctx, call["name"], call["args"])
+            if verdict is not None and verdict.error:
+                messages.append(ToolMessage(f"Error: {verdict.error}", tool_call_id=call["id"], status="error"))
+                yield ErrorStep(verdict.error)
+                continue
+            if verdict is not None and verdict.question and confirm_all:
+                yield AssistantText(verdict.question.rsplit("?", 1)[0].rsplit(". ", 1)[0] + "; acting on the others.")
+                call = {**call, "args": verdict.args}
+            elif verdict is not None and verdict.question:
+                messages.append(ToolMessage(f"Waiting for the person to confirm: {verdict.question}",
+                                            tool_call_id=call["id"]))
+                yield NeedsConfirmation(call["name"], verdict.args, verdict.question)
+                yield PendingCall(call["name"], verdict.args)
+                return
             if call["name"] in NEEDS_CONFIRMATION and not confirm_all:
                 try:
                     question = confirmation_question(ctx, call["name"], call["args"])

@@ -15,6 +15,9 @@ from functools import lru_cache
 
 import prompts
 
+from . import references, typos
+from .conversation import Context
+
 NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
                 "eight": 8, "nine": 9, "ten": 10, "twenty": 20, "fifty": 50, "hundred": 100}
 URL = re.compile(r"https?://[^\s,;<>\"')]+", re.I)
@@ -28,6 +31,7 @@ class Route:
     tool: str | None  # None: answer with `reply` instead
     args: dict = field(default_factory=dict)
     reply: str = ""
+    note: str = ""  # how a misspelt word was read, said before acting
 
 
 @lru_cache(maxsize=1)
@@ -35,21 +39,111 @@ def _config() -> dict:
     return prompts.load_yaml("router.yaml")
 
 
-class _Ask(Exception):
-    """Raised by a reader's helper: answer with this text and change nothing."""
+_Ask = references.Ask  # raised by a reader's helper: answer with this text and change nothing
 
 
-def route(message: str, labels: list[str] | None = None) -> Route:
-    """What the person asks for, given the project's label set (to read labels in messages)."""
+def route(message: str, labels: list[str] | None = None, context: Context | None = None) -> Route:
+    """What the person asks for, given the project's label set (to read labels in messages) and
+    what the conversation showed last (to read 'approve them', 'the first is a bird')."""
     labels = labels or []
-    text = _repair_typos(_quote_paths_on_disk(" ".join(message.strip().split())))
-    lowered = text.lower()
+    context = context or Context()
+    repaired, readings = _repair_typos(_quote_paths_on_disk(" ".join(message.strip().split())), labels)
+    lowered = repaired.lower()
     if not lowered or len(lowered) > 2000:
         return Route(None, reply=_help() if not lowered else "That message is too long for me; say one thing at a time.")
     try:
-        return _first_route(text, lowered, labels) or _not_understood(message.strip())
+        found = _follow_up(lowered, labels, context) or _first_route(repaired, lowered, labels)
+        if found is None:
+            return _not_understood(message.strip(), readings)
+        found = _read_label_arg(found, labels)
+        _shown_or_asked(found, lowered, context)
     except _Ask as ask:
         return Route(None, reply=str(ask))
+    taken = [r for r in readings if r.best]
+    if taken and found.tool:
+        note = _config()["readings"]["taken"].format(
+            readings=", ".join(f"'{r.word}' as '{r.best}'" for r in taken))
+        found = Route(found.tool, found.args, found.reply, " ".join(filter(None, [note, found.note])))
+    return found
+
+
+# -- follow-ups: references to what was shown -----------------------------------------------
+
+
+def _follow_up(lowered: str, labels: list[str], context: Context) -> Route | None:
+    """'approve them', 'the first three are dogs', 'not that one', ... (None: not a follow-up)."""
+    config = _config()["references"]
+    body = re.sub(config["trim"], "", lowered).strip(" .!?")
+    for form in config["forms"]:
+        match = re.fullmatch(form["pattern"], body)
+        named = match and form.get("ids_too") and re.fullmatch(r"#?(\d+)", match.group("ref").strip())
+        if match is None or not (named or references.find(match.group("ref"))):
+            continue
+        if form.get("ask"):
+            raise _Ask(config["replies"][form["ask"]])
+        ids = [int(named.group(1))] if named else list(references.resolve(match.group("ref"), context, config["replies"]).ids)
+        groups = match.groupdict()
+        action = form.get("action") or _verb_action(groups.get("verb") or "")
+        if action == "correct":
+            label, note = _label_reading(groups["label"], labels)
+            if len(ids) == 1:
+                return Route("correct", {"item_id": ids[0], "label": label}, note=note)
+            return Route("correct_many", {"item_ids": ids, "label": label}, note=note)
+        args: dict = {"item_ids": ids, "action": action}
+        note = ""
+        if groups.get("label"):
+            args["label"], note = _label_reading(groups["label"], labels)
+        return Route("decide", args, note=note)
+    return None
+
+
+def _verb_action(verb: str) -> str:
+    return "skip" if verb == "skip" else "reject" if verb in ("reject", "decline", "refuse", "no to") else "accept"
+
+
+def _label_reading(said: str, labels: list[str]) -> tuple[str, str]:
+    """A label as written -> (the label, a note when a misspelling was read); _Ask when two
+    labels are equally near."""
+    said = _clean_label(re.sub(r"^(?:an?|the)\s+", "", said.strip()))
+    label = _singular(said, labels)
+    if label in labels or not labels:
+        return label, ""
+    reading = typos.read(said, labels)
+    if reading.best is None and said != label:
+        reading = typos.read(label, labels)
+    if reading.best:
+        return reading.best, _config()["readings"]["taken"].format(readings=f"'{said}' as '{reading.best}'")
+    if len(reading.nearest) == 2 and typos.distance(said, reading.nearest[1]) <= typos.allowed_edits(said) + 1:
+        raise _Ask(_config()["readings"]["which_label"].format(said=said, a=reading.nearest[0], b=reading.nearest[1]))
+    return label, ""
+
+
+def _read_label_arg(found: Route, labels: list[str]) -> Route:
+    """A misspelt label in a tool's arguments ('12 is a windmil') is read as the nearest label."""
+    if found.tool not in ("correct", "decide", "accept_above", "review_batch") or not found.args.get("label"):
+        return found
+    if found.tool in ("decide", "review_batch") and found.args["label"] in labels:
+        return found
+    label, note = _label_reading(found.args["label"], labels)
+    return Route(found.tool, {**found.args, "label": label}, found.reply, " ".join(filter(None, [found.note, note])))
+
+
+def _shown_or_asked(found: Route, lowered: str, context: Context) -> None:
+    """'#3 is a cat' right after a batch without #3 in it, when the batch has a 3rd image: the
+    person may mean the 3rd one shown. Asked back unless they said 'image 3' or 'item 3'."""
+    if found.tool not in ("decide", "correct") or not context.shown:
+        return
+    ids = found.args.get("item_ids") or [found.args.get("item_id")]
+    if any(i in context.shown for i in ids) or re.search(r"\b(item|image|photo|picture|id)s?\s*#?\d", lowered):
+        return
+    for i in ids:
+        if isinstance(i, int) and 1 <= i <= len(context.shown):
+            raise _Ask(_config()["references"]["replies"]["id_or_position"].format(
+                id=i, position=_ordinal(i), other=context.shown[i - 1]))
+
+
+def _ordinal(n: int) -> str:
+    return {1: "1st", 2: "2nd", 3: "3rd"}.get(n if n < 20 else n % 10, f"{n}th") if n % 100 not in (11, 12, 13) else f"{n}th"
 
 
 def _first_route(text: str, lowered: str, labels: list[str]) -> Route | None:
@@ -81,9 +175,14 @@ def _help() -> str:
     return "\n".join([config["intro"], *lines])
 
 
-def _not_understood(message: str) -> Route:
-    """A short answer: not understood, the nearest example if one is near, and 'help'."""
+def _not_understood(message: str, readings: list[typos.Reading] = ()) -> Route:
+    """A short answer: not understood, the two readings of an ambiguous word, the nearest
+    example if one is near, and 'help'."""
     config = _config()
+    unclear = next((r for r in readings if r.best is None and len(r.nearest) == 2), None)
+    if unclear:
+        return Route(None, reply=config["readings"]["which_word"].format(
+            message=message[:200], word=unclear.word, a=unclear.nearest[0], b=unclear.nearest[1]))
     examples = [example[0] for example in config["help"]["examples"]]
     likeness = {e: difflib.SequenceMatcher(None, message.lower(), e.lower()).ratio() for e in examples}
     best = max(likeness, key=likeness.get)
@@ -100,25 +199,33 @@ def _vocabulary() -> list[str]:
     return list(_config()["vocabulary"])
 
 
-def _repair_typos(text: str) -> str:
-    """'exprot' -> 'export': words within a small edit of a keyword become that keyword
-    (not inside quotes: a quoted path or label is as written)."""
+def _repair_typos(text: str, labels: list[str] = ()) -> tuple[str, list[typos.Reading]]:
+    """'exprot' -> 'export', 'lable' -> 'label': a word within a small edit of one keyword, and
+    clearly nearer to it than to any other, becomes that keyword (not inside quotes: a quoted
+    path or label is as written, and so is a project label). Returns the text and the readings."""
     parts = QUOTED_SPAN.split(text)
-    return "".join(part if QUOTED_SPAN.fullmatch(part) else _repair_words(part) for part in parts)
+    readings: list[typos.Reading] = []
+    repaired = "".join(part if QUOTED_SPAN.fullmatch(part) else _repair_words(part, readings, labels) for part in parts)
+    return repaired, readings
 
 
-def _repair_words(text: str) -> str:
+def _repair_words(text: str, readings: list, labels) -> str:
     words = text.split(" ")
     vocabulary = _vocabulary()
+    own = {label.lower() for label in labels} | {label.lower() + "s" for label in labels}
     for i, word in enumerate(words):
         core = word.strip(".,!?;:").lower()
-        if len(core) < 5 or core in vocabulary or URL.match(word) or "/" in word or "-" in core or core.isdigit():
+        if len(core) < 5 or core in vocabulary or URL.match(word) or "/" in word or "-" in core or not core.isalpha() \
+                or core in own:
             continue
-        match = difflib.get_close_matches(core, vocabulary, n=1, cutoff=0.8)
-        if match and match[0].rstrip("sd") == core.rstrip("sd"):  # an inflection, not a typo
+        reading = typos.read(core, vocabulary)
+        if reading.best and reading.best.rstrip("sd") == core.rstrip("sd"):  # an inflection, not a typo
             continue
-        if match:
-            words[i] = word.lower().replace(core, match[0])
+        if reading.best:
+            words[i] = word.lower().replace(core, reading.best)
+            readings.append(typos.Reading(core, reading.best, reading.nearest))
+        elif len(reading.nearest) == 2 and typos.distance(core, reading.nearest[1]) <= typos.allowed_edits(core):
+            readings.append(typos.Reading(core, None, reading.nearest))
     return " ".join(words)
 
 
@@ -238,6 +345,14 @@ def _ids(lowered: str) -> list[int]:
         ids.extend(_id_range(int(low), int(high)) if low else [int(single)])
     _at_most(len(ids))
     return ids
+
+
+def ids_in(message: str) -> list[int]:
+    """The item ids a message names (ranges expanded; none when it names too many)."""
+    try:
+        return _ids(message.lower())
+    except _Ask:
+        return []
 
 
 def _id_range(low: int, high: int) -> range:
@@ -404,6 +519,8 @@ def _read_export(text: str, lowered: str, labels: list[str]):
     include = _first_match(lowered, INCLUDE_WORDS)
     if include:
         args["include"] = include
+    if re.search(r"\b(replac\w*|overwrit\w*)\b", _without_paths(lowered)):
+        args["replace"] = True
     out_dir = _export_folder(text)
     if not out_dir:
         return _missing("export_dataset")

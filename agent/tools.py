@@ -32,6 +32,7 @@ class AgentContext:
     should_stop: Callable[[], bool] = lambda: False
     notices: list[str] = field(default_factory=list)
     write_behind: bool = False  # the browser app: refreshed suggestions are stored from a thread
+    conversation: Any = None  # agent.conversation.ConversationState: what was shown and given
     _reviewer: Any = None
 
     def reviewer(self):
@@ -187,6 +188,21 @@ def build_tools(ctx: AgentContext) -> list[BaseTool]:
         return f"#{item_id} is now {label}. Suggestions updated.", decision
 
     @tool(parse_docstring=True, response_format="content_and_artifact")
+    def correct_many(item_ids: list[int], label: str) -> tuple[str, Any]:
+        """Give several images the same right label, as one action (one undo takes it back).
+
+        Args:
+            item_ids: The image ids, e.g. [12, 13].
+            label: The right label.
+        """
+        reviewer = ctx.reviewer()
+        mark = store.decision_mark()
+        store.decide_many([(int(i), Action.CORRECT, label) for i in item_ids], actor="chat", auto=False)
+        reviewer.refresh()
+        decisions = [d for d in store.decisions(since=mark) if d.actor == "chat"]
+        return f"{', '.join(f'#{i}' for i in item_ids)} are now {label}. Suggestions updated.", decisions
+
+    @tool(parse_docstring=True, response_format="content_and_artifact")
     def accept_above(min_prob: float, label: str | None = None) -> tuple[str, Any]:
         """Accept every pending image whose best suggestion has at least this probability.
 
@@ -221,17 +237,19 @@ def build_tools(ctx: AgentContext) -> list[BaseTool]:
 
     @tool(parse_docstring=True, response_format="content_and_artifact")
     def export_dataset(out_dir: str, format: Literal["imagefolder", "csv", "jsonl", "coco", "hf"] = "imagefolder",
-                       include: Literal["confirmed", "suggested"] = "confirmed") -> tuple[str, Any]:
+                       include: Literal["confirmed", "suggested"] = "confirmed",
+                       replace: bool = False) -> tuple[str, Any]:
         """Export the labels as a dataset into an empty folder.
 
         Args:
             out_dir: The folder to export into.
             format: imagefolder, csv, jsonl, coco or hf (Hugging Face imagefolder).
             include: confirmed labels only, or also the best suggestion of the other images.
+            replace: Replace an earlier labelchat export in that folder (never other files).
         """
         from tools.export import export_dataset as export
 
-        report = export(ctx.project, out_dir, format, include=include)
+        report = export(ctx.project, out_dir, format, include=include, overwrite=replace)
         return f"Exported {report.count} images as {report.format.value} to {report.folder}.", report
 
     @tool(parse_docstring=True, response_format="content_and_artifact")
@@ -310,7 +328,7 @@ def build_tools(ctx: AgentContext) -> list[BaseTool]:
         return "Model versions: " + "; ".join(parts) + ".", versions
 
     return [add_images, crawl, set_labels, add_labels, suggest_labels, review_batch, decide, correct,
-            accept_above, similar, export_dataset, undo, status, train_model, use_model, model_versions]
+            correct_many, accept_above, similar, export_dataset, undo, status, train_model, use_model, model_versions]
 
 
 def worse_than_zero_shot(metrics: dict) -> str:

@@ -17,7 +17,7 @@ import pytest
 from agent.session import Session
 from agent.steps import ErrorStep, FinalAnswer, NeedsConfirmation, ToolCallStarted, ToolResult
 from index.project import Project
-from index.types import Status
+from index.types import Label, Status
 
 TINY = "openclip:tiny/random"
 LABELCHAT = Path(sys.executable).parent / "labelchat"
@@ -478,3 +478,135 @@ def test_thanks_and_unknown_messages_get_short_answers_and_help_is_a_list(tmp_pa
         examples = [line for line in lines[1:] if line.strip()]
         assert all(line.startswith("- `") for line in examples) and len(examples) >= 15
         assert not any("skip 9" in line and "12 is a windmill" in line for line in lines)
+
+
+class StreamingLLM:
+    """A local server speaking OpenAI's streamed /v1/chat/completions (server-sent events of
+    chat.completion.chunk), answering each request from a script of actions:
+    ("stream", [delta, ...]) streams those deltas then [DONE]; ("hang", seconds) sends nothing;
+    ("garbage", bytes) answers 200 with that body; ("cut", [delta, ...]) streams and drops the
+    connection without [DONE]."""
+
+    def __init__(self, script: list):
+        import time
+
+        self.script = list(script)
+        self.requests: list[dict] = []
+        llm = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                llm.requests.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                kind, value = llm.script.pop(0)
+                if kind == "hang":
+                    time.sleep(value)
+                    return
+                if kind == "garbage":
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(value)))
+                    self.end_headers()
+                    self.wfile.write(value)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                for delta in value:
+                    chunk = {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta}]}
+                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                    self.wfile.flush()
+                if kind == "stream":
+                    self.wfile.write(b"data: [DONE]\n\n")
+                self.close_connection = True
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def call_deltas(name: str, arguments: str, call_id: str = "call_1") -> list[dict]:
+    """A tool call streamed in fragments, as OpenAI sends it (the name once, the arguments in pieces)."""
+    pieces = [arguments[i:i + 7] for i in range(0, len(arguments), 7)] or [""]
+    first = {"tool_calls": [{"index": 0, "id": call_id, "type": "function",
+                             "function": {"name": name, "arguments": pieces[0]}}]}
+    return [{"role": "assistant", "content": None}, first] + [
+        {"tool_calls": [{"index": 0, "function": {"arguments": p}}]} for p in pieces[1:]]
+
+
+def text_deltas(text: str) -> list[dict]:
+    return [{"role": "assistant"}] + [{"content": text[i:i + 5]} for i in range(0, len(text), 5)]
+
+
+def test_streamed_llm_calls_run_and_its_mistakes_become_errors_it_sees(tmp_path, photos_dir):
+    llm = StreamingLLM([
+        ("stream", call_deltas("review_batch", json.dumps({"strategy": "uncertain", "size": 3}))),
+        ("stream", text_deltas("Here are 3 images.")),
+        ("stream", call_deltas("decide", json.dumps({"item_ids": [987654], "action": "accept"}))),  # not given
+        ("stream", text_deltas("Sorry.")),
+        ("stream", call_deltas("decide", json.dumps({"item_ids": "all of them", "action": 7}))),  # wrong types
+        ("stream", text_deltas("Sorry again.")),
+        ("stream", call_deltas("delete_everything", "{}")),  # a made-up tool
+        ("stream", text_deltas("No such tool.")),
+        ("stream", call_deltas("decide", '{"item_ids": [1, 2')),  # cut-off JSON
+        ("stream", text_deltas("Oops.")),
+    ])
+    try:
+        with Project(tmp_path / "p") as project:
+            session = Session(project, brain="openai", base_url=llm.url, llm_model="m", model=TINY)
+            say(Session(project, model=TINY), f"add {photos_dir / 'fish'}")
+            project.store.set_labels([Label("fish"), Label("tool")])
+            steps = say(session, "show me three")
+            assert calls(steps) == [("review_batch", {"strategy": "uncertain", "size": 3})]
+            shown = [c.item.id for c in next(s for s in steps if isinstance(s, ToolResult)).artifact]
+            assert answer(steps) == "Here are 3 images."
+            assert llm.requests[0]["stream"] is True and "review_batch" in {t["function"]["name"] for t in llm.requests[0]["tools"]}
+            state_note = llm.requests[1]["messages"][1]
+            assert state_note["role"] == "system" and "Nothing has been shown" in state_note["content"]
+            steps = say(session, "approve the good one")
+            assert "Last shown to the person" in llm.requests[2]["messages"][1]["content"]
+            assert f"1. #{shown[0]}" in llm.requests[2]["messages"][1]["content"]  # the state, in order
+            assert any(isinstance(s, ErrorStep) and "#987654" in s.message and "not shown" in s.message for s in steps)
+            assert "not shown" in llm.requests[3]["messages"][-1]["content"]  # the model saw why
+            steps = say(session, "approve them")
+            failed = [s for s in steps if isinstance(s, ToolResult) and not s.ok]
+            assert failed and "bad arguments" in failed[0].text
+            steps = say(session, "tidy up")
+            failed = [s for s in steps if isinstance(s, ToolResult) and not s.ok]
+            assert failed and "There is no tool 'delete_everything'" in failed[0].text
+            steps = say(session, "approve 1 and 2")
+            assert any(isinstance(s, ErrorStep) and "not valid JSON" in s.message for s in steps)
+            assert project.store.status().by_status["confirmed"] == 0  # nothing decided by mistake
+    finally:
+        llm.close()
+
+
+def test_an_llm_that_hangs_answers_garbage_or_drops_the_stream_is_a_clear_message(tmp_path):
+    llm = StreamingLLM([
+        ("hang", 3),
+        ("garbage", b"<html>502 Bad Gateway</html>"),
+        ("cut", []),
+        ("stream", text_deltas("Fine now.")),
+    ])
+    try:
+        with Project(tmp_path / "p") as project:
+            session = Session(project, brain="openai", base_url=llm.url, llm_model="m", timeout_s=1)
+            steps = say(session, "status")
+            assert isinstance(steps[-1], ErrorStep) and "did not answer within 1 s" in steps[-1].message
+            steps = say(session, "status")
+            assert isinstance(steps[-1], ErrorStep) and "not a chat completion" in steps[-1].message
+            steps = say(session, "status")
+            assert isinstance(steps[-1], ErrorStep) and "closed the stream without an answer" in steps[-1].message
+            assert answer(say(session, "status")) == "Fine now."  # the session goes on
+    finally:
+        llm.close()

@@ -298,7 +298,7 @@ def test_review_answers_read_label_names_first_and_undo_asks_again(tmp_path, pho
 def test_run_fails_on_lines_it_did_not_understand_or_that_wait_for_a_yes(tmp_path, photos_dir):
     (tmp_path / "job.txt").write_text(
         f"add {photos_dir / 'fish'}\nuse the labels fish, tool\nlabel them\n"
-        "lable them plz\nadd\nhelp\napprove everything above 0.01\n")
+        "frobnicate them plz\nadd\nhelp\napprove everything above 0.01\n")  # 'lable them' is read now
     result = run("run", "job.txt", "--model", "openclip:tiny/random", "--project", "p", cwd=tmp_path)
     assert result.returncode == 1, result.stdout + result.stderr
     error = result.stderr.strip().splitlines()[-1]

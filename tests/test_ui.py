@@ -366,3 +366,71 @@ def test_plots_get_number_and_time_axes_even_before_there_is_data():
     progress = gr.LinePlot(x="time", y="confirmed decisions").postprocess(
         _frame(columns, rows, numeric=["confirmed decisions"], temporal=["time"]))
     assert progress.datatypes["time"] == "temporal"
+
+
+CHAT_IMAGES = "#lc-chat figure.lc-shown"
+
+
+def _say(page, text: str, expect: str) -> None:
+    page.fill("#lc-message textarea", text)
+    page.click("#lc-send")
+    page.wait_for_selector(f"#lc-chat >> text={expect}", timeout=120000)
+
+
+def test_the_chat_shows_images_and_approve_them_decides_exactly_those(app, browser):
+    """'show me the 5 least certain' shows 5 images in the chat; 'approve them' decides those 5
+    (the store shows it), 'undo' takes them back; the shown set opens in the Review panel."""
+    url, folder = app
+    page = browser.new_page(viewport={"width": 1300, "height": 1000})
+    page.goto(url, wait_until="load")
+    page.wait_for_selector("#lc-chat >> text=Things to say next", timeout=60000)  # the welcome turn
+    assert "94 images" in page.locator("#lc-chat").inner_text()
+    _say(page, "label them", "Suggested labels for")
+    _say(page, "show me the 5 least certain", "images to review")
+    page.wait_for_function(f"document.querySelectorAll('{CHAT_IMAGES} img').length === 5 && "
+                           f"[...document.querySelectorAll('{CHAT_IMAGES} img')].every(i => i.complete && i.naturalWidth > 0)",
+                           timeout=60000)
+    shown = [int(img.get_attribute("alt").lstrip("#")) for img in page.locator(f"{CHAT_IMAGES} img").all()]
+    assert len(shown) == 5
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "chat-images.png"), full_page=False)
+    with _store(folder) as project:
+        before = {i: project.store.state(i) for i in shown}
+        assert all(s.status is Status.PENDING for s in before.values())
+        confirmed_before = project.store.status().by_status["confirmed"]
+
+    _say(page, "approve them", "Accepted #")
+    with _store(folder) as project:
+        assert all(project.store.state(i).status is Status.CONFIRMED for i in shown)
+        assert project.store.status().by_status["confirmed"] == confirmed_before + 5  # exactly those
+    _say(page, "undo", "Undid the bulk action")
+    with _store(folder) as project:
+        assert all(project.store.state(i).status is Status.PENDING for i in shown)
+
+    page.get_by_role("tab", name="Review").click()  # the batch the page loads with is there first
+    page.wait_for_selector(OPEN_CARDS, timeout=60000)
+    page.get_by_role("tab", name="Chat").click()
+    page.locator("#lc-chat a.lc-open-review").last.click()  # the same set, as cards to review
+    page.wait_for_selector("#lc-review .lc-notice >> text=The 5 images shown in the chat", timeout=60000)
+    page.wait_for_function(f"document.querySelectorAll('{OPEN_CARDS}').length === 5", timeout=30000)
+    assert sorted(int(c.get_attribute("data-item")) for c in page.locator(OPEN_CARDS).all()) == sorted(shown)
+    page.screenshot(path=str(ARTIFACTS / "chat-set-in-review.png"), full_page=False)
+    page.close()
+
+
+def test_shown_sets_render_as_a_gallery_and_a_repeated_problem_is_shown_once():
+    from agent.steps import ErrorStep, FinalAnswer, ToolCallStarted, ToolResult
+    from tools.review import Neighbor
+
+    found = [Neighbor(7, "fish", 0.93), Neighbor(3, "<tool>", 0.81)]
+    messages = views.step_to_messages(ToolCallStarted("c1", "similar", {"item_id": 5}), [])
+    messages = views.step_to_messages(ToolResult("c1", "similar", "Most similar: ...", found), messages,
+                                      lambda i: f"/img/{i}")
+    gallery = messages[-1]["content"]
+    assert gallery.index('src="/img/7"') < gallery.index('src="/img/3"')  # in the order shown
+    assert "1. <b>#7</b> fish 0.93" in gallery and "&lt;tool&gt;" in gallery  # escaped
+    assert 'href="#lc-open=7,3"' in gallery and "Open these 2 in the Review panel" in gallery
+    messages = views.step_to_messages(ErrorStep("There is no item 9."), messages)
+    again = views.step_to_messages(FinalAnswer("Error: There is no item 9."), messages)
+    assert again == messages  # not twice
+    assert views.step_to_messages(FinalAnswer("Done."), messages)[-1]["content"] == "Done."

@@ -44,7 +44,8 @@ class AppState:
 
     def __init__(self, project_dir: Path, *, brain: str, yes: bool, model: str | None, brain_options: dict):
         self.project = Project(project_dir)
-        self.session = Session(self.project, brain=brain, yes=yes, session_id="web", model=model, **brain_options)
+        self.session = Session(self.project, brain=brain, yes=yes, session_id="web", model=model, audience="web",
+                               **brain_options)
         self.session.ctx.write_behind = True  # a key press never waits for thousands of suggestion rows
         self.lock = threading.RLock()  # one agent turn at a time
         self.cards: dict[int, object] = {}  # the shown batch's cards, so a decision re-renders without queries
@@ -176,6 +177,8 @@ def build_app(state: AppState):
                 send = gr.Button("Send", variant="primary", scale=1, elem_id="lc-send")
                 stop = gr.Button("Stop", scale=1)
             upload = gr.File(label="Add images (files or a zip)", file_count="multiple")
+            open_ids = gr.Textbox(elem_id="lc-open-ids", elem_classes=["lc-hidden"], show_label=False)
+            open_go = gr.Button("open", elem_id="lc-open", elem_classes=["lc-hidden"])
         with gr.Tab("Review", elem_id="lc-review-tab"):
             with gr.Row():
                 strategy = gr.Dropdown(["uncertain", "balanced", "confident", "random"], value="uncertain",
@@ -240,8 +243,20 @@ def build_app(state: AppState):
             history = list(history or []) + [{"role": "user", "content": text}]
             yield history, ""
             for step in state.turn(text):
-                history = views.step_to_messages(step, history)
+                history = views.step_to_messages(step, history, state.image_url)
                 yield history, ""
+
+        def welcome(history):
+            return history or [{"role": "assistant", "content": state.session.welcome()}]
+
+        def on_open(raw):
+            """A set shown in the chat, as cards in the Review panel (those still there)."""
+            ids = [int(i) for i in (raw or "").split(",") if i.strip().isdigit()]
+            try:
+                cards = state.cards_for(ids)
+            except LabelchatError as exc:
+                raise gr.Error(str(exc)) from exc
+            return show(cards, f"The {len(cards)} images shown in the chat")
 
         def on_upload(files, history):
             if not files:
@@ -447,6 +462,8 @@ def build_app(state: AppState):
         submitted = message.submit(respond, [message, chat], [chat, message], api_visibility="private")
         stop.click(None, cancels=[turn, submitted])
         upload.upload(on_upload, [upload, chat], chat)
+        open_go.click(on_open, open_ids, [cards_html, batch_state])
+        app.load(welcome, chat, chat)
         filters = [strategy, label_filter, prob_range]
         next_batch.click(show_batch, filters, [cards_html, batch_state], api_name="batch")
         strategy.change(show_batch, filters, [cards_html, batch_state])

@@ -11,7 +11,7 @@ from index.errors import LabelchatError
 from index.project import Project
 
 from . import format as fmt
-from .cli_common import EXIT_ERROR, EXIT_OK, brain_options, open_project, progress_bar
+from .cli_common import EXIT_ERROR, EXIT_OK, brain_options, lazy_progress_bar, open_project
 
 
 def _session(args: argparse.Namespace, project: Project):
@@ -31,31 +31,49 @@ class _Turn:
 
 
 def _talk(session, message: str, args: argparse.Namespace) -> _Turn:
-    """Send one message and print its steps."""
+    """Send one message and print its steps; a progress bar shows only while a tool reports
+    progress, and is gone before the next line is printed."""
     from agent.steps import ErrorStep, NeedsConfirmation, Progress, ToolResult
 
-    turn = _Turn()
-    with progress_bar(args, "img") as progress:
+    turn, said = _Turn(), []
+    source_of = _sources(session)
+    with lazy_progress_bar(args, "img") as progress:
         for step in session.send(message):
             if isinstance(step, Progress):
-                progress(step.done, step.total, step.what)
+                progress.update(step.done, step.total, step.what)
                 continue
+            progress.close()
             turn.failed |= isinstance(step, ErrorStep) or (isinstance(step, ToolResult) and not step.ok)
             turn.ran_tool |= isinstance(step, ToolResult)
             turn.asks_yes |= isinstance(step, NeedsConfirmation)
             if args.json:
                 print(fmt.json_line({"type": type(step).__name__, **fmt.to_jsonable(step)}), flush=True)
             else:
-                text = fmt.format_step(step)
+                text = fmt.format_step(step, said, source_of)
                 if text:
                     print(text, flush=True)
     return turn
 
 
+def _sources(session):
+    """An image's path or URL by id, for the table of shown images."""
+    store = session.project.store
+
+    def source_of(item_id: int) -> str:
+        try:
+            return store.get_item(item_id).source
+        except LabelchatError:
+            return "?"
+
+    return source_of
+
+
 def cmd_chat(args: argparse.Namespace) -> int:
     with open_project(args, create=True) as project:
         session = _session(args, project)
-        print("labelchat: say 'help' for what I can do; Ctrl-D to leave.", file=sys.stderr)
+        if not args.json:
+            print("labelchat> " + session.welcome(), flush=True)
+        print("labelchat: say 'help' for what I can do; Ctrl-D to leave.", file=sys.stderr, flush=True)
         while True:
             try:
                 line = input("you> ")

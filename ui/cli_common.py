@@ -102,6 +102,43 @@ def progress_bar(args: argparse.Namespace, unit: str) -> Iterator[Callable[[int,
         bar.close()
 
 
+class LazyBar:
+    """A tqdm bar made on the first progress report and cleared when closed: a turn without
+    progress prints no bar, and no bar is left between the lines of an answer."""
+
+    def __init__(self, unit: str, quiet: bool):
+        self.unit, self.quiet, self.bar = unit, quiet, None
+
+    def update(self, done: int, total: int, what: str) -> None:
+        if self.quiet:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            # disable=None: no bar where stderr is not a terminal (a script's log, a pipe)
+            self.bar = tqdm(total=total, unit=self.unit, file=sys.stderr, leave=False, dynamic_ncols=True,
+                            disable=None)
+        self.bar.total = total
+        self.bar.n = done
+        self.bar.set_postfix_str(what[-30:], refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+            sys.stderr.flush()
+
+
+@contextmanager
+def lazy_progress_bar(args: argparse.Namespace, unit: str) -> Iterator[LazyBar]:
+    bar = LazyBar(unit, bool(args.quiet))
+    try:
+        yield bar
+    finally:
+        bar.close()
+
+
 @contextmanager
 def graceful_stop() -> Iterator[Callable[[], bool]]:
     """The first Ctrl-C asks the running job to stop after the current image; a second one aborts."""

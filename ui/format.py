@@ -283,21 +283,57 @@ def format_auto_accept(report) -> str:
     )
 
 
-def format_step(step) -> str:
-    """One agent step as terminal text ('' for steps not worth a line)."""
+def format_step(step, said: list[str] | None = None, source_of=None) -> str:
+    """One agent step as terminal text ('' for steps not worth a line). `said` collects what this
+    turn has printed, so an answer that only repeats it (a tool's error, a shown set's list)
+    is not printed twice; `source_of(item_id)` gives an image's path for the shown-set table."""
+    said = [] if said is None else said
     kind = type(step).__name__
     if kind == "ToolCallStarted":
         args = ", ".join(f"{k}={v!r}" for k, v in step.args.items())
         return f"  -> {step.name}({args})"
     if kind == "ToolResult":
-        return "" if step.ok else f"  failed: {step.text}"  # success is told by the answer
+        if not step.ok:
+            said.append(step.text)
+            return f"labelchat> Problem: {step.text}"
+        rows = shown_rows(step)
+        if rows:
+            said.append(step.text)
+            return format_shown_table(rows, source_of)
+        return ""  # success is told by the answer
     if kind == "NeedsConfirmation":
         return f"labelchat> {step.question}"
     if kind == "ErrorStep":
+        said.append(step.message)
         return f"labelchat> Problem: {step.message}"
     if kind in ("FinalAnswer", "AssistantText"):
-        return f"labelchat> {step.text}"
+        lines = [line for line in step.text.splitlines() if _strip_error(line) not in said]
+        return "labelchat> " + "\n".join(lines) if lines else ""
     return ""
+
+
+def _strip_error(text: str) -> str:
+    return text[len("Error: "):] if text.startswith("Error: ") else text
+
+
+def shown_rows(step) -> list[tuple[int, str, float | None]]:
+    """(id, label, probability or similarity) of the images a tool result shows, in order."""
+    if step.name == "review_batch" and step.artifact:
+        return [(c.item.id, c.suggestions[0].label if c.suggestions else "-",
+                 c.suggestions[0].score if c.suggestions else None) for c in step.artifact]
+    if step.name == "similar" and step.artifact:
+        return [(n.item_id, n.label or "?", n.similarity) for n in step.artifact]
+    return []
+
+
+def format_shown_table(rows, source_of=None) -> str:
+    """The shown images as a table: position, id, label, probability, path."""
+    lines = [f"  {'':>3}  {'id':>6}  {'label':<16}  {'p':>5}  path"]
+    for position, (item_id, label, score) in enumerate(rows, start=1):
+        path = source_of(item_id) if source_of else ""
+        value = f"{score:.2f}" if score is not None else "-"
+        lines.append(f"  {position:>3}  {'#' + str(item_id):>6}  {label[:16]:<16}  {value:>5}  {path}")
+    return "\n".join(lines)
 
 
 def format_crawl(report) -> str:

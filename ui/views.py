@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 
 from index.errors import LabelchatError
 
-from .format import percent
+from .format import percent, shown_rows
 
 STEP_TITLES = {
     "add_images": "Adding images", "crawl": "Crawling", "set_labels": "Setting labels",
@@ -23,8 +23,10 @@ STEP_TITLES = {
 }
 
 
-def step_to_messages(step, messages: list[dict]) -> list[dict]:
-    """Fold one agent step into the chat's message list (a new list; tool calls are collapsible)."""
+def step_to_messages(step, messages: list[dict], url_of: Callable[[int], str] | None = None) -> list[dict]:
+    """Fold one agent step into the chat's message list (a new list; tool calls are collapsible).
+    A result that shows images adds a gallery message (with `url_of(item_id)` for the image); an
+    answer that only repeats a failure already shown is not added again."""
     kind = type(step).__name__
     messages = list(messages)
     if kind == "ToolCallStarted":
@@ -45,13 +47,40 @@ def step_to_messages(step, messages: list[dict]) -> list[dict]:
             body = messages[index]["content"].split("\n\n")[0] + f"\n\n{mark}{step.text}"
             metadata = {k: v for k, v in messages[index]["metadata"].items() if k != "log"}
             messages[index] = {**messages[index], "content": body, "metadata": {**metadata, "status": "done"}}
+        rows = shown_rows(step) if step.ok and url_of is not None else []
+        if rows:
+            messages.append({"role": "assistant", "content": gallery_html(step, rows, url_of)})
     elif kind in ("FinalAnswer", "AssistantText"):
-        messages.append({"role": "assistant", "content": step.text})
+        text = step.text[len("Error: "):] if step.text.startswith("Error: ") else step.text
+        told = [str(m.get("content", "")) for m in messages[-3:] if m.get("role") == "assistant"]
+        if not any(f"Problem: {text}" in c or f"Failed: {text}" in c for c in told):
+            messages.append({"role": "assistant", "content": step.text})
     elif kind == "NeedsConfirmation":
         messages.append({"role": "assistant", "content": f"**{step.question}**"})
     elif kind == "ErrorStep":
         messages.append({"role": "assistant", "content": f"Problem: {step.message}"})
     return messages
+
+
+def gallery_html(step, rows, url_of: Callable[[int], str]) -> str:
+    """The images a tool result shows, as thumbnails with id, label and probability (or
+    similarity), in the order shown, and a link that opens the same set in the Review panel."""
+    cards = {c.item.id: c for c in step.artifact} if step.name == "review_batch" else {}
+    figures = []
+    for position, (item_id, label, score) in enumerate(rows, start=1):
+        value = f" {score:.2f}" if score is not None else ""
+        near = ""
+        card = cards.get(item_id)
+        if card is not None and card.neighbors:
+            near = "<br><small>like " + ", ".join(
+                f"#{n.item_id} {html.escape(n.label or '?')}" for n in card.neighbors[:2]) + "</small>"
+        figures.append(
+            f'<figure class="lc-shown"><img src="{url_of(item_id)}" alt="#{item_id}">'
+            f'<figcaption>{position}. <b>#{item_id}</b> {html.escape(label)}{value}{near}</figcaption></figure>')
+    ids = ",".join(str(item_id) for item_id, _, _ in rows)
+    # the ids ride in the link's address: the chat's sanitiser drops data- attributes
+    link = f'<a class="lc-open-review" href="#lc-open={ids}">Open these {len(rows)} in the Review panel</a>'
+    return f'<div class="lc-gallery">{"".join(figures)}</div>\n\n{link}'
 
 
 def _find(messages: list[dict], call_id: str) -> int | None:

@@ -75,3 +75,21 @@ document.addEventListener('keydown', (event) => {
     if (option) labelchatAct('correct', item, option.value);
   }
 });
+
+// "Open these in the Review panel" under images shown in the chat: the ids go to the server
+// through a hidden box and button (as decisions do), then the Review tab is selected.
+document.addEventListener('click', (event) => {
+  const link = event.target.closest && event.target.closest('a.lc-open-review');
+  if (!link) return;
+  event.preventDefault();
+  const box = document.querySelector('#lc-open-ids textarea, #lc-open-ids input');
+  const go = document.querySelector('#lc-open');
+  if (!box || !go) return;
+  box.value = (link.getAttribute('href') || '').split('lc-open=')[1] || '';
+  box.dispatchEvent(new Event('input', {bubbles: true}));
+  setTimeout(() => {
+    go.click();
+    const tab = [...document.querySelectorAll('button[role="tab"]')].find(b => b.textContent.trim() === 'Review');
+    if (tab) tab.click();
+  }, 0);
+});
