@@ -46,7 +46,8 @@ from tools.review import Reviewer, Strategy  # noqa: E402
 
 TARGETS = (0.90, 0.95, 0.98)
 BASELINE = "zero-shot, random order, no learning"
-STRATEGIES = tuple(s.value for s in Strategy) + (BASELINE,)
+STATIC = "static"  # the --strategies name of that baseline
+STRATEGIES = tuple(s.value for s in Strategy) + (STATIC,)
 
 
 def build_project(folder: Path, data: Path) -> tuple[Project, dict[int, str]]:
@@ -153,8 +154,8 @@ def needed(curve: list[tuple[float, float]], target: float) -> float | None:
 
 def run(data: Path, model: str, batch: int, scratch: Path, strategies: list[str]) -> dict:
     results = {}
-    runs = [(s, Strategy(s), True) for s in strategies if s != BASELINE]
-    if BASELINE in strategies:
+    runs = [(s, Strategy(s), True) for s in strategies if s != STATIC]
+    if STATIC in strategies:
         runs.append((BASELINE, Strategy.RANDOM, False))
     zero_shot_accuracy = None
     for name, strategy, learn in runs:
@@ -190,7 +191,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=20)
     parser.add_argument("--curves", action="store_true", help="keep the full curves in the JSON line")
     parser.add_argument("--strategies", default=",".join(STRATEGIES),
-                        help=f"comma-separated, of: {', '.join(STRATEGIES)} (default: all)")
+                        help=f"comma-separated, of: {', '.join(STRATEGIES)} ({STATIC}: zero-shot in random order, "
+                             f"no learning; default: all)")
     args = parser.parse_args()
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     unknown = [s for s in strategies if s not in STRATEGIES]
