@@ -587,3 +587,17 @@ Disallow: /%62ad/
         "bad/d.jpg": "blocked by robots",  # %62 is b: percent-encoding normalised
         "img/ok/e.gif": "saved",  # /img/ok/ (8 octets) beats /*.gif$ (7)
     }
+
+
+def test_relative_sitemap_locations_are_resolved_on_the_sitemaps_host_and_noted(project, site):
+    site.page("/maps/sitemap.xml", """<urlset><url><loc>/s/1.html</loc></url><url><loc>2.html</loc></url>
+        <url><loc>//elsewhere.example/x.html</loc></url></urlset>""", content_type="application/xml")
+    site.file("/robots.txt", b"User-agent: *\nAllow: /\nSitemap: /maps/sitemap.xml\n", "text/plain")
+    site.page("/s/1.html", '<img src="/img/1.jpg">')
+    site.page("/maps/2.html", '<img src="/img/2.jpg">')
+    for n in (1, 2):
+        site.file(f"/img/{n}.jpg", imagefiles.jpeg(n))
+    report = crawl(project, [site.url("/robots.txt")], fast(depth=1))  # a robots.txt as a start: its Sitemap lines
+    assert report.counts == {"read": 4, "saved": 2}
+    sitemap = next(u for u in project.store.crawl_urls(report.job_id) if u.url.endswith("sitemap.xml"))
+    assert "3 relative locations resolved against" in sitemap.detail and "1 of them left out" in sitemap.detail
