@@ -418,3 +418,186 @@ def test_resume_without_a_crawl_and_bad_options_are_explained(project):
         crawl(project, [], resume=True)
     with pytest.raises(LabelchatError, match="--workers"):
         crawl(project, ["http://127.0.0.1:9/"], CrawlOptions(workers=0))
+
+
+# -- addresses: every spelling of a private address is refused; connections go where the check looked --------
+
+REFUSED = {
+    "64:ff9b::a9fe:a9fe": "NAT64 form of 169.254.169.254",
+    "64:ff9b::7f00:1": "NAT64 form of 127.0.0.1",
+    "64:ff9b:1::a9fe:a9fe": "local-use NAT64 form of 169.254.169.254",
+    "::127.0.0.1": "IPv4-compatible form of 127.0.0.1",
+    "::8.8.8.8": "deprecated IPv4-compatible form of 8.8.8.8",
+    "2002:a9fe:a9fe::": "6to4 form of 169.254.169.254",
+    "2002:7f00:1::": "6to4 form of 127.0.0.1",
+    "::ffff:0:a9fe:a9fe": "IPv4-translated form of 169.254.169.254",
+    "::ffff:127.0.0.1": "IPv4-mapped form of 127.0.0.1",
+    "::ffff:10.0.0.1": "IPv4-mapped form of 10.0.0.1",
+    "2001:0:4136:e378:8000:63bf:80ff:fffe": "Teredo client form of 127.0.0.1",  # client = last 32 bits XOR 1s
+    "2001:0:7f00:1:8000:63bf:f7f7:f7f7": "Teredo server form of 127.0.0.1",
+    "64:ff9b::c000:205": "NAT64 form of 192.0.2.5, documentation",  # decodes, but to a documentation address
+    "2002:c633:6401::": "6to4 form of 198.51.100.1, documentation",
+    "127.0.0.1": "loopback", "10.1.2.3": "private", "172.31.0.1": "private", "192.168.1.1": "private",
+    "169.254.169.254": "link-local", "100.64.0.1": "shared", "0.0.0.0": "unspecified", "224.0.0.1": "multicast",
+    "240.0.0.1": "reserved", "255.255.255.255": "reserved", "192.0.2.1": "documentation", "203.0.113.9": "documentation",
+    "198.18.0.1": "benchmarks", "::1": "loopback", "::": "unspecified", "fe80::1%eth0": "link-local",
+    "fc00::1": "unique local", "fd12:3456::1": "unique local", "ff02::1": "multicast", "2001:db8::1": "documentation",
+    "3fff::1": "documentation", "100::1": "discard-only", "2001:2::1": "IETF protocols", "4000::1": "reserved",
+}
+ALLOWED = ["8.8.8.8", "93.184.216.34", "2606:4700:4700::1111", "2001:4860:4860::8888", "::ffff:8.8.8.8",
+           "64:ff9b::8.8.8.8", "2002:808:808::1", "2001:0:4136:e378:8000:63bf:f7f7:f7f7"]
+
+
+@pytest.mark.parametrize("address", list(REFUSED))
+def test_every_form_of_a_non_public_address_is_refused(address):
+    from tools.addresses import refusal
+
+    assert REFUSED[address] in (refusal(address) or "allowed")
+
+
+@pytest.mark.parametrize("address", ALLOWED)
+def test_public_addresses_in_any_form_are_allowed(address):
+    from tools.addresses import refusal
+
+    assert refusal(address) is None
+
+
+def test_a_redirect_to_any_embedded_private_address_is_refused_before_connecting(project, site):
+    forms = [a for a in REFUSED if ":" in a and "%" not in a]
+    site.page("/", "".join(f'<img src="/r/{n}.jpg">' for n in range(len(forms))))
+    for n, address in enumerate(forms):
+        site.redirect(f"/r/{n}.jpg", f"http://[{address}]:{site.port}/a.jpg")
+    report = crawl(project, [site.url("/")], fast(timeout_s=5.0))
+    assert report.counts == {"read": 1, "refused address": len(forms)}  # a connection would be "download failed"
+    details = {u.url.rsplit("/", 1)[-1]: u.detail for u in project.store.crawl_urls(report.job_id)}
+    assert "NAT64 form of 169.254.169.254" in details[f"{forms.index('64:ff9b::a9fe:a9fe')}.jpg"]
+    assert site.hits["/a.jpg"] == 0
+
+
+def _lookups(answers: list[str]):
+    """A resolver that answers each item of `answers` in turn (DNS rebinding), counting calls."""
+    calls = []
+
+    def resolver(host, port):
+        calls.append(host)
+        return [answers[min(len(calls), len(answers)) - 1]]
+
+    return resolver, calls
+
+
+def test_a_name_that_rebinds_to_loopback_after_the_check_is_not_fetched(site, monkeypatch):
+    import socket
+
+    from tools.robots import Fetcher, FetchFailed, HostGate, Outcome, WireOptions
+
+    site.file("/a.jpg", imagefiles.jpeg(1))
+    real = socket.getaddrinfo
+    answers = iter(["93.184.216.34"] + ["127.0.0.1"] * 10)  # public for the check, loopback afterwards
+
+    def rebinding(host, port, *args, **kwargs):  # the system resolver, as a rebinding DNS server answers
+        if host != "rebind.test":
+            return real(host, port, *args, **kwargs)
+        return real(next(answers), port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    fetcher = Fetcher(WireOptions(retries=0, timeout_s=0.5), HostGate(1, 0.0))
+    for _ in range(2):
+        with pytest.raises(FetchFailed) as failed:
+            fetcher.get(f"http://rebind.test:{site.port}/a.jpg", lambda first, kind: 10**6, robots=False)
+        # it connected where it checked: to the public address, which the suite's guard stops
+        assert failed.value.outcome is Outcome.DOWNLOAD_FAILED and "93.184.216.34" in failed.value.detail
+    assert next(answers) == "127.0.0.1" and site.hits["/a.jpg"] == 0  # looked up once; loopback never reached
+
+    # the same with an injected resolver: the second answer is never asked for
+    resolver, calls = _lookups(["93.184.216.34", "127.0.0.1"])
+    fetcher = Fetcher(WireOptions(retries=1, timeout_s=0.5), HostGate(1, 0.0), resolver=resolver)
+    with pytest.raises(FetchFailed):
+        fetcher.get(f"http://rebind.test:{site.port}/a.jpg", lambda first, kind: 10**6, robots=False)
+    assert calls == ["rebind.test"] and site.hits["/a.jpg"] == 0
+    # and a name whose first answer is loopback is refused, with the address named
+    resolver, calls = _lookups(["127.0.0.1"])
+    fetcher = Fetcher(WireOptions(retries=0), HostGate(1, 0.0), resolver=resolver)
+    with pytest.raises(FetchFailed) as failed:
+        fetcher.get(f"http://rebind.test:{site.port}/a.jpg", lambda first, kind: 10**6, robots=False)
+    assert failed.value.outcome is Outcome.REFUSED_ADDRESS and "rebind.test resolves to 127.0.0.1: loopback" in failed.value.detail
+
+
+def test_https_goes_to_the_checked_address_with_the_host_name_for_sni_and_the_certificate(tmp_path):
+    import ssl
+
+    import trustme
+    from crawl_site import CrawlSite, _handler, _QuietServer
+    from http_site import running
+
+    from tools.robots import Fetcher, FetchFailed, HostGate, WireOptions
+
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("pinned.test").configure_cert(server_context)
+    names: list[str | None] = []
+    server_context.sni_callback = lambda sock, name, context: names.append(name)
+    site = CrawlSite()
+    site.file("/a.jpg", imagefiles.jpeg(1))
+    server = _QuietServer(("127.0.0.1", 0), _handler(site))
+    server.socket = server_context.wrap_socket(server.socket, server_side=True)
+    site.port = server.server_address[1]
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    resolver, calls = _lookups(["127.0.0.1"])
+    with running(server, poll_interval=0.05):
+        fetcher = Fetcher(WireOptions(retries=0, allow_hosts=("pinned.test", "other.test")), HostGate(1, 0.0),
+                          resolver=resolver, ssl_context=client_context)
+        fetched = fetcher.get(f"https://pinned.test:{site.port}/a.jpg", lambda first, kind: 10**6, robots=False)
+        assert fetched.body == imagefiles.jpeg(1) and names == ["pinned.test"]
+        with pytest.raises(FetchFailed) as failed:  # the certificate is checked against the name, not the address
+            fetcher.get(f"https://other.test:{site.port}/a.jpg", lambda first, kind: 10**6, robots=False)
+        assert "doesn't match 'pinned.test'" in failed.value.detail and site.hits["/a.jpg"] == 1
+        fetcher.close()
+
+
+# -- robots.txt as RFC 9309 reads it ------------------------------------------------------------------
+
+
+def test_robots_txt_longest_match_wins_allow_on_a_tie_and_our_group_before_the_star(project, site):
+    site.file("/robots.txt", b"""User-agent: *
+Disallow: /
+
+user-agent: LabelChat   # our product token, any case
+Allow: /
+Disallow: /img/
+Allow: /img/ok/
+Disallow: /*.gif$
+Allow: /same
+Disallow: /same
+Disallow: /%62ad/
+""", "text/plain")
+    names = ["img/a.jpg", "img/ok/b.jpg", "p/c.gif", "p/c.gif?v=1", "same.jpg", "bad/d.jpg", "img/ok/e.gif"]
+    site.page("/", "".join(f'<img src="/{name}">' for name in names))
+    for n, name in enumerate(names):
+        site.file("/" + name.split("?")[0], imagefiles.jpeg(n + 1))
+    report = crawl(project, [site.url("/")], fast())
+    outcomes = {u.url.split(str(site.port) + "/", 1)[-1]: u.status for u in project.store.crawl_urls(report.job_id)}
+    assert outcomes == {
+        "": "read",  # Allow: / in our group; the * group would shut the site
+        "img/a.jpg": "blocked by robots",  # Disallow /img/ is longer than Allow /
+        "img/ok/b.jpg": "saved",  # Allow /img/ok/ is longer still
+        "p/c.gif": "blocked by robots",  # * and $
+        "p/c.gif?v=1": "saved",  # $ anchors the end: a query is more
+        "same.jpg": "saved",  # Allow and Disallow of the same length: Allow
+        "bad/d.jpg": "blocked by robots",  # %62 is b: percent-encoding normalised
+        "img/ok/e.gif": "saved",  # /img/ok/ (8 octets) beats /*.gif$ (7)
+    }
+
+
+def test_relative_sitemap_locations_are_resolved_on_the_sitemaps_host_and_noted(project, site):
+    site.page("/maps/sitemap.xml", """<urlset><url><loc>/s/1.html</loc></url><url><loc>2.html</loc></url>
+        <url><loc>//elsewhere.example/x.html</loc></url></urlset>""", content_type="application/xml")
+    site.file("/robots.txt", b"User-agent: *\nAllow: /\nSitemap: /maps/sitemap.xml\n", "text/plain")
+    site.page("/s/1.html", '<img src="/img/1.jpg">')
+    site.page("/maps/2.html", '<img src="/img/2.jpg">')
+    for n in (1, 2):
+        site.file(f"/img/{n}.jpg", imagefiles.jpeg(n))
+    report = crawl(project, [site.url("/robots.txt")], fast(depth=1))  # a robots.txt as a start: its Sitemap lines
+    assert report.counts == {"read": 4, "saved": 2}
+    sitemap = next(u for u in project.store.crawl_urls(report.job_id) if u.url.endswith("sitemap.xml"))
+    assert "3 relative locations resolved against" in sitemap.detail and "1 of them left out" in sitemap.detail

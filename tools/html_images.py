@@ -58,6 +58,8 @@ class Sitemap:
     sitemaps: list[str] = field(default_factory=list)  # from a sitemap index
     pages: list[str] = field(default_factory=list)
     images: list[str] = field(default_factory=list)  # <image:loc> of image sitemaps
+    relative: int = 0  # locations written relative to the sitemap's URL, resolved against it
+    off_host: int = 0  # relative locations that led to another host ("//other/x"), left out
 
 
 # -- URLs ------------------------------------------------------------------------------
@@ -328,9 +330,15 @@ def parse_sitemap(text: str, sitemap_url: str) -> Sitemap:
     is_index = "<sitemapindex" in text[:4096].lower()
     for match in _LOC.finditer(text):
         raw = match.group(1)
-        url = normalize_url(html.unescape(raw.replace("<![CDATA[", "").replace("]]>", "")), sitemap_url)
+        loc = html.unescape(raw.replace("<![CDATA[", "").replace("]]>", "")).strip()
+        url = normalize_url(loc, sitemap_url)
         if url is None:
             continue
+        if "://" not in loc:  # relative: resolved against the sitemap, and kept on its host
+            result.relative += 1
+            if site_of(url) != site_of(sitemap_url):
+                result.off_host += 1
+                continue
         if raw in images:
             result.images.append(url)
         elif is_index:
@@ -346,6 +354,12 @@ def parse_url_list(text: str, list_url: str | None = None) -> list[str]:
     for line in text.splitlines():
         line = line.strip().lstrip("\ufeff")
         if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition(":")
+        if sep and key.strip().lower() == "sitemap" and list_url:  # a robots.txt's Sitemap: line, maybe relative
+            url = normalize_url(value.strip(), list_url)
+            if url and ("://" in value or site_of(url) == site_of(list_url)):
+                urls.append(url)
             continue
         for cell in re.split(r"[,\t ]+", line):
             url = normalize_url(cell.strip("\"'"), list_url) if "://" in cell else None
@@ -376,8 +390,14 @@ def read_document(
     """
     media = (content_type or "").split(";")[0].strip().lower()
     if looks_like_sitemap(text):
-        entries = sitemap_entries(parse_sitemap(text, final_url), url.depth, final_url)
-        return Document("sitemap", [e for e in entries if scope.wants(e.url)], f"sitemap: {len(entries)} URLs")
+        found = parse_sitemap(text, final_url)
+        entries = sitemap_entries(found, url.depth, final_url)
+        detail = f"sitemap: {len(entries)} URLs"
+        if found.relative:
+            detail += f"; {found.relative} relative locations resolved against {final_url}"
+        if found.off_host:
+            detail += f", {found.off_host} of them left out: they led to another host"
+        return Document("sitemap", [e for e in entries if scope.wants(e.url)], detail)
     if "html" in media or text.lstrip()[:200].lower().startswith(("<!doctype html", "<html")):
         return _page_document(url, final_url, text, robots, scope)
     if media in ("text/plain", "text/csv", "text/tab-separated-values") or url.kind == "list":

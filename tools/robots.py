@@ -1,11 +1,13 @@
 """What a crawl may fetch, and how: scope, robots rules, per-host pacing, and the one GET it uses.
 
 `Fetcher.get` is the only place a crawl touches the network. Per request it:
-refuses non-http(s) URLs and private, loopback and link-local addresses
-(unless allowed), checked again on every redirect hop; asks robots.txt
-(fetched once per host, RFC 9309: a 4xx means no rules, an unreachable
-robots.txt means stay out); streams the body and stops past a byte cap or a
-total time; retries 429/5xx and broken connections with bounded backoff,
+refuses non-http(s) URLs and hosts with a private, loopback, link-local or
+otherwise non-public address in any spelling (unless allowed; addresses.py),
+checked again on every redirect hop, and connects only to the address it
+checked (transport.py: no second DNS lookup); asks robots.txt (fetched once
+per host and read as RFC 9309 says, robotstxt.py: a 4xx means no rules, an
+unreachable robots.txt means stay out); streams the body and stops past a
+byte cap or a total time; retries 429/5xx and broken connections with bounded backoff,
 honouring Retry-After. It returns a `Fetched` or raises `FetchFailed` with an
 `Outcome`, never a bare urllib3 exception.
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import itertools
 import threading
 import time
 from dataclasses import dataclass
@@ -27,8 +30,9 @@ from fnmatch import fnmatchcase
 from typing import Callable
 from urllib.parse import urljoin, urlsplit
 
-from .download import USER_AGENT, check_address, is_http_url
-from .images import ImageRejected, Reason, sniff_format
+from .addresses import AddressPolicy, AddressRefused, CannotResolve, Resolver
+from .images import Reason, sniff_format
+from .transport import ROBOTS_AGENT, USER_AGENT, PinnedTransport, is_http_url
 
 ROBOTS_MAX_BYTES = 512 * 1024  # Google reads the first 500 KiB
 CRAWL_DELAY_CAP_S = 10.0  # a robots.txt Crawl-delay is honoured up to this
@@ -206,29 +210,26 @@ def robots_tag_directives(value: str | None, agent: str = "labelchat") -> frozen
 
 
 class Fetcher:
-    """Polite, bounded GETs from worker threads, over one thread-safe urllib3 pool.
+    """Polite, bounded GETs from worker threads, over thread-safe urllib3 pools pinned to checked addresses.
 
     urllib3 directly, not requests on top of it: per request, requests' settings
     merging and header handling cost a crawl more CPU than decoding the image.
+    `resolver` (host, port -> addresses) and `ssl_context` are for tests.
     """
 
-    def __init__(self, options: WireOptions, gate: HostGate):
-        import urllib3
-
+    def __init__(self, options: WireOptions, gate: HostGate, *, resolver: Resolver | None = None, ssl_context=None):
         self.options = options
         self.gate = gate
-        self._pool = urllib3.PoolManager(
-            maxsize=options.connections,
-            retries=False,  # _request retries, honouring Retry-After; redirects are followed by hand
+        self._transport = PinnedTransport(
+            AddressPolicy(options.allow_private, tuple(options.allow_hosts)), maxsize=options.connections,
             headers={"User-Agent": options.user_agent, "Accept": "*/*", "Accept-Encoding": "gzip, deflate"},
-        )
+            resolver=resolver, ssl_context=ssl_context)
         self._lock = threading.Lock()
-        self._robots: dict[str, object] = {}  # host -> its RobotFileParser, or the FetchFailed that stands for it
+        self._robots: dict[str, object] = {}  # host -> its Protego rules, or the FetchFailed that stands for it
         self._robots_locks: dict[str, threading.Lock] = {}
-        self._addresses: dict[str, FetchFailed | None] = {}
 
     def close(self) -> None:
-        self._pool.clear()
+        self._transport.close()
 
     def get(self, url: str, limit: LimitFn, *, robots: bool = True) -> Fetched:
         """The body of `url` after robots, address, redirect and size checks."""
@@ -269,19 +270,15 @@ class Fetcher:
     # -- checks ---------------------------------------------------------------------------
 
     def _check(self, url: str, *, robots: bool) -> None:
+        """The address first (so a refused host's robots.txt is never asked for), then robots.txt."""
         if not is_http_url(url):
             raise FetchFailed(Outcome.DOWNLOAD_FAILED, f"{url!r} is not an http(s) URL")
-        host = urlsplit(url).hostname or ""
-        if not (self.options.allow_private or host in self.options.allow_hosts):
-            if host not in self._addresses:
-                try:
-                    check_address(url, allow_private=False)
-                    self._addresses[host] = None
-                except ImageRejected as exc:
-                    self._addresses[host] = FetchFailed(outcome_for(exc.reason), str(exc))
-            refused = self._addresses[host]
-            if refused is not None:  # a fresh exception per URL: threads must not share one
-                raise FetchFailed(refused.outcome, refused.detail)
+        try:
+            self._transport.addresses(url)  # resolved and checked once per host; connections go there only
+        except AddressRefused as exc:
+            raise FetchFailed(Outcome.REFUSED_ADDRESS, str(exc)) from None
+        except CannotResolve as exc:
+            raise FetchFailed(Outcome.DOWNLOAD_FAILED, str(exc)) from None
         if robots:
             self._robots_check(url)
 
@@ -296,29 +293,33 @@ class Fetcher:
         rules = self._robots[host]
         if isinstance(rules, FetchFailed):  # a fresh exception per URL: threads must not share one
             raise FetchFailed(rules.outcome, rules.detail)
-        if not rules.can_fetch(self.options.user_agent, url):
+        if not rules.can_fetch(url, ROBOTS_AGENT):
             raise FetchFailed(Outcome.BLOCKED_BY_ROBOTS, f"robots.txt of {host} disallows it")
 
     def _load_robots(self, url: str):
         """The host's rules; or, when its robots.txt cannot be read (no answer, 5xx, 429), the
         failure, which then stands for every URL of the host: RFC 9309 (2.3.1.4) has crawlers
-        treat such a site as closed, and the outcome says why (not 'blocked by robots')."""
-        from urllib.robotparser import RobotFileParser
+        treat such a site as closed, and the outcome says why (not 'blocked by robots').
+
+        Protego (Scrapy's parser) reads the rules as RFC 9309 says: the group for our product
+        token `labelchat` before `*`, the longest matching rule wins, Allow on a tie, `*` and
+        `$`, percent-encoding normalised. urllib.robotparser takes the first match instead.
+        """
+        from protego import Protego
 
         parts = urlsplit(url)
-        rules = RobotFileParser(f"{parts.scheme}://{parts.netloc}/robots.txt")
+        robots_url = f"{parts.scheme}://{parts.netloc}/robots.txt"
         try:
-            fetched = self.get(rules.url, lambda _chunk, _type: ROBOTS_MAX_BYTES, robots=False)
-            text = fetched.body.decode("utf-8", errors="replace")
-            rules.parse(text.splitlines())
+            fetched = self.get(robots_url, lambda _chunk, _type: ROBOTS_MAX_BYTES, robots=False)
+            rules = Protego.parse(fetched.body.decode("utf-8", errors="replace"))
         except FetchFailed as failure:
             if failure.outcome is Outcome.REFUSED_ADDRESS:
                 raise
             if not (failure.detail.startswith("HTTP 4") and not failure.detail.startswith("HTTP 429")):
-                return FetchFailed(failure.outcome, f"{rules.url} could not be read ({failure.detail}), so the "
+                return FetchFailed(failure.outcome, f"{robots_url} could not be read ({failure.detail}), so the "
                                                     f"site is treated as closed to crawlers (RFC 9309)")
-            rules.parse([])  # no robots.txt (4xx): everything is allowed
-        delay = rules.crawl_delay(self.options.user_agent)
+            rules = Protego.parse("")  # no robots.txt (4xx): everything is allowed
+        delay = rules.crawl_delay(ROBOTS_AGENT)
         if delay:
             self.gate.slow_down(host_key(url), delay_s=float(delay))
         return rules
@@ -334,7 +335,7 @@ class Fetcher:
         for attempt in range(self.options.retries + 1):
             last = attempt == self.options.retries
             try:
-                response = self._pool.request("GET", url, preload_content=False, redirect=False, timeout=timeout)
+                response = self._transport.get(url, timeout=timeout)
             except HTTPError as exc:
                 failure = _as_failure(exc)
                 if last or failure.outcome is not Outcome.DOWNLOAD_FAILED or isinstance(exc, LocationValueError):
@@ -362,7 +363,15 @@ class Fetcher:
         declared = response.headers.get("Content-Length", "")
         chunks: list[bytes] = []
         size, cap = 0, None
-        for chunk in response.stream(CHUNK, decode_content=True):
+        stream = response.stream(CHUNK, decode_content=True)
+        try:
+            first = next(stream, None)
+        except Exception:  # a server that declares more than it sends breaks off: say the size it declared
+            if declared.isdigit() and int(declared) > limit(b"", content_type):
+                raise FetchFailed(Outcome.TOO_LARGE, f"Content-Length {int(declared):,} is over the limit of "
+                                                     f"{limit(b'', content_type):,} bytes") from None
+            raise
+        for chunk in itertools.chain([first] if first is not None else [], stream):
             if cap is None:
                 cap = limit(chunk, content_type)
                 if declared.isdigit() and int(declared) > cap:

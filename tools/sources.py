@@ -64,7 +64,7 @@ def collect(
     session = None
     for source in sources:
         if is_http_url(source):
-            session = session or _session(session_factory)
+            session = session or _session(session_factory, fetch_options)
             result.candidates.append(_url_candidate(source, session, fetch_options, None))
             continue
         path = Path(source).expanduser()
@@ -76,17 +76,17 @@ def collect(
         elif zipfile.is_zipfile(path) or path.suffix.lower() == ".zip":  # a broken .zip is a bad archive
             _read_zip(path, labels_from_folders, fetch_options.max_bytes, result)
         elif path.suffix.lower() in URL_LIST_EXTENSIONS:
-            session = session or _session(session_factory)
+            session = session or _session(session_factory, fetch_options)
             _read_url_list(path, session, fetch_options, result)
         else:
             result.candidates.append(file_candidate(path, None, fetch_options.max_bytes))
     return result
 
 
-def _session(factory: Callable[[], object] | None):
+def _session(factory: Callable[[], object] | None, options: FetchOptions):
     from .download import new_session
 
-    return (factory or new_session)()
+    return factory() if factory else new_session(options.allow_private)
 
 
 # -- local files and folders ------------------------------------------------------
@@ -223,9 +223,7 @@ def _zip_reader(path: Path, info: zipfile.ZipInfo, max_bytes: int) -> Callable[[
 def _url_candidate(url: str, session, options: FetchOptions, page: str | None) -> Candidate:
     return Candidate(
         origin=Origin(url, page_url=page),
-        read=lambda: fetch(
-            url, session, max_bytes=options.max_bytes, allow_private=options.allow_private
-        ),
+        read=lambda: fetch(url, session, max_bytes=options.max_bytes),
         name=url.rstrip("/").rsplit("/", 1)[-1].split("?")[0] or "image",
     )
 
