@@ -29,6 +29,7 @@ from .cli_common import (
     probability, progress_bar,
 )
 from .cli_review import cmd_auto_accept, cmd_correct, cmd_decide, cmd_review, cmd_similar
+from .cli_quality import add_commands as add_quality_commands
 from .cli_train import add_commands as add_training_commands
 
 DEMO_PROJECT = Path("labelchat-data") / "demo"
@@ -184,7 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("spec", nargs="?", metavar="SPEC")
 
     review = command("review", "show the next batch to review; with --answer, decide each in the terminal", cmd_review)
-    review.add_argument("--strategy", default="uncertain", choices=["uncertain", "balanced", "confident", "random"])
+    review.add_argument("--strategy", default="uncertain", choices=["uncertain", "balanced", "confident", "random", "suspect"],
+                        help="suspect: confirmed items whose labels look wrong (y keeps the label)")
     review.add_argument("--size", type=positive_int, default=20, metavar="N", help="cards in the batch (default 20)")
     review.add_argument("--label", help="only items whose best suggestion is this label")
     review.add_argument("--answer", action="store_true",
@@ -247,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
         talk.add_argument("--device", default=None, metavar="DEV")
 
     add_training_commands(command)
+    add_quality_commands(command, _model_options)
 
     fetch = command("fetch-model", "download a model's weights into the local cache (needs network)", cmd_fetch_model)
     fetch.add_argument("spec", nargs="?", metavar="SPEC", help="default: the project's model, else CLIP ViT-B-32")
