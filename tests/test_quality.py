@@ -1,0 +1,116 @@
+"""Likely label errors: out-of-fold probabilities, cleanlab's ranking, keeping a flagged label."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from index.errors import LabelchatError
+from index.project import Project
+from index.types import Action, Label
+from test_cli import run
+from tools.ingest import IngestOptions, ingest
+from tools.quality.suspects import find_suspects, out_of_fold_probabilities, scorable
+from tools.review import Reviewer, Strategy
+
+FLIPS = {"fish": "tool", "windmill": "mammal", "monument": "fish"}  # one item of each label given a wrong one
+
+
+def _clusters(n_per=40, classes=3, dim=16, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = 3 * rng.standard_normal((classes, dim))
+    x = np.concatenate([c + rng.standard_normal((n_per, dim)) for c in centres]).astype(np.float32)
+    return x, np.repeat(np.arange(classes), n_per)
+
+
+def test_out_of_fold_probabilities_never_come_from_a_model_that_saw_the_label():
+    x, y = _clusters()
+    wrong = [0, 45, 90]
+    y_noisy = y.copy()
+    y_noisy[wrong] = (y[wrong] + 1) % 3
+    p = out_of_fold_probabilities(x, y_noisy, 3)
+    assert p.shape == (120, 3) and np.allclose(p.sum(axis=1), 1)
+    # a model trained on its own (wrong) label would lean to it; held out, each item looks like its cluster
+    assert (p[wrong].argmax(axis=1) == y[wrong]).all()
+    assert (p[wrong, y_noisy[wrong]] < 0.5).all()
+
+
+def test_labels_with_fewer_than_two_items_are_not_scored_and_one_label_is_refused():
+    usable, unscored = scorable({1: "cat", 2: "cat", 3: "dog", 4: "dog", 5: "bird"}, ["cat", "dog", "bird", "fox"])
+    assert usable == ["cat", "dog"] and "only 1 confirmed item" in unscored["bird"] and "fox" not in unscored
+    with pytest.raises(LabelchatError, match="at least two labels with two or more confirmed items.*cat 3"):
+        scorable({1: "cat", 2: "cat", 3: "cat", 4: "dog"}, ["cat", "dog"])
+
+
+@pytest.fixture(scope="module")
+def embedded(tmp_path_factory, photos_dir):
+    """The demo photos, confirmed from their folders and embedded once with the offline model."""
+    folder = tmp_path_factory.mktemp("quality") / "photos"
+    with Project(folder) as project:
+        ingest(project, [str(photos_dir)], IngestOptions(labels_from_folders=True, near_duplicate_distance=-1))
+        project.store.set_setting("model", "offline")
+        Reviewer(project, model="offline")
+    return folder
+
+
+@pytest.fixture
+def noisy(embedded, tmp_path):
+    """A copy of the embedded photos with one item of three labels corrected to a wrong label."""
+    folder = tmp_path / "noisy"
+    shutil.copytree(embedded, folder)
+    with Project(folder) as project:
+        confirmed = project.store.confirmed_labels()
+        flipped = {}
+        for true, wrong in FLIPS.items():
+            item_id = min(i for i, label in confirmed.items() if label == true)
+            project.store.decide(item_id, Action.CORRECT, wrong, actor="careless")
+            flipped[item_id] = true
+    return folder, flipped
+
+
+def test_wrong_labels_are_the_top_suspects_and_a_kept_one_is_not_flagged_again(noisy):
+    folder, flipped = noisy
+    with Project(folder) as project:
+        reviewer = Reviewer(project, model="offline")
+        report = find_suspects(project, reviewer.model)
+        top = [s.item_id for s in report.ranking[: len(flipped)]]
+        assert len(set(top) & set(flipped)) >= 2 and report.scored == 94
+        found = {s.item_id: s for s in report.suspects}
+        assert set(flipped) & set(found)
+        hit = next(i for i in flipped if i in found)
+        assert found[hit].label == FLIPS[flipped[hit]] and found[hit].likely_label == flipped[hit]
+        assert 0 < found[hit].score <= 1
+
+        cards = reviewer.batch(Strategy.SUSPECT, 20)
+        assert [c.item.id for c in cards] == [s.item_id for s in report.suspects][:20]
+        kept = cards[0].item.id
+        reviewer.decide(kept, Action.ACCEPT)  # accepting a suspect keeps its label
+        assert project.store.state(kept).label == found[kept].label
+        again = find_suspects(project, reviewer.model)
+        assert kept not in {s.item_id for s in again.suspects} and again.kept == 1
+        assert project.store.decisions(kept)[-1].actor == "user"
+
+        project.store.undo(kept)  # undone like any decision: flagged again
+        assert kept in {s.item_id for s in find_suspects(project, reviewer.model).suspects}
+
+
+def test_cli_suspects_json_and_bad_input(noisy, tmp_path):
+    folder, flipped = noisy
+    result = run("suspects", "--json", "--limit", "2", "--project", str(folder), "--model", "offline", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    value = json.loads(result.stdout)
+    assert value["ok"] and 1 <= len(value["suspects"]) <= 2
+    assert set(value["suspects"][0]) == {"item_id", "label", "likely_label", "score"}
+    assert value["suspects"][0]["item_id"] in flipped
+    text = run("suspects", "--project", str(folder), "--model", "offline", cwd=tmp_path)
+    assert "look wrong among 94 confirmed items" in text.stdout and "--strategy suspect" in text.stdout
+
+    with Project(folder) as project:  # one label only
+        project.store.add_labels([Label("bird")])
+        for item_id in list(project.store.confirmed_labels()):
+            project.store.undo(item_id)
+    refused = run("suspects", "--project", str(folder), "--model", "offline", cwd=tmp_path)
+    assert refused.returncode == 1 and "at least two labels with two or more confirmed items" in refused.stderr
