@@ -114,3 +114,20 @@ def test_cli_suspects_json_and_bad_input(noisy, tmp_path):
             project.store.undo(item_id)
     refused = run("suspects", "--project", str(folder), "--model", "offline", cwd=tmp_path)
     assert refused.returncode == 1 and "at least two labels with two or more confirmed items" in refused.stderr
+
+
+def test_the_chat_answers_which_labels_look_wrong(noisy):
+    from agent.session import Session
+    from test_agent import answer, calls, say
+
+    folder, flipped = noisy
+    with Project(folder) as project:
+        session = Session(project, model="offline")
+        steps = say(session, "which labels look wrong?")
+        assert calls(steps) == [("suspect_labels", {})]
+        text = answer(steps)
+        assert "labels look wrong" in text and any(f"#{i} " in text for i in flipped)
+        assert "--" not in text  # the chat never advises command-line flags
+        item = next(iter(flipped))
+        steps = say(session, f"{item} has the wrong label, it is a windmill")
+        assert ("suspect_labels", {}) not in calls(steps)

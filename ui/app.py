@@ -178,7 +178,7 @@ def build_app(state: AppState):
             upload = gr.File(label="Add images (files or a zip)", file_count="multiple")
         with gr.Tab("Review", elem_id="lc-review-tab"):
             with gr.Row():
-                strategy = gr.Dropdown(["uncertain", "balanced", "confident", "random"], value="uncertain",
+                strategy = gr.Dropdown(["uncertain", "balanced", "confident", "random", "suspect"], value="uncertain",
                                        label="Order", scale=1)
                 label_filter = gr.Dropdown([""], value="", label="Suggested label", scale=1)
                 prob_range = gr.Textbox(value="0-1", label="Probability range", scale=1, elem_id="lc-range")
