@@ -131,3 +131,43 @@ def test_the_chat_answers_which_labels_look_wrong(noisy):
         item = next(iter(flipped))
         steps = say(session, f"{item} has the wrong label, it is a windmill")
         assert ("suspect_labels", {}) not in calls(steps)
+
+
+def test_health_finds_duplicates_across_labels_poor_images_and_copies(embedded, tmp_path, photos_dir):
+    from PIL import Image
+
+    from tools.quality.health import dataset_health
+
+    folder = tmp_path / "health"
+    shutil.copytree(embedded, folder)
+    extra = tmp_path / "extra"
+    (extra / "tool").mkdir(parents=True)
+    (extra / "mammal").mkdir()
+    (extra / "fish").mkdir()
+    fish = sorted((photos_dir / "fish").iterdir())[0]
+    Image.open(fish).convert("RGB").save(extra / "tool" / "recompressed.jpg", quality=70)  # same photo, another label
+    shutil.copy(fish, extra / "fish" / "copy.jpg")  # the same bytes from another place
+    Image.new("RGB", (200, 150), (120, 120, 121)).save(extra / "tool" / "blank.png")
+    Image.new("RGB", (20, 20), (10, 200, 30)).save(extra / "mammal" / "tiny.png")
+    with Project(folder) as project:
+        ingest(project, [str(extra)], IngestOptions(labels_from_folders=True))
+        report = dataset_health(Reviewer(project, model="offline"))
+        by_sha = {item.source.rsplit("/", 1)[-1]: item.id for item in project.store.items()}
+        original = project.store.item_by_sha256(project.store.get_item(by_sha[fish.name]).sha256).id
+    counts = report.counts
+    assert counts["exact_duplicates"] == 1 and report.exact_duplicates[0] == (original, 2)
+    across = [d for d in report.duplicates if d.kind == "features"]
+    assert any({d.item_id, d.other_id} == {original, by_sha["recompressed.jpg"]} and set(d.labels) == {"fish", "tool"}
+               for d in across)
+    assert any(d.kind == "perceptual" for d in report.duplicates)
+    poor = {f.item_id: f.reason for f in report.poor_images}
+    assert poor == {by_sha["blank.png"]: "nearly uniform", by_sha["tiny.png"]: "too small"}
+
+
+def test_cli_health_json(embedded, tmp_path):
+    result = run("health", "--json", "--project", str(embedded), "--model", "offline", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    value = json.loads(result.stdout)
+    assert value["items"] == 94 and set(value["counts"]) == {
+        "exact_duplicates", "perceptual_duplicates", "duplicates_across_labels", "outliers", "poor_images"}
+    assert value["poor_images"] == [] and value["counts"]["duplicates_across_labels"] == 0

@@ -14,6 +14,9 @@ def add_commands(command: Callable[..., argparse.ArgumentParser], model_options:
                        cmd_suspects)
     suspects.add_argument("--limit", type=positive_int, default=20, metavar="N", help="how many (default 20)")
     model_options(suspects)
+    health = command("health", "duplicates, outliers that fit no label, and images too small or blank", cmd_health)
+    health.add_argument("--limit", type=positive_int, default=10, metavar="N", help="examples shown per finding (text)")
+    model_options(health)
 
 
 def cmd_suspects(args: argparse.Namespace) -> int:
@@ -40,3 +43,30 @@ def format_suspects(report) -> str:
     advice = ["Check them: labelchat review --answer --strategy suspect (y keeps a label, a label's "
               "number corrects it)."] if report.suspects else []
     return "\n".join([head, *lines, *tail, *advice])
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    from tools.quality.health import dataset_health
+
+    with open_project(args) as project:
+        report = dataset_health(reviewer_for(args, project))
+    emit(args, {"ok": True, "items": report.items, "counts": report.counts,
+                "exact_duplicates": [{"item_id": i, "sources": n} for i, n in report.exact_duplicates],
+                "duplicates": report.duplicates, "outliers": report.outliers, "poor_images": report.poor_images},
+         format_health(report, args.limit))
+    return EXIT_OK
+
+
+def format_health(report, limit: int) -> str:
+    counts = report.counts
+    lines = [f"Health of {report.items} images: " + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in counts.items()) + "."]
+    for pair in report.duplicates[:limit]:
+        how = f"{pair.closeness:.0f} hash bits apart" if pair.kind == "perceptual" else f"cosine {pair.closeness:.3f}"
+        lines.append(f"  duplicate: items {pair.item_id} and {pair.other_id} ({how}), labels "
+                     f"{pair.labels[0] or '-'} / {pair.labels[1] or '-'}")
+    for finding in (report.outliers + report.poor_images)[:limit]:
+        lines.append(f"  {finding.reason}: item {finding.item_id}: {finding.detail}")
+    if len(report.duplicates) + len(report.outliers) + len(report.poor_images) > 0:
+        lines.append("Act on them: 'labelchat reject ID' drops one, 'labelchat correct ID LABEL' relabels; "
+                     "'labelchat similar ID' shows its neighbours.")
+    return "\n".join(lines)
