@@ -171,3 +171,36 @@ def test_cli_health_json(embedded, tmp_path):
     assert value["items"] == 94 and set(value["counts"]) == {
         "exact_duplicates", "perceptual_duplicates", "duplicates_across_labels", "outliers", "poor_images"}
     assert value["poor_images"] == [] and value["counts"]["duplicates_across_labels"] == 0
+
+
+def test_the_dashboards_health_section_shows_counts_and_thumbnails_of_each_finding():
+    from tools.quality.health import DuplicatePair, HealthReport, ImageFinding
+    from ui.quality_views import health_html
+
+    report = HealthReport(10, ((3, 2),), (DuplicatePair(1, 2, "features", 0.991, ("cat", "dog")),),
+                          (ImageFinding(5, "fits no label", "best zero-shot label cat at 0.21"),),
+                          (ImageFinding(7, "nearly uniform", "its pixels vary by 0.4 grey levels"),
+                           ImageFinding(8, "too small", "20x20 pixels <under 32>")))
+    html = health_html(report, lambda i: f"/file/{i}.jpg")
+    assert "<b>1</b> exact duplicates" in html and "<b>1</b> duplicates across labels" in html
+    assert html.count("<img") == 5 and "/file/2.jpg" in html and "#1 cat / #2 dog (cosine 0.991)" in html
+    assert "Too small or nearly uniform (2)" in html and "&lt;under 32&gt;" in html  # escaped
+    assert "--" not in html  # the browser never advises command-line flags
+    empty = HealthReport(3, (), (), (), ())
+    assert "<img" not in health_html(empty, str) and "Act on" not in health_html(empty, str)
+
+
+def test_the_dashboards_health_check_through_the_running_app(embedded, tmp_path):
+    from gradio_client import Client
+
+    from test_ui import _free_port
+    from ui.app import launch
+
+    folder = tmp_path / "app"
+    shutil.copytree(embedded, folder)
+    server, url = launch(folder, port=_free_port(), model="offline", block=False)
+    try:
+        html = Client(url, verbose=False).predict(api_name="/health")
+    finally:
+        server.close()
+    assert "Health of 94 images" in html and "<b>0</b> poor images" in html
