@@ -204,3 +204,22 @@ def test_the_dashboards_health_check_through_the_running_app(embedded, tmp_path)
     finally:
         server.close()
     assert "Health of 94 images" in html and "<b>0</b> poor images" in html
+
+
+def test_the_cli_records_who_decided(embedded, tmp_path):
+    import getpass
+
+    folder = tmp_path / "who"
+    shutil.copytree(embedded, folder)
+    env = {"LABELCHAT_USER": ""}
+    args = ("--project", str(folder), "--model", "offline")
+    assert run("correct", "1", "mammal", "--user", "ana", *args, cwd=tmp_path, env=env).returncode == 0
+    assert run("accept", "2", "--label", "fish", *args, cwd=tmp_path, env=env).returncode == 0
+    assert run("undo", "--item", "1", "--user", "bo", "--project", str(folder), cwd=tmp_path, env=env).returncode == 0
+    log = json.loads(run("log", "--json", "--limit", "3", "--project", str(folder), cwd=tmp_path).stdout)
+    assert [(d["item_id"], d["action"], d["actor"]) for d in log["decisions"]] == [
+        (1, "correct", "ana"), (2, "accept", getpass.getuser()), (1, "undo", "bo")]
+    bad = run("correct", "1", "tool", "--user", "a b", *args, cwd=tmp_path)
+    assert bad.returncode == 2 and "not a usable user name" in bad.stderr
+    with Project(folder) as project:
+        assert project.store.state(1).label == "fish"  # nothing changed by the refused command
