@@ -747,4 +747,5 @@ _READERS = {
     "review_batch": _read_review,
     "suggest_labels": _no_arguments,
     "status": _no_arguments,
+    "suspect_labels": _no_arguments,
 }

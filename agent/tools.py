@@ -160,6 +160,23 @@ def build_tools(ctx: AgentContext) -> list[BaseTool]:
         return (f"{len(cards)} images to review: " + "; ".join(lines)) if cards else "Nothing left to review.", cards
 
     @tool(parse_docstring=True, response_format="content_and_artifact")
+    def suspect_labels(limit: int = 10) -> tuple[str, Any]:
+        """Find confirmed labels that look wrong: the rest of the data says another label.
+
+        Args:
+            limit: How many to list at most.
+        """
+        from tools.quality.suspects import find_suspects
+
+        report = find_suspects(ctx.project, ctx.reviewer().model, limit=max(1, min(limit, 500)))
+        parts = [f"#{s.item_id} is {s.label} but looks like {s.likely_label} ({s.score:.2f})" for s in report.suspects]
+        skipped = "".join(f" Not checked: {label} ({why})." for label, why in report.unscored.items())
+        if not parts:
+            return f"No label looks wrong among {report.scored} confirmed images.{skipped}", report
+        return (f"{len(parts)} labels look wrong: " + "; ".join(parts) + ". In the Review tab the order 'suspect' "
+                f"shows them to check: approve keeps a label, another label corrects it.{skipped}"), report
+
+    @tool(parse_docstring=True, response_format="content_and_artifact")
     def decide(item_ids: list[int], action: Literal["accept", "reject", "skip"], label: str | None = None) -> tuple[str, Any]:
         """Accept, reject or skip images: accept takes each image's best suggestion unless a label is given.
 
@@ -328,7 +345,8 @@ def build_tools(ctx: AgentContext) -> list[BaseTool]:
         return "Model versions: " + "; ".join(parts) + ".", versions
 
     return [add_images, crawl, set_labels, add_labels, suggest_labels, review_batch, decide, correct,
-            correct_many, accept_above, similar, export_dataset, undo, status, train_model, use_model, model_versions]
+            correct_many, accept_above, similar, export_dataset, undo, status, train_model, use_model, model_versions,
+            suspect_labels]
 
 
 def worse_than_zero_shot(metrics: dict) -> str:

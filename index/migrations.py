@@ -224,6 +224,21 @@ def m006_decision_batches(db: sqlite3.Connection) -> None:
     )
 
 
+def m007_kept_labels(db: sqlite3.Connection) -> None:
+    run_statements(
+        db,
+        """
+        -- Labels a person kept after they were flagged as likely wrong: each is an accept decision
+        -- of the item's label; undoing that decision (or a new label) flags it again.
+        CREATE TABLE kept_labels (
+            decision_id INTEGER PRIMARY KEY REFERENCES decisions(id),
+            item_id INTEGER NOT NULL REFERENCES items(id),
+            label TEXT NOT NULL
+        );
+        """,
+    )
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("initial", m001_initial),
     ("embeddings and zero-shot heads", m002_embeddings_and_heads),
@@ -231,4 +246,5 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("crawl frontier", m004_crawl_frontier),
     ("conversations", m005_conversations),
     ("decision batches", m006_decision_batches),
+    ("kept labels", m007_kept_labels),
 ]

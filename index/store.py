@@ -463,6 +463,26 @@ class Store:
             ),
         )
 
+    def keep_label(self, item_id: int, *, actor: str = "user") -> Decision:
+        """A person looked at a confirmed item flagged as likely wrong and kept its label: an
+        accept of that label, remembered so the item is not flagged again (undo flags it again)."""
+        with self._write() as db:
+            row = db.execute("SELECT status, label FROM item_state WHERE item_id = ?", (item_id,)).fetchone()
+            if row is None:
+                raise UnknownItemError(item_id)
+            if row["status"] != Status.CONFIRMED.value:
+                raise LabelchatError(f"Item {item_id} is {row['status']}, not confirmed: there is no label to keep.")
+            decision_id = self._append_decision(db, item_id, Action.ACCEPT, row["label"], actor, False)
+            db.execute("INSERT INTO kept_labels(decision_id, item_id, label) VALUES (?, ?, ?)",
+                       (decision_id, item_id, row["label"]))
+        return self.decision(decision_id)
+
+    def kept_labels(self) -> dict[int, str]:
+        """item id -> label a person kept, for kept decisions still in effect."""
+        rows = self._read("SELECT k.item_id, k.label FROM kept_labels k WHERE NOT EXISTS"
+                          " (SELECT 1 FROM decisions u WHERE u.undoes = k.decision_id) ORDER BY k.decision_id")
+        return {row[0]: row[1] for row in rows}
+
     def decision(self, decision_id: int) -> Decision:
         rows = self._read(_DECISION_SELECT + " WHERE id = ?", (decision_id,))
         return _decision(rows[0])

@@ -219,7 +219,7 @@ def test_a_batch_never_holds_two_near_duplicates(project, photos_dir, tmp_path):
     project.store.set_labels([Label(n) for n in LABELS])
     reviewer = Reviewer(project, model=TINY)
     pair = {project.store.items()[0].id, project.store.items()[1].id}
-    for strategy in Strategy:
+    for strategy in set(Strategy) - {Strategy.SUSPECT}:  # suspect: confirmed items, tests/test_quality.py
         ids = {c.item.id for c in reviewer.batch(strategy, 22, seed=0)}
         assert len(ids & pair) <= 1
 

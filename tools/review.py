@@ -39,6 +39,7 @@ class Strategy(str, Enum):
     BALANCED = "balanced"  # round-robin over suggested labels, least certain first
     CONFIDENT = "confident"  # most confident first: for fast bulk approval
     RANDOM = "random"  # for auditing
+    SUSPECT = "suspect"  # confirmed items whose labels look wrong (tools/quality/suspects.py)
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,7 @@ class Reviewer:
         self._index: VectorIndex | None = None
         self._floor: float | None = None  # see similarity_floor()
         self.writer: SuggestionWriter | None = None  # set by write_behind(): rows stored from a thread
+        self.suspects: set[int] = set()  # confirmed items shown as suspects: accepting one keeps its label
 
     def write_behind(self) -> None:
         """Store refreshed suggestions from a background thread (the browser app: a key press
@@ -204,6 +206,8 @@ class Reviewer:
         optionally only those whose best suggestion is `label` with a probability in range,
         never those in `exclude` (cards still on screen)."""
         strategy = Strategy(strategy)
+        if strategy is Strategy.SUSPECT:
+            return self._suspect_cards(size, label, set(exclude))
         if self.current is None:
             self.refresh()
         open_ids = self.store.item_ids_where(status=Status.PENDING) + self.store.item_ids_where(status=Status.SKIPPED)
@@ -229,6 +233,15 @@ class Reviewer:
         order = _order(strategy, ranked, seed, limit)
         chosen = self._without_near_duplicates(ids[order], size)
         return [self.card(int(i)) for i in chosen]
+
+    def _suspect_cards(self, size: int, label: str | None, shown: set[int]) -> list[Card]:
+        """Confirmed items flagged as likely wrong, most suspicious first: accept keeps the label."""
+        from .quality.suspects import find_suspects
+
+        found = [s for s in find_suspects(self.project, self.model).suspects
+                 if s.item_id not in shown and (label is None or s.label == label)][:size]
+        self.suspects.update(s.item_id for s in found)
+        return [self.card(s.item_id) for s in found]
 
     def _without_near_duplicates(self, ordered_ids: np.ndarray, size: int) -> list[int]:
         chosen: list[int] = []
@@ -365,6 +378,8 @@ class Reviewer:
         action = Action(action)
         if action is Action.UNDO:
             return self.store.undo(item_id, actor=actor)
+        if action is Action.ACCEPT and item_id in self.suspects and label in (None, self.store.state(item_id).label):
+            return self.store.keep_label(item_id, actor=actor)
         if action in (Action.ACCEPT, Action.REJECT) and label is None:
             label = self._label_to_decide(item_id, action)
         if action is Action.CORRECT and not label:

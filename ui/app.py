@@ -29,7 +29,7 @@ from index.errors import LabelchatError  # noqa: E402
 from index.project import Project  # noqa: E402
 from index.types import Action, Status  # noqa: E402
 
-from . import views  # noqa: E402
+from . import quality_views, views  # noqa: E402
 from .next_batch import NextBatch, Prepared  # noqa: E402
 
 ASSETS = Path(__file__).parent / "assets"
@@ -181,7 +181,7 @@ def build_app(state: AppState):
             open_go = gr.Button("open", elem_id="lc-open", elem_classes=["lc-hidden"])
         with gr.Tab("Review", elem_id="lc-review-tab"):
             with gr.Row():
-                strategy = gr.Dropdown(["uncertain", "balanced", "confident", "random"], value="uncertain",
+                strategy = gr.Dropdown(["uncertain", "balanced", "confident", "random", "suspect"], value="uncertain",
                                        label="Order", scale=1)
                 label_filter = gr.Dropdown([""], value="", label="Suggested label", scale=1)
                 prob_range = gr.Textbox(value="0-1", label="Probability range", scale=1, elem_id="lc-range")
@@ -230,6 +230,8 @@ def build_app(state: AppState):
                 histogram = gr.BarPlot(x="probability", y="items", title="Best-suggestion probability", height=300,
                                        min_width=340)
             progress_plot = gr.LinePlot(x="time", y="confirmed decisions", title="Labelling progress", height=260)
+            health_go = gr.Button("Check dataset health")  # duplicates, outliers, blank or tiny images
+            health_info = gr.HTML(elem_id="lc-health")
             with gr.Row():
                 export_dir = gr.Textbox(label="Export to folder", scale=3)
                 export_format = gr.Dropdown(["imagefolder", "csv", "jsonl", "coco", "hf"], value="imagefolder",
@@ -391,6 +393,11 @@ def build_app(state: AppState):
                     gr.LinePlot(_frame(p_columns, p_rows, numeric=["confirmed decisions"], temporal=["time"]),
                                 y_lim=_headroom([r[1] for r in p_rows])))
 
+        def on_health():
+            from tools.quality.health import dataset_health
+
+            return quality_views.health_html(dataset_health(state.reviewer()), state.image_url)
+
         def on_export(folder, fmt, include, overwrite):
             """Exports, or says why not; a failed export never leaves an earlier success on show."""
             from tools.export import export_dataset
@@ -481,6 +488,7 @@ def build_app(state: AppState):
             bulk_input.change(lambda: ("", None), None, [bulk_info, bulk_previewed], show_progress="hidden")
         refresh.click(dashboard, None, [summary, per_label, histogram, progress_plot], api_name="dashboard")
         dashboard_tab.select(dashboard, None, [summary, per_label, histogram, progress_plot])  # current when opened
+        health_go.click(on_health, None, health_info, api_name="health")
         export_go.click(on_export, [export_dir, export_format, export_include, export_overwrite], export_info)
         train_go.click(on_train, [train_kind, train_epochs, train_use], [train_info, timer], api_name="train")
         train_stop.click(lambda: "Cancelling after the current step…" if state.cancel_training()

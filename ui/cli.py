@@ -24,11 +24,12 @@ from index.types import Label
 from . import format as fmt
 from .cli_chat import cmd_chat, cmd_run
 from .cli_common import (
-    EXIT_BROKEN_PIPE, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, brain_options, emit,
+    EXIT_BROKEN_PIPE, EXIT_ERROR, actor, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, brain_options, emit,
     emit_error, fail, graceful_stop, non_negative_float, non_negative_int, notice, open_project, positive_float, positive_int,
-    probability, progress_bar,
+    probability, progress_bar, user_name,
 )
 from .cli_review import cmd_auto_accept, cmd_correct, cmd_decide, cmd_review, cmd_similar
+from .cli_quality import add_commands as add_quality_commands
 from .cli_train import add_commands as add_training_commands
 
 DEMO_PROJECT = Path("labelchat-data") / "demo"
@@ -52,6 +53,13 @@ def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
         action="store_true",
         default=False if top else argparse.SUPPRESS,
         help="print one machine-readable JSON object on stdout",
+    )
+    parser.add_argument(
+        "--user",
+        type=user_name,
+        default=default,
+        metavar="NAME",
+        help="who decides, as the decision log records it (default: $LABELCHAT_USER or the OS user)",
     )
     parser.add_argument(
         "-q",
@@ -184,7 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("spec", nargs="?", metavar="SPEC")
 
     review = command("review", "show the next batch to review; with --answer, decide each in the terminal", cmd_review)
-    review.add_argument("--strategy", default="uncertain", choices=["uncertain", "balanced", "confident", "random"])
+    review.add_argument("--strategy", default="uncertain", choices=["uncertain", "balanced", "confident", "random", "suspect"],
+                        help="suspect: confirmed items whose labels look wrong (y keeps the label)")
     review.add_argument("--size", type=positive_int, default=20, metavar="N", help="cards in the batch (default 20)")
     review.add_argument("--label", help="only items whose best suggestion is this label")
     review.add_argument("--answer", action="store_true",
@@ -247,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
         talk.add_argument("--device", default=None, metavar="DEV")
 
     add_training_commands(command)
+    add_quality_commands(command, _model_options)
 
     fetch = command("fetch-model", "download a model's weights into the local cache (needs network)", cmd_fetch_model)
     fetch.add_argument("spec", nargs="?", metavar="SPEC", help="default: the project's model, else CLIP ViT-B-32")
@@ -498,7 +508,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_undo(args: argparse.Namespace) -> int:
     with open_project(args) as project:
-        undone = [project.store.undo(args.item)] if args.item is not None else project.store.undo_last()
+        undone = [project.store.undo(args.item, actor=actor(args))] if args.item is not None \
+            else project.store.undo_last(actor=actor(args))
         states = [project.store.state(d.item_id) for d in undone]
         emit(args, {"ok": True, "decision": undone[0], "state": states[0], "undone": len(undone),
                      "decisions": undone}, fmt.format_undo(undone, states))

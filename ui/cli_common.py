@@ -67,6 +67,29 @@ def _number(text: str, fits: Callable[[float], bool], wanted: str) -> float:
     return value
 
 
+def user_name(text: str) -> str:
+    """type= for --user: the name that the decision log records."""
+    name = text.strip()
+    if not name or len(name) > 64 or ":" in name or any(c.isspace() or not c.isprintable() for c in name):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a usable user name: give 1 to 64 characters "
+                                         "without spaces or ':', e.g. --user ana")
+    return name
+
+
+def actor(args: argparse.Namespace) -> str:
+    """Who decides: --user, else $LABELCHAT_USER, else the OS user."""
+    import getpass
+    import os
+
+    given = getattr(args, "user", None) or os.environ.get("LABELCHAT_USER")
+    if given:
+        return user_name(given)
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no user name in the environment or the password database
+        return "user"
+
+
 # -- output, progress, Ctrl-C ----------------------------------------------------------------
 
 

@@ -10,7 +10,7 @@ from index.errors import LabelchatError, NothingToUndoError
 from index.project import Project
 
 from . import format as fmt
-from .cli_common import EXIT_OK, emit, fail, notice, open_project, progress_bar
+from .cli_common import EXIT_OK, actor, emit, fail, notice, open_project, progress_bar
 
 
 def reviewer_for(args: argparse.Namespace, project: Project):
@@ -28,14 +28,14 @@ def cmd_review(args: argparse.Namespace) -> int:
         if not args.answer:
             emit(args, {"ok": True, "cards": cards}, fmt.format_cards(cards, reviewer.labels))
             return EXIT_OK
-        decided = _answer_cards(reviewer, cards)
+        decided = _answer_cards(reviewer, cards, actor(args))
         refresh = reviewer.refresh()
         emit(args, {"ok": True, "decided": decided, "refresh": refresh},
               f"{decided} decisions saved; suggestions of {refresh.written} items updated.")
     return EXIT_OK
 
 
-def _answer_cards(reviewer, cards) -> int:
+def _answer_cards(reviewer, cards, who: str) -> int:
     """Ask for one answer per card on stdin; each decision is saved before the next card.
     'u' takes back this session's newest decision and asks again about its card (never a
     decision made before the session). Returns how many of its decisions are still in effect."""
@@ -51,13 +51,13 @@ def _answer_cards(reviewer, cards) -> int:
         if action is None or action[0] == "quit":
             break
         if action[0] == "undo":
-            undone = [item_id for item_id in _undo_newest(reviewer, start) if item_id in decided]
+            undone = [item_id for item_id in _undo_newest(reviewer, start, who) if item_id in decided]
             for item_id in undone:
                 decided.remove(item_id)
             queue[:0] = [by_id[item_id] for item_id in undone]
             continue
         try:
-            reviewer.decide(card.item.id, Action(action[0]), action[1])
+            reviewer.decide(card.item.id, Action(action[0]), action[1], actor=who)
         except LabelchatError as exc:
             print(f"  {exc}", file=sys.stderr)
             continue
@@ -80,10 +80,10 @@ def _ask(card, labels: list[str]) -> tuple[str, str | None] | None:
         print(f"  not understood: {answer.strip()!r}", file=sys.stderr)
 
 
-def _undo_newest(reviewer, since: int) -> list[int]:
+def _undo_newest(reviewer, since: int, who: str) -> list[int]:
     """Undo the newest decision made after the mark `since`; the items it undid."""
     try:
-        undone = reviewer.store.undo_last(actor="user", since=since)
+        undone = reviewer.store.undo_last(actor=who, since=since)
     except NothingToUndoError:
         print("  nothing to undo", file=sys.stderr)
         return []
@@ -108,7 +108,7 @@ def cmd_decide(args: argparse.Namespace) -> int:
         else:
             if not args.items:
                 raise LabelchatError(f"Give the ids of the items to {action.value}, e.g. labelchat {action.value} 12 13.")
-            decisions = reviewer.decide_many(args.items, action, args.label)  # all or none; one undo
+            decisions = reviewer.decide_many(args.items, action, args.label, actor=actor(args))  # all or none; one undo
             text = "\n".join(fmt.format_decision(d, d.label) for d in decisions)
             value = {"ok": True, "decisions": decisions}
         value["refresh"] = reviewer.refresh()
@@ -121,7 +121,7 @@ def cmd_correct(args: argparse.Namespace) -> int:
 
     with open_project(args) as project:
         reviewer = reviewer_for(args, project)
-        decision = reviewer.decide(args.item, Action.CORRECT, args.label)
+        decision = reviewer.decide(args.item, Action.CORRECT, args.label, actor=actor(args))
         refresh = reviewer.refresh()
         emit(args, {"ok": True, "decision": decision, "refresh": refresh}, fmt.format_decision(decision, args.label))
     return EXIT_OK
@@ -138,7 +138,7 @@ def cmd_auto_accept(args: argparse.Namespace) -> int:
         suggested = {i: project.store.suggestions(i)[0].label for i in plan.audit}
         if plan.audit:
             print(f"Check these {len(plan.audit)} random ones first:", file=sys.stderr)
-            _answer_cards(reviewer, [reviewer.card(i) for i in plan.audit])
+            _answer_cards(reviewer, [reviewer.card(i) for i in plan.audit], actor(args))
         minimum = DEFAULT_MIN_PRECISION if args.min_precision is None else args.min_precision
         report = finish_auto_accept(reviewer, plan, suggested, min_precision=minimum)
         reviewer.refresh()

@@ -1,0 +1,1 @@
+"""Dataset quality: likely label errors among the confirmed items (`suspects`)."""
