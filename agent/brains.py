@@ -196,7 +196,8 @@ def _to_openai(message: BaseMessage) -> dict:
         return {"role": "user", "content": message.content}
     if isinstance(message, ToolMessage):
         return {"role": "tool", "tool_call_id": message.tool_call_id, "content": str(message.content)}
-    result: dict = {"role": "assistant", "content": message.content or None}
+    # "" rather than null: llama.cpp's server (and others) refuse a null content beside tool calls
+    result: dict = {"role": "assistant", "content": message.content or ""}
     calls = list(getattr(message, "tool_calls", []) or [])
     if calls:
         result["tool_calls"] = [

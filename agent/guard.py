@@ -33,6 +33,9 @@ def check(ctx, name: str, args: dict) -> Verdict | None:
     ids = _as_ids(args[key])
     if ids is None:
         return None  # wrong types: the tool's own validation says what is wrong
+    if not ids and name in ("decide", "correct_many"):
+        return Verdict(error=f"{name} was called with no images; nothing was changed. Name the images by id, "
+                             f"or act on images shown in this conversation.")
     given = set(state.given)
     unknown = [i for i in ids if i not in given]
     if unknown:

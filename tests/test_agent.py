@@ -558,6 +558,8 @@ def test_streamed_llm_calls_run_and_its_mistakes_become_errors_it_sees(tmp_path,
         ("stream", text_deltas("Sorry again.")),
         ("stream", call_deltas("delete_everything", "{}")),  # a made-up tool
         ("stream", text_deltas("No such tool.")),
+        ("stream", call_deltas("decide", json.dumps({"item_ids": [], "action": "reject"}))),  # no images at all
+        ("stream", text_deltas("None, then.")),
         ("stream", call_deltas("decide", '{"item_ids": [1, 2')),  # cut-off JSON
         ("stream", text_deltas("Oops.")),
     ])
@@ -584,6 +586,11 @@ def test_streamed_llm_calls_run_and_its_mistakes_become_errors_it_sees(tmp_path,
             steps = say(session, "tidy up")
             failed = [s for s in steps if isinstance(s, ToolResult) and not s.ok]
             assert failed and "There is no tool 'delete_everything'" in failed[0].text
+            steps = say(session, "reject the bad ones")
+            assert any(isinstance(s, ErrorStep) and "called with no images; nothing was changed" in s.message
+                       for s in steps)
+            asked = [m for m in llm.requests[-1]["messages"] if m["role"] == "assistant" and m.get("tool_calls")]
+            assert asked and all(m["content"] == "" for m in asked)  # a string: llama.cpp refuses null
             steps = say(session, "approve 1 and 2")
             assert any(isinstance(s, ErrorStep) and "not valid JSON" in s.message for s in steps)
             assert project.store.status().by_status["confirmed"] == 0  # nothing decided by mistake

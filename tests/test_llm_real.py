@@ -54,10 +54,12 @@ def test_a_real_models_call_on_images_it_was_not_given_is_refused_and_it_sees_wh
         session = _session(project, url)
         steps = list(_run_forced(session, "decide", "approve the good ones"))  # no ids shown or named
         errors = [s.message for s in steps if isinstance(s, ErrorStep)]
-        assert any("was not shown and did not name" in e for e in errors), errors
+        # made-up ids, or none at all (the model's choice): refused either way
+        assert any("nothing was changed" in e for e in errors), errors
         assert all(s.status is not Status.CONFIRMED for s in project.store.states())  # nothing decided
+        assert list(project.store.decisions()) == []  # not even an empty decision was logged
         seen = [m for m in session.messages if getattr(m, "status", None) == "error"]
-        assert seen and "not shown" in str(seen[0].content)  # the model gets the error as a tool message
+        assert seen and "nothing was changed" in str(seen[0].content)  # the model gets the error as a tool message
 
 
 def test_a_server_that_dies_mid_turn_is_a_clear_message(tmp_path, llm):
