@@ -83,7 +83,7 @@ def embed_items(
         for ids, pixels, problems in batches:
             report.problems += problems
             if ids:
-                vectors = _encode_with_backoff(backend, pixels, report)
+                vectors = encode_with_backoff(backend, pixels, report)
                 writer.submit(_store_batch, store, backend.spec, ids, vectors, on_embedded)
                 report.embedded += len(ids)
             done += len(ids) + len(problems)
@@ -105,7 +105,7 @@ def _store_batch(store, model: str, ids: list[int], vectors: np.ndarray, then: C
             then(ids, vectors)
 
 
-def _encode_with_backoff(backend: Backend, pixels, report: EmbedReport) -> np.ndarray:
+def encode_with_backoff(backend: Backend, pixels, report: EmbedReport) -> np.ndarray:
     """Encode in parts of `report.batch_size`; on out-of-memory, halve it for good and retry."""
     size = report.batch_size
     parts = [pixels[i : i + size] for i in range(0, len(pixels), size)]
@@ -124,7 +124,7 @@ def _encode_part(backend: Backend, pixels, report: EmbedReport) -> np.ndarray:
                 f"Out of memory on {backend.device} even for one image. Use --device cpu."
             ) from exc
         report.batch_size = max(1, min(report.batch_size, len(pixels) // 2))
-        return _encode_with_backoff(backend, pixels, report)
+        return encode_with_backoff(backend, pixels, report)
 
 
 def _free_cuda_cache() -> None:

@@ -149,6 +149,19 @@ def _item_files(project: Project, item_ids: list[int]) -> list[tuple[int, Path |
             for i in item_ids]
 
 
+def decode_files(files: list[tuple[int, Path]], backend: Backend, resize_on_device: bool, threads: int):
+    """(ids, (N, C, H, W) pixels on the backend's device or None, problems) of these (item id,
+    file) pairs, decoded by `threads` threads: one batch as `pixel_batches` gives it, for a
+    caller that has the files but no project (a Ray actor, `ray_engine`)."""
+    geometry = backend.device_geometry() if resize_on_device else None
+    prepare = backend.prepare if geometry is None else SmallAsDecoded(backend.prepare, geometry)
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        results = list(pool.map(lambda entry: _prepared(entry, prepare), files))
+    batch = collate([(item_id, result) for (item_id, _), result in zip(files, results)])
+    pixels = batch.nchw() if geometry is None else batch.on_device(backend.device, geometry)
+    return batch.ids, pixels, batch.problems
+
+
 def _prepared(entry: tuple[int, Path | Problem], prepare: Callable):
     """prepare(image) of an `_item_files` entry, or its Problem."""
     item_id, path = entry

@@ -19,6 +19,7 @@ from index.types import Label
 
 from .ingest import IngestOptions, IngestReport, ingest
 from .models import parse_spec
+from .ray_engine import LOCAL, Engine
 from .zeroshot import DEFAULT_TEMPLATES, SuggestReport, check_label_set, suggest
 
 
@@ -57,6 +58,7 @@ def prelabel(
     on_progress: Callable[[int, int, str], None] | None = None,
     on_notice: Callable[[str], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    engine: Engine = LOCAL,
 ) -> PrelabelReport:
     check_label_set(labels)
     if model:
@@ -71,7 +73,7 @@ def prelabel(
                 return report
             report.suggest = suggest(
                 project, model=model, device=device, template_set=template_set,
-                on_progress=on_progress, on_notice=on_notice, should_stop=should_stop,
+                on_progress=on_progress, on_notice=on_notice, should_stop=should_stop, engine=engine,
             )
             report.predictions = _predictions(project)
     return report

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
 
 import numpy as np
@@ -26,6 +26,7 @@ from index.types import Label
 from .embed import EmbedReport, embed_items
 from .models import MODEL_SETTING, load_backend, parse_spec, resolve_spec
 from .models.base import Backend, ZeroShotHead, head_from_bytes, head_to_bytes
+from .ray_engine import LOCAL, Engine
 
 TEMPLATES_FILE = "clip_templates.yaml"
 DEFAULT_TEMPLATES = "default"
@@ -113,17 +114,22 @@ class Scorer:
 
 def score_stale(
     project: Project, scorer: Scorer, stale: Sequence[int], features_model: str,
-    backend: Backend | None = None, **embed_options,
+    backend: Backend | None = None, engine: Engine = LOCAL, **embed_options,
 ) -> tuple[int, EmbedReport | None]:
     """(items scored, embedding report) for the `stale` items.
 
     Items without features are embedded by `backend` (when one is given) and
     scored a batch at a time as their features come, on the thread that stores
     them, while the model encodes the next batch; the rest are scored from the
-    features cached in the store."""
+    features cached in the store. With the Ray `engine`, the cluster embeds them all first
+    (`ray_engine`), and every item is scored from the store."""
     scored: list[int] = []
     report = None
-    if backend is not None:
+    if backend is not None and engine.kind == "ray":
+        from .ray_engine import embed_with_ray
+
+        report = embed_with_ray(project, backend, stale, engine, **embed_options)
+    elif backend is not None:
         def on_embedded(ids: list[int], vectors: np.ndarray) -> None:
             scorer(ids, vectors)
             scored.extend(ids)
@@ -145,17 +151,20 @@ def suggest(
     on_notice: Callable[[str], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     use_trained: bool = True,
+    engine: Engine = LOCAL,
 ) -> SuggestReport:
     """Suggestions for every item whose suggestions are stale or missing: from the project's
     active trained model version when there is one (unless a --model was given, or
-    `use_trained` is False, as training itself asks), else zero-shot."""
+    `use_trained` is False, as training itself asks), else zero-shot. `engine` says who embeds
+    the images without features: this process, or a Ray cluster."""
+    engine = replace(engine, device=device)
     if use_trained and model is None:
         from .training.versions import active_version_if_usable, suggest_with_version
 
         version = active_version_if_usable(project, on_notice=on_notice)
         if version is not None:
             return suggest_with_version(project, version, device=device, batch_size=batch_size,
-                                        on_progress=on_progress, should_stop=should_stop)
+                                        on_progress=on_progress, should_stop=should_stop, engine=engine)
     started = time.perf_counter()
     store = project.store
     labels = list(store.label_set().labels)
@@ -180,7 +189,7 @@ def suggest(
                            features_model=backend.spec, head_key=key)
     report.up_to_date = store.item_count() - len(stale)
     report.suggested, report.embed = score_stale(
-        project, Scorer(store, head, key, backend.spec), stale, backend.spec, backend,
+        project, Scorer(store, head, key, backend.spec), stale, backend.spec, backend, engine,
         batch_size=batch_size, on_progress=on_progress, should_stop=should_stop,
     )
     report.seconds = time.perf_counter() - started

@@ -173,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     suggest = command("suggest", "zero-shot label suggestions for the project's images", cmd_suggest)
     _model_options(suggest)
+    _engine_options(suggest)
 
     prelabel = command(
         "prelabel", "label a folder of images in one go (no project needed); one prediction per image", cmd_prelabel
@@ -187,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     prelabel.add_argument("--cache-project", metavar="DIR",
                           help="keep images and features in this project to reuse them next time")
     _model_options(prelabel)
+    _engine_options(prelabel)
 
     model = command("model", "show or set the project's model (e.g. offline, openclip:ViT-B-32/laion2b_s34b_b79k)", cmd_model)
     model.add_argument("spec", nargs="?", metavar="SPEC")
@@ -292,6 +294,21 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--templates", default="default", choices=["default", "short"],
                         help="the prompt ensemble (prompts/clip_templates.yaml)")
     parser.add_argument("--batch-size", type=positive_int, default=None, metavar="N")
+
+
+def _engine_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--engine", default="local", choices=["local", "ray"],
+                        help="who embeds the images: this process (default), or Ray Data on a Ray cluster "
+                        "(needs labelchat[ray])")
+    parser.add_argument("--ray-address", metavar="ADDR",
+                        help="with --engine ray: the cluster to connect to (e.g. 10.0.0.5:6379, as 'ray status' "
+                        "prints it); without it a local one is started on 127.0.0.1")
+
+
+def _engine(args: argparse.Namespace):
+    from tools.ray_engine import Engine
+
+    return Engine(args.engine, args.ray_address)
 
 
 # -- entry point ------------------------------------------------------------------------
@@ -547,7 +564,8 @@ def cmd_suggest(args: argparse.Namespace) -> int:
 
     with open_project(args) as project, progress_bar(args, "img") as progress, graceful_stop() as stop:
         report = suggest_with_examples(project, model=args.model, device=args.device, template_set=args.templates,
-                         batch_size=args.batch_size, on_progress=progress, on_notice=notice, should_stop=stop)
+                         batch_size=args.batch_size, on_progress=progress, on_notice=notice, should_stop=stop,
+                         engine=_engine(args))
         counts = project.store.status()
         stopped = bool(report.embed and report.embed.cancelled)
         remaining = len(project.store.items_without_suggestions_from(report.head_key)) if report.head_key else 0
@@ -570,7 +588,7 @@ def cmd_prelabel(args: argparse.Namespace) -> int:
         report = prelabel(args.images, labels, model=args.model, device=args.device,
                           template_set=args.templates, project_dir=args.cache_project,
                           ingest_options=IngestOptions(near_duplicate_distance=-1),
-                          on_progress=progress, on_notice=notice, should_stop=stop)
+                          on_progress=progress, on_notice=notice, should_stop=stop, engine=_engine(args))
     output = format_predictions(report.predictions, args.format)
     if args.out == "-":
         sys.stdout.write(output)

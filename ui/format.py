@@ -190,7 +190,7 @@ def format_suggest(report, counts: StatusCounts, remaining: int | None = None) -
         lines.append(
             f"Encoded {embed.embedded} images at {embed.images_per_second:.1f} images/s "
             f"(batch {embed.batch_size}, {embed.precision}, decoded by {embed.workers} "
-            f"{'worker processes' if embed.loader == 'processes' else 'threads'}"
+            f"{ {'processes': 'worker processes', 'ray': 'Ray actors'}.get(embed.loader, 'threads')}"
             f"{', small ones resized on the GPU' if embed.resized_on_device else ''}); "
             f"{embed.cached} were cached."
         )

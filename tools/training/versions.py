@@ -175,8 +175,9 @@ def active_version_if_usable(project: Project, on_notice: Callable[[str], None] 
 
 
 def suggest_with_version(project: Project, version: ModelVersion, *, device: str | None = None,
-                         batch_size: int | None = None, on_progress=None, should_stop=None):
+                         batch_size: int | None = None, on_progress=None, should_stop=None, engine=None):
     """Score every item whose suggestions did not come from this version yet."""
+    from ..ray_engine import LOCAL
     from ..zeroshot import Scorer, SuggestReport, score_stale
 
     started = time.perf_counter()
@@ -193,7 +194,7 @@ def suggest_with_version(project: Project, version: ModelVersion, *, device: str
         backend = version_backend(project, version, device) if missing else None  # the model only when needed
         scorer = Scorer(store, head, key, version.name, version.kind)
         report.suggested, report.embed = score_stale(
-            project, scorer, stale, report.features_model, backend,
+            project, scorer, stale, report.features_model, backend, engine or LOCAL,
             batch_size=batch_size, on_progress=on_progress, should_stop=should_stop,
         )
     report.seconds = time.perf_counter() - started
