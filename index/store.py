@@ -625,8 +625,14 @@ class Store:
         rows = self._read(_SUGGESTION_SELECT + " WHERE item_id = ? ORDER BY rank", (item_id,))
         return [_suggestion(row) for row in rows]
 
-    def top_suggestions(self) -> dict[int, Suggestion]:
-        rows = self._read(_SUGGESTION_SELECT + " WHERE rank = 0")
+    def top_suggestions(self, item_ids: Sequence[int] | None = None) -> dict[int, Suggestion]:
+        """Each item's best suggestion: of every item, or only of `item_ids` (a page of a listing,
+        which then reads those rows alone, not the whole table)."""
+        if item_ids is None:
+            rows = self._read(_SUGGESTION_SELECT + " WHERE rank = 0")
+        else:
+            rows = self._read(_SUGGESTION_SELECT + " WHERE rank = 0 AND item_id IN (SELECT value FROM json_each(?))",
+                              (json.dumps([int(i) for i in item_ids]),))
         return {row["item_id"]: _suggestion(row) for row in rows}
 
     def put_suggestions_many(

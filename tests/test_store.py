@@ -281,3 +281,16 @@ def test_the_project_check_finds_an_image_missing_from_the_media_folder(tmp_path
         project.media.path(gone.media_path).unlink()
         (problem,) = project.check()
         assert f"item {gone.id}: its image" in problem and "missing" in problem and gone.source in problem
+
+
+def test_a_page_of_items_reads_only_its_own_best_suggestions(store):
+    a, b, c = _add(store, 3)
+    for item, label in ((a, "cat"), (b, "dog"), (c, "cat")):
+        store.put_suggestions(item, [Suggestion(item, label, 0.8, 0, "m", "zero-shot"),
+                                     Suggestion(item, "fish", 0.2, 1, "m", "zero-shot")])
+    assert {i: s.label for i, s in store.top_suggestions([a, c]).items()} == {a: "cat", c: "cat"}
+    assert store.top_suggestions([]) == {} and len(store.top_suggestions()) == 3
+    plan = " ".join(row[3] for row in store._read(
+        "EXPLAIN QUERY PLAN SELECT g.label, count(*) FROM suggestions g JOIN item_state s ON s.item_id = g.item_id"
+        " WHERE g.rank = 0 AND s.status != 'confirmed' GROUP BY g.label"))
+    assert "suggestions_best" in plan  # status counts from the index of best suggestions, not every rank

@@ -494,7 +494,7 @@ def cmd_items(args: argparse.Namespace) -> int:
         store = project.store
         status = Status(args.status) if args.status else None
         items = store.items(status=status, label=args.label, limit=args.limit)
-        top = store.top_suggestions()
+        top = store.top_suggestions([item.id for item in items])
         rows = [{"item": item, "state": store.state(item.id), "suggestion": top.get(item.id)} for item in items]
         lines = [fmt.format_item_row(r["item"], r["state"], r["suggestion"]) for r in rows]
         emit(args, {"ok": True, "items": rows}, "\n".join(lines) or "No items match.")

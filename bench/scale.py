@@ -1,0 +1,171 @@
+"""How labelchat's costs grow with the project: 10k, 100k (and 1M) items, no model needed.
+
+    python bench/scale.py [--sizes 10000 100000 1000000] [--dim 128] [--labels 10]
+
+For each size a project is made in a scratch folder with synthetic rows and vectors (items,
+their pending state, five ranked suggestions each from a stored zero-shot head, and a feature
+vector each, as after `labelchat suggest`), then, in a fresh process per size (so its peak
+memory is its own):
+
+- `labelchat status` and `labelchat items --status pending --limit 20` (the CLI in-process,
+  opening the project each time; median of 5 runs);
+- a review batch: opening the reviewer (all features read, the live learner built) and its
+  first batch of 20 cards;
+- a live refresh of every pending item's suggestions after 20 decisions (what the review loop
+  does after a batch);
+- a k=10 similar-items query: p50 / p95 over 300 queries, exact and approximate (IVF), with the
+  approximate index's recall@10 against exact search (`bench/review_speed.py`'s measurement);
+- the process's peak resident memory.
+
+Ends with one JSON line: the figures per size and each figure's ratio to the smallest size's
+(items grow 10x a step: a ratio near 10 is linear, above about 12 worse than n log n).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import numpy as np  # noqa: E402
+
+SPEC = "openclip:tiny/random"  # only its name: the head and the vectors are made here
+ROWS_PER_INSERT = 50_000
+
+
+def build_project(folder: Path, n: int, dim: int, labels: int) -> None:
+    """A project of n pending items with ranked suggestions and features, as `suggest` leaves it."""
+    from index.project import Project
+    from index.store import now
+    from index.types import Label
+    from review_speed import synthetic
+    from tools.models.base import LinearHead, head_to_bytes, l2_normalize
+    from tools.zeroshot import DEFAULT_TEMPLATES, TOP_K, head_key, templates
+
+    names = [f"label{i}" for i in range(labels)]
+    x, _ = synthetic(n, dim, labels)
+    rng = np.random.default_rng(7)
+    head = LinearHead(tuple(names), l2_normalize(rng.standard_normal((labels, dim)).astype(np.float32)), 30.0)
+    with Project(folder) as project:
+        store = project.store
+        store.set_labels([Label(name) for name in names])
+        key = head_key(SPEC, store.label_set().labels, templates(DEFAULT_TEMPLATES))
+        store.put_head(key, SPEC, head_to_bytes(head))
+        stamp = now()
+        db = store._db  # the bench fills the tables in bulk; the product writes them row by row
+        for start in range(0, n, ROWS_PER_INSERT):
+            ids = range(start + 1, min(n, start + ROWS_PER_INSERT) + 1)
+            probabilities = head.probabilities(x[start : start + len(ids)])
+            order = np.argsort(-probabilities, axis=1)[:, :TOP_K]
+            with store.transaction():
+                db.executemany("INSERT INTO items(id, sha256, phash, media_path, width, height, format, bytes,"
+                               " added_at) VALUES (?, ?, '0', 'media/x.png', 64, 64, 'PNG', 1000, ?)",
+                               [(i, f"{i:064x}", stamp) for i in ids])
+                db.executemany("INSERT INTO item_state(item_id, status) VALUES (?, 'pending')", [(i,) for i in ids])
+                db.executemany(
+                    "INSERT INTO suggestions(item_id, rank, label, score, model, method, created_at, head_key)"
+                    " VALUES (?, ?, ?, ?, ?, 'zero-shot', ?, ?)",
+                    [(i, rank, names[j], float(probabilities[row, j]), SPEC, stamp, key)
+                     for row, i in enumerate(ids) for rank, j in enumerate(order[row])])
+                db.executemany("INSERT INTO embeddings(model, item_id, vector, created_at) VALUES (?, ?, ?, ?)",
+                               [(SPEC, i, x[start + row].tobytes(), stamp) for row, i in enumerate(ids)])
+
+
+def _median_seconds(run, times: int = 5) -> float:
+    spent = []
+    for _ in range(times):
+        started = time.perf_counter()
+        run()
+        spent.append(time.perf_counter() - started)
+    return round(statistics.median(spent), 4)
+
+
+def _cli(*argv: str) -> None:
+    from ui.cli import main
+
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        code = main(list(argv))
+    if code != 0:
+        raise RuntimeError(f"labelchat {' '.join(argv)} exited {code}")
+
+
+def measure(folder: Path, n: int, dim: int, labels: int) -> dict:
+    """Every figure for one project (run in its own process: see main)."""
+    from index.project import Project
+    from review_speed import similar_queries
+    from tools.review import Reviewer
+
+    figures: dict = {"items": n}
+    project_arg = ["--project", str(folder)]
+    figures["status_s"] = _median_seconds(lambda: _cli("status", "--json", *project_arg))
+    figures["items_page_s"] = _median_seconds(
+        lambda: _cli("items", "--status", "pending", "--limit", "20", "--json", *project_arg))
+    with Project(folder) as project:
+        started = time.perf_counter()
+        reviewer = Reviewer(project, model=SPEC)
+        figures["reviewer_open_s"] = round(time.perf_counter() - started, 4)
+        started = time.perf_counter()
+        cards = reviewer.batch(size=20)
+        figures["review_batch_s"] = round(time.perf_counter() - started, 4)
+        for card in cards:
+            project.store.decide(card.item.id, "accept", card.suggestions[0].label)
+        started = time.perf_counter()
+        refreshed = reviewer.refresh()
+        figures["refresh_after_20_s"] = round(time.perf_counter() - started, 4)
+        figures["refresh_pending"] = refreshed.items
+    with tempfile.TemporaryDirectory(prefix="labelchat-scale-knn-") as scratch:
+        knn = similar_queries(n, dim, labels, Path(scratch))
+    figures["knn_exact_p95_ms"] = knn["exact"]["p95_ms"]
+    figures["knn_approximate_p95_ms"] = knn["approximate"]["p95_ms"]
+    figures["knn_recall_at_10"] = knn["approximate"]["recall_at_10"]
+    figures["knn_nprobe"] = knn["approximate"]["nprobe"]
+    figures["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return figures
+
+
+RATIO_KEYS = ("status_s", "items_page_s", "reviewer_open_s", "review_batch_s", "refresh_after_20_s",
+              "knn_exact_p95_ms", "knn_approximate_p95_ms", "peak_rss_mib")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--dim", type=int, default=128, help="length of the synthetic feature vectors")
+    parser.add_argument("--labels", type=int, default=10)
+    parser.add_argument("--one", type=Path, help=argparse.SUPPRESS)  # measure this project (a child run)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(measure(args.one, args.sizes[0], args.dim, args.labels)))
+        return
+    results = {}
+    for n in args.sizes:
+        with tempfile.TemporaryDirectory(prefix="labelchat-scale-") as scratch:
+            folder = Path(scratch) / "project"
+            started = time.perf_counter()
+            build_project(folder, n, args.dim, args.labels)
+            built = round(time.perf_counter() - started, 1)
+            child = subprocess.run([sys.executable, __file__, "--one", str(folder), "--sizes", str(n),
+                                    "--dim", str(args.dim), "--labels", str(args.labels)],
+                                   capture_output=True, text=True, check=True)
+            results[str(n)] = {**json.loads(child.stdout.strip().splitlines()[-1]), "build_s": built}
+            print(f"{n}: {results[str(n)]}", file=sys.stderr)
+    base = results[str(args.sizes[0])]
+    ratios = {str(n): {key: round(results[str(n)][key] / base[key], 2) if base[key] else None for key in RATIO_KEYS}
+              for n in args.sizes[1:]}
+    print(json.dumps({"dim": args.dim, "labels": args.labels, "sizes": results, "ratio_to_smallest": ratios}))
+
+
+if __name__ == "__main__":
+    main()
