@@ -158,7 +158,9 @@ def main() -> None:
             built = round(time.perf_counter() - started, 1)
             child = subprocess.run([sys.executable, __file__, "--one", str(folder), "--sizes", str(n),
                                     "--dim", str(args.dim), "--labels", str(args.labels)],
-                                   capture_output=True, text=True, check=True)
+                                   capture_output=True, text=True)
+            if child.returncode:
+                sys.exit(f"measuring {n} items failed:\n{child.stderr[-4000:]}")
             results[str(n)] = {**json.loads(child.stdout.strip().splitlines()[-1]), "build_s": built}
             print(f"{n}: {results[str(n)]}", file=sys.stderr)
     base = results[str(args.sizes[0])]

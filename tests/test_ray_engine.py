@@ -138,7 +138,7 @@ def test_a_rerun_merges_what_an_interrupted_run_left_and_embeds_each_image_once(
         assert merge_shards(project) == 0
 
 
-def test_the_cli_takes_engine_ray_and_refuses_an_address_without_it(network_log, tmp_path, photos_subset, capsys):
+def test_the_cli_takes_engine_ray_and_refuses_a_bad_address(network_log, tmp_path, photos_subset, photos_dir, capsys):
     from ui.cli import main
 
     folder = tmp_path / "cli"
@@ -150,6 +150,10 @@ def test_the_cli_takes_engine_ray_and_refuses_an_address_without_it(network_log,
         assert project.store.embedding_count(suggest_spec(project)) == 15
     assert main(["suggest", "--ray-address", "127.0.0.1:6379", "--project", str(folder)]) == 1
     assert "--engine ray" in capsys.readouterr().err
+    assert main(["add", str(photos_dir / "fish"), "--project", str(folder)]) == 0  # new images to embed
+    assert main(["suggest", "--engine", "ray", "--ray-address", "127.0.0.1:1", "--model", MODEL,
+                 "--project", str(folder)]) == 1
+    assert "No Ray cluster answers at 127.0.0.1:1" in capsys.readouterr().err
 
 
 def test_engine_ray_without_ray_installed_says_how_to_install_it(monkeypatch):

@@ -121,13 +121,15 @@ def ray_session(address: str | None = None, cpus: int | None = None) -> Iterator
     """Ray, connected: to `address`, else to a local cluster started now on 127.0.0.1 and shut
     down afterwards. A process already connected (a caller's own session) is used as it is."""
     ray = import_ray()
+    if address:
+        _check_reachable(address)
     if ray.is_initialized():
         yield ray
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # this process too (a driver reports as well)
     os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
     try:
-        with _environment(QUIET_ENV if not address else {}), _loopback_node(not address):
+        with _environment(QUIET_ENV if not address else {}), _loopback_node(not address or _is_loopback(address)):
             if address:
                 ray.init(address=address, log_to_driver=False, configure_logging=False)
             else:
@@ -145,6 +147,40 @@ def ray_session(address: str | None = None, cpus: int | None = None) -> Iterator
         yield ray
     finally:
         ray.shutdown()
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    text = address.removeprefix("ray://")
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        raise RayEngineError(f"--ray-address {address!r} is not HOST:PORT (e.g. 10.0.0.5:6379, as 'ray status' "
+                             f"on the head node prints it).")
+    return host.strip("[]"), int(port)
+
+
+def _is_loopback(address: str) -> bool:
+    import ipaddress
+
+    host, _ = _host_port(address)
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """One TCP connect to the cluster's address before Ray is asked: Ray itself retries a dead
+    address for minutes."""
+    import socket
+
+    host, port = _host_port(address)
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError as exc:
+        raise RayEngineError(
+            f"No Ray cluster answers at {address} ({exc}). Start one there (ray start --head), check the "
+            f"address ('ray status' on the head node prints it), or leave out --ray-address to start a local one."
+        ) from exc
 
 
 @contextmanager
