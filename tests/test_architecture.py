@@ -14,7 +14,7 @@ import prompts
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = ["index", "tools", "agent", "ui"]  # each may import only those before it
-HEAVY = {"torch", "torchvision", "open_clip", "transformers", "gradio", "timm", "faiss", "sentence_transformers"}
+HEAVY = {"torch", "torchvision", "open_clip", "transformers", "gradio", "timm", "faiss", "sentence_transformers", "PIL"}
 
 
 def _imports(path: Path) -> list[tuple[str, bool]]:
@@ -28,6 +28,96 @@ def _imports(path: Path) -> list[tuple[str, bool]]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             found.append((node.module.split(".")[0], id(node) in module_level))
     return found
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _package_edges(package: str) -> dict[str, set[str]]:
+    """module -> the modules of `package` it imports, anywhere in the file (lazy imports and
+    TYPE_CHECKING ones count: a cycle is a tangle however late it is tied). `from .x import y`
+    is an edge to x.y when that is a module, else to x."""
+    files = {_module_name(p): p for p in (ROOT / package).rglob("*.py")}
+    edges: dict[str, set[str]] = {}
+    for name, path in files.items():
+        here = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                targets |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    anchor = here.split(".")[: len(here.split(".")) - (node.level - 1)]
+                    base = ".".join(anchor + ([base] if base else []))
+                for alias in node.names:
+                    targets.add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in files else base)
+        edges[name] = {t for t in targets if t in files and t != name}
+    return edges
+
+
+def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """One cycle per strongly connected group of modules (Tarjan), each as a path a -> b -> a."""
+    index, low, stack, on_stack, groups = {}, {}, [], set(), []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(edges[node]):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            group = set()
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.add(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                groups.append(group)
+
+    for node in sorted(edges):
+        if node not in index:
+            visit(node)
+    cycles = []
+    for group in groups:  # a shortest way round from the group's first module, for the message
+        start = min(group)
+        paths, seen = [[start]], {start}
+        while paths:
+            path = paths.pop(0)
+            if start in edges[path[-1]] and len(path) > 1:
+                cycles.append(path + [start])
+                break
+            for nxt in sorted(edges[path[-1]] & group - seen):
+                seen.add(nxt)
+                paths.append(path + [nxt])
+    return cycles
+
+
+def test_the_cycle_finder_finds_a_mutual_import(tmp_path):
+    edges = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert _cycles(edges) == [["a", "b", "c", "a"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_the_edges_resolve_relative_and_lazy_imports():
+    edges = _package_edges("tools")
+    assert "tools.models.pixels" in edges["tools.models.geometry"]  # from .pixels import ...
+    assert "tools.training.versions" in edges["tools.zeroshot"]  # a lazy import inside suggest()
+    assert "tools.zeroshot" in edges["tools.training.activation"]
+
+
+def test_tools_hold_no_import_cycle():
+    cycles = _cycles(_package_edges("tools"))
+    assert not cycles, "import cycles in tools/: " + "; ".join(" -> ".join(c) for c in cycles) + \
+        ". Move what both need into a module below them."
 
 
 @pytest.mark.parametrize("layer", LAYERS)

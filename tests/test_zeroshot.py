@@ -146,7 +146,7 @@ def test_images_smaller_than_the_input_resized_on_the_device_embed_as_the_worker
 
 def test_images_of_different_sizes_travel_end_to_end_and_are_resized_a_size_at_a_time():
     from tools.loaders import SmallAsDecoded, collate
-    from tools.models.base import uint8_pixels
+    from tools.models.pixels import uint8_pixels
     from tools.models.geometry import Geometry
 
     geometry = Geometry(32, None, (32, 32), bicubic=True)

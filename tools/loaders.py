@@ -30,8 +30,9 @@ from typing import Callable, Iterator
 from index.project import Project
 
 from .images import Reason
-from .models.base import Backend, uint8_pixels
+from .models.base import Backend
 from .models.geometry import Geometry
+from .models.pixels import uint8_pixels
 from .sources import Problem
 
 PREFETCH_BATCHES = 3

@@ -53,13 +53,6 @@ class PixelNorm:
         return pixels.float().mul_(gain).sub_(offset)
 
 
-def uint8_pixels(image: "Image.Image") -> "torch.Tensor":
-    """An image as a (3, H, W) uint8 tensor: one copy of its RGB bytes, seen channels first."""
-    import torch
-
-    return torch.from_numpy(np.array(image if image.mode == "RGB" else image.convert("RGB"))).permute(2, 0, 1)
-
-
 def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=-1, keepdims=True)
     exp = np.exp(shifted)

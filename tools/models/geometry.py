@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from .base import uint8_pixels
+from .pixels import uint8_pixels
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch

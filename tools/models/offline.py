@@ -27,7 +27,8 @@ import numpy as np
 
 from index.types import Label
 
-from .base import Backend, BridgeHead, ModelError, PixelNorm, l2_normalize, label_texts, uint8_pixels
+from .base import Backend, BridgeHead, ModelError, PixelNorm, l2_normalize, label_texts
+from .pixels import uint8_pixels
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch

@@ -16,7 +16,8 @@ import numpy as np
 
 from index.types import Label
 
-from .base import Backend, LinearHead, ModelError, PixelNorm, uint8_pixels
+from .base import Backend, LinearHead, ModelError, PixelNorm
+from .pixels import uint8_pixels
 from .clip_common import PrecisionChooser, text_head
 from .geometry import Geometry
 

@@ -8,9 +8,8 @@ from .config import Kind, TrainConfig
 from .data import NotEnoughExamplesError
 from .progress import LabelsChangedError, TrainingCancelled, TrainProgress
 from .run import NothingToResumeError, TrainingBusyError, TrainReport, request_cancel, train
-from .versions import (
-    Activation, VersionFeaturesError, VersionLabelsError, activate, active_version, export_version, import_version,
-)
+from .activation import Activation, activate
+from .versions import VersionFeaturesError, VersionLabelsError, active_version, export_version, import_version
 
 __all__ = [
     "Activation", "Kind", "LabelsChangedError", "NotEnoughExamplesError", "NothingToResumeError",

@@ -17,7 +17,6 @@ from __future__ import annotations
 import shutil
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -29,6 +28,7 @@ from index.types import ModelVersion
 
 from ..models import load_backend, parse_spec
 from ..models.base import Backend, ZeroShotHead, head_to_bytes
+from ..scoring import Scorer, SuggestReport, score_stale
 from .checkpoint import CheckpointError, load_head, load_tensors, read_json, refuse_pickle, write_json
 
 HEAD_FILE, TOWER_FILE, INFO_FILE, SPLIT_FILE = "head.safetensors", "tower.safetensors", "version.json", "split.json"
@@ -178,7 +178,6 @@ def suggest_with_version(project: Project, version: ModelVersion, *, device: str
                          batch_size: int | None = None, on_progress=None, should_stop=None, engine=None):
     """Score every item whose suggestions did not come from this version yet."""
     from ..ray_engine import LOCAL
-    from ..zeroshot import Scorer, SuggestReport, score_stale
 
     started = time.perf_counter()
     store = project.store
@@ -199,35 +198,6 @@ def suggest_with_version(project: Project, version: ModelVersion, *, device: str
         )
     report.seconds = time.perf_counter() - started
     return report
-
-
-@dataclass(frozen=True)
-class Activation:
-    version: ModelVersion | None  # None: back to zero-shot
-    rescored: int
-    seconds: float
-
-
-def activate(project: Project, version_id: int | None, *, device: str | None = None,
-             on_progress=None) -> Activation:
-    """Make a version the one that suggests labels (None: zero-shot again) and re-score every item."""
-    from ..zeroshot import suggest
-
-    store = project.store
-    version = None
-    if version_id is not None:
-        version = store.model_version(version_id)
-        current = list(store.label_set().names)
-        if list(version.labels) != current:
-            raise VersionLabelsError(version, current)
-        if not features_are_current(version):
-            raise VersionFeaturesError(version)
-        load_version_head(project, version)  # refuse damaged or non-safetensors files before switching
-        if version.kind == "finetune":
-            refuse_pickle(version_folder(project, version) / TOWER_FILE)
-    store.activate_model(version_id)
-    report = suggest(project, device=device, on_progress=on_progress)
-    return Activation(version, report.suggested, report.seconds)
 
 
 # -- export and import -------------------------------------------------------------------
