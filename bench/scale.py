@@ -52,7 +52,8 @@ def build_project(folder: Path, n: int, dim: int, labels: int) -> None:
     from index.types import Label
     from review_speed import synthetic
     from tools.models.base import LinearHead, head_to_bytes, l2_normalize
-    from tools.zeroshot import DEFAULT_TEMPLATES, TOP_K, head_key, templates
+    from tools.scoring import TOP_K
+    from tools.zeroshot import DEFAULT_TEMPLATES, head_key, templates
 
     names = [f"label{i}" for i in range(labels)]
     x, _ = synthetic(n, dim, labels)
@@ -125,6 +126,8 @@ def measure(folder: Path, n: int, dim: int, labels: int) -> dict:
         refreshed = reviewer.refresh()
         figures["refresh_after_20_s"] = round(time.perf_counter() - started, 4)
         figures["refresh_pending"] = refreshed.items
+        figures["refresh_written"] = refreshed.written
+        figures.update(_write_paths(reviewer, project))
     with tempfile.TemporaryDirectory(prefix="labelchat-scale-knn-") as scratch:
         knn = similar_queries(n, dim, labels, Path(scratch))
     figures["knn_exact_p95_ms"] = knn["exact"]["p95_ms"]
@@ -132,6 +135,35 @@ def measure(folder: Path, n: int, dim: int, labels: int) -> dict:
     figures["knn_recall_at_10"] = knn["approximate"]["recall_at_10"]
     figures["knn_nprobe"] = knn["approximate"]["nprobe"]
     figures["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return figures
+
+
+def _write_paths(reviewer, project) -> dict:
+    """The app's refresh (rows stored by the writer thread) and, as the baseline, the same
+    rows stored the way every refresh stored them before: one Suggestion object at a time."""
+    from tools.review import Strategy
+
+    for card in reviewer.batch(Strategy.UNCERTAIN, 20):
+        project.store.decide(card.item.id, "accept", card.suggestions[0].label)
+    reviewer.write_behind()
+    started = time.perf_counter()
+    reviewer.refresh()
+    figures = {"refresh_app_s": round(time.perf_counter() - started, 4)}
+    reviewer.flush()
+    started = time.perf_counter()
+    reviewer.refresh()  # nothing changed since: nothing to store
+    figures["refresh_unchanged_s"] = round(time.perf_counter() - started, 4)
+    current, ids, examples = reviewer.current, reviewer.current_ids, reviewer.example_labels
+    every_row = np.arange(len(ids))
+    started = time.perf_counter()
+    project.store.put_suggestions_many(
+        {int(i): reviewer._suggestions(int(i), current, r, examples) for r, i in enumerate(ids)},
+        head_key=reviewer.head_key)
+    figures["store_all_per_item_s"] = round(time.perf_counter() - started, 4)
+    started = time.perf_counter()
+    reviewer.store_rows(ids, current, every_row, examples)
+    figures["store_all_arrays_s"] = round(time.perf_counter() - started, 4)
+    figures["store_all_speedup"] = round(figures["store_all_per_item_s"] / figures["store_all_arrays_s"], 2)
     return figures
 
 

@@ -273,13 +273,13 @@ def test_write_behind_shows_the_newest_suggestions_and_stores_them_all(reviewer)
     for card, label in zip(cards, ["windmill", "fish"] * 3):  # the probe moves every item
         reviewer.decide(card.item.id, Action.CORRECT, label)
     written_rows = []
-    original = reviewer.store.put_suggestions_many
+    original = reviewer.store.put_ranked_suggestions
 
-    def slow_put(rows, head_key=None):  # the real write, observed: how many rows per transaction
-        written_rows.append(len(rows))
-        original(rows, head_key=head_key)
+    def observed_put(item_ids, *args, **kwargs):  # the real write, observed: how many items per transaction
+        written_rows.append(len(item_ids))
+        original(item_ids, *args, **kwargs)
 
-    reviewer.store.put_suggestions_many = slow_put
+    reviewer.store.put_ranked_suggestions = observed_put
     report = reviewer.refresh()
     assert report.written > 0
     pending = reviewer.store.item_ids_where(status=Status.PENDING)
@@ -289,6 +289,49 @@ def test_write_behind_shows_the_newest_suggestions_and_stores_them_all(reviewer)
     for item_id in pending:
         assert [s.label for s in reviewer.store.suggestions(item_id)] == [s.label for s in shown[item_id]]
         assert reviewer.store.suggestions(item_id)[0].method == "zero-shot+examples"
+
+
+def test_a_refresh_stores_what_the_cards_show_and_a_fresh_project_is_not_rewritten(reviewer):
+    """The refresh writes arrays, the writer thread and the cards build Suggestions: the same rows."""
+    from index.types import Suggestion
+
+    suggested = reviewer.store.top_suggestions()
+    assert reviewer.refresh().written == 0  # no example yet: `suggest` already stored these
+    assert reviewer.store.top_suggestions() == suggested
+    for card, label in zip(reviewer.batch(Strategy.RANDOM, 12, seed=4), LABELS * 3):
+        reviewer.decide(card.item.id, Action.CORRECT, label)
+    report = reviewer.refresh()
+    assert report.written > 0
+    without_time = lambda s: Suggestion(**{**s.__dict__, "created_at": ""})  # noqa: E731
+    rows = {int(i): r for r, i in enumerate(reviewer.current_ids)}
+    voted = 0
+    for item_id in reviewer.store.item_ids_where(status=Status.PENDING):
+        built = reviewer._suggestions(item_id, reviewer.current, rows[item_id], reviewer.example_labels)
+        stored = [without_time(s) for s in reviewer.store.suggestions(item_id)]
+        assert len(stored) == len(built)
+        for a, b in zip(stored, built):
+            assert (a.label, a.rank, a.model, a.method, a.voters) == (b.label, b.rank, b.model, b.method, b.voters)
+            assert a.score == pytest.approx(b.score, abs=1e-6)
+            assert a.zero_shot == pytest.approx(b.zero_shot, abs=1e-6)
+            assert a.examples == pytest.approx(b.examples, abs=1e-6)
+        voted += any(s.voters for s in stored)
+    assert voted  # some items have confirmed neighbours that voted
+
+
+def test_a_label_set_that_shrinks_leaves_no_stale_ranks(reviewer):
+    from index.types import Label as L
+
+    store = reviewer.store
+    ids = store.item_ids_where(status=Status.PENDING)[:2]
+    store.set_labels([L(n) for n in "abcdef"])
+    store.put_ranked_suggestions(ids, list("abcdef"), np.tile(np.arange(5), (2, 1)), np.full((2, 5), 0.2),
+                                 model="m", method="zero-shot", head_key="k1")
+    assert len(store.suggestions(ids[0])) == 5
+    store.put_ranked_suggestions(ids, ["a", "b"], np.array([[1, 0], [0, 1]]), np.array([[0.7, 0.3], [0.6, 0.4]]),
+                                 model="m", method="zero-shot", head_key="k2", voters={(1, 0): [7, 9]})
+    assert [(s.label, s.score) for s in store.suggestions(ids[0])] == [("b", 0.7), ("a", 0.3)]
+    assert store.suggestions(ids[1])[0].voters == (7, 9) and store.suggestions(ids[1])[1].voters == ()
+    assert store.best_scores("k2") == (ids, ["b", "a"], [0.7, 0.6])
 
 
 def test_bad_decisions_have_defined_answers(reviewer):

@@ -4,7 +4,7 @@ After a batch of decisions the review loop recomputes every undecided item's
 suggestions in memory in tens of milliseconds, but turning ten thousand of
 them into rows and storing them took about a second, which sat between a key
 press and the next card in the browser app. `SuggestionWriter` takes a
-builder per item instead, and builds and stores the rows from a thread, over
+builder per item and a writer of many items instead, and stores the rows from a thread, over
 the store's one connection, a hundred rows per transaction with a pause
 between them, so a decision or a read from the app waits for one small
 transaction at most. (A second connection was worse: the app's writes then
@@ -27,21 +27,22 @@ CHUNK = 100
 PAUSE_S = 0.04  # between chunks: the app's requests get the interpreter first
 START_DELAY_S = 0.3  # the request that refreshed (a batch's last decision) finishes before writing starts
 
-Builder = Callable[[int], list[Suggestion]]
+Builder = Callable[[int], list[Suggestion]]  # one item's suggestions (what `get` answers)
+Writer = Callable[[list[int]], None]  # stores the suggestions of many items of one snapshot
 
 
 class SuggestionWriter:
     def __init__(self, store: Store):
         self.store = store
         self._lock = threading.Lock()
-        self._pending: dict[int, tuple[Builder, str]] = {}
-        self._writing: dict[int, tuple[Builder, str]] = {}
+        self._pending: dict[int, tuple[Builder, Writer]] = {}
+        self._writing: dict[int, tuple[Builder, Writer]] = {}
         self._thread: threading.Thread | None = None
 
-    def put(self, item_ids: Iterable[int], build: Builder, head_key: str) -> None:
-        """Store build(item_id) for each item, later; newer puts replace older ones."""
+    def put(self, item_ids: Iterable[int], build: Builder, write: Writer) -> None:
+        """Store each item's suggestions later, by `write`; newer puts replace older ones."""
         with self._lock:
-            self._pending.update({item_id: (build, head_key) for item_id in item_ids})
+            self._pending.update({item_id: (build, write) for item_id in item_ids})
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._drain, daemon=True, name="labelchat-suggestions")
                 self._thread.start()
@@ -67,11 +68,11 @@ class SuggestionWriter:
                 keys = list(self._pending)[:CHUNK]
                 self._writing = {k: self._pending.pop(k) for k in keys}
                 chunk = self._writing
-            by_key: dict[str, dict[int, list[Suggestion]]] = {}
-            for item_id, (build, head_key) in chunk.items():
-                by_key.setdefault(head_key, {})[item_id] = build(item_id)
-            for head_key, rows in by_key.items():
-                self.store.put_suggestions_many(rows, head_key=head_key)
+            by_snapshot: dict[Writer, list[int]] = {}
+            for item_id, (_, write) in chunk.items():
+                by_snapshot.setdefault(write, []).append(item_id)
+            for write, item_ids in by_snapshot.items():
+                write(item_ids)
             with self._lock:
                 self._writing = {}
             time.sleep(PAUSE_S)
