@@ -679,9 +679,9 @@ class Store:
         created = now()
         ids = np.asarray(item_ids).tolist()
         ranks = range(order.shape[1])
-        scores = np.round(scores.astype(np.float64), 6).tolist()
-        zero_shot = np.round(zero_shot.astype(np.float64), 6).tolist() if zero_shot is not None else None
-        examples = np.round(examples.astype(np.float64), 6).tolist() if examples is not None else None
+        scores = scores.tolist()
+        zero_shot = zero_shot.tolist() if zero_shot is not None else None
+        examples = examples.tolist() if examples is not None else None
         voters = voters or {}
         rows = [
             [item_id, rank, labels[j], scores[i][rank],
