@@ -25,11 +25,11 @@ from index.vectors import VectorIndex
 
 from .learn import BlendConfig, Blended, LiveLearner
 from .ranked_rows import ranked_rows
+from .scoring import TOP_K
 from .models.base import head_from_bytes
 from .writebehind import SuggestionWriter
 from .zeroshot import DEFAULT_TEMPLATES, SuggestReport, check_label_set, head_key, suggest, templates
 
-TOP_K = 5
 NEAR_DUPLICATE_COSINE = 0.97  # two items this similar are not shown in the same batch
 CHANGED = 1e-3  # a suggestion whose probabilities moved less than this is not rewritten
 ORDER_LIMIT = 5000  # batches are drawn from this many of the least certain items
@@ -189,7 +189,7 @@ class Reviewer:
         """Which rows' suggestions differ from what was last written (True: write them)."""
         previous, previous_ids = self.current, self.current_ids
         if previous is not None and len(previous_ids):
-            old_best, old_probability = previous.probabilities.argmax(axis=1), previous.probabilities.max(axis=1)
+            pass  # compared with the last refresh's probabilities, below
         elif self.example_labels:  # first refresh with examples: every suggestion blends them in
             return np.ones(len(item_ids), dtype=bool)
         else:  # first refresh, no examples yet: what the store holds from the same head
