@@ -33,7 +33,8 @@ from .cli_quality import add_commands as add_quality_commands
 from .cli_train import add_commands as add_training_commands
 
 DEMO_PROJECT = Path("labelchat-data") / "demo"
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "photos"
+# The demo photos ship inside the package (in a checkout, ui/demo_photos links to examples/photos).
+EXAMPLES = Path(__file__).resolve().parent / "demo_photos"
 
 
 # -- argument parsing ------------------------------------------------------------------
@@ -659,8 +660,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if project.store.item_count() == 0:
             if not source.is_dir():
                 raise LabelchatError(
-                    f"The demo photos are not at {source}. Run from a labelchat checkout, or pass "
-                    f"--from DIR with a <label>/<image> folder."
+                    f"The demo photos are not at {source}. Pass --from DIR with a <label>/<image> "
+                    f"folder, or reinstall labelchat (its package ships them in ui/demo_photos)."
                 )
             names = sorted(p.name for p in source.iterdir() if p.is_dir() and not p.name.startswith("."))
             project.store.set_labels([Label(name) for name in names])
