@@ -25,7 +25,6 @@ from index.vectors import VectorIndex
 
 from .learn import BlendConfig, Blended, LiveLearner
 from .ranked_rows import ranked_rows
-from .scoring import TOP_K
 from .models.base import head_from_bytes
 from .writebehind import SuggestionWriter
 from .zeroshot import DEFAULT_TEMPLATES, SuggestReport, check_label_set, head_key, suggest, templates
@@ -187,52 +186,33 @@ class Reviewer:
 
     def _moved(self, item_ids: np.ndarray, blended: Blended) -> np.ndarray:
         """Which rows' suggestions differ from what was last written (True: write them)."""
-        previous, previous_ids = self.current, self.current_ids
-        if previous is not None and len(previous_ids):
-            pass  # compared with the last refresh's probabilities, below
-        elif self.example_labels:  # first refresh with examples: every suggestion blends them in
-            return np.ones(len(item_ids), dtype=bool)
-        else:  # first refresh, no examples yet: what the store holds from the same head
-            stored_ids, stored_labels, stored_scores = self.store.best_scores(self.head_key)
-            previous_ids = np.asarray(stored_ids, dtype=np.int64)
-            old_best = np.array([self.column.get(label, -1) for label in stored_labels], dtype=np.int64)
-            old_probability = np.asarray(stored_scores, dtype=np.float64)
-            previous = None
         changed = np.ones(len(item_ids), dtype=bool)
-        if not len(previous_ids):
-            return changed
-        where = np.minimum(np.searchsorted(previous_ids, item_ids), len(previous_ids) - 1)  # both by item id
-        known = previous_ids[where] == item_ids
-        new = blended.probabilities[known]
-        if previous is not None:
-            old = previous.probabilities[where[known]]
-            moved = (np.abs(old - new).max(axis=1) > CHANGED) | (old.argmax(axis=1) != new.argmax(axis=1))
-        else:  # only the best is stored as a number to compare: its label and probability
-            moved = (old_best[where[known]] != new.argmax(axis=1)) | (
-                np.abs(old_probability[where[known]] - new.max(axis=1)) > CHANGED)
-        changed[known] = moved
-        return changed
+        new = blended.probabilities
+        if self.current is not None and len(self.current_ids):  # the last refresh's probabilities
+            where, known = _rows_of(self.current_ids, item_ids)
+            old = self.current.probabilities[where[known]]
+            changed[known] = (np.abs(old - new[known]).max(axis=1) > CHANGED) | (
+                old.argmax(axis=1) != new[known].argmax(axis=1))
+        elif not self.example_labels:  # first refresh, no example yet: the best that `suggest` stored
+            stored_ids, stored_labels, stored_scores = self.store.best_scores(self.head_key)
+            where, known = _rows_of(np.asarray(stored_ids, dtype=np.int64), item_ids)
+            best = np.array([self.column.get(label, -1) for label in stored_labels], dtype=np.int64)
+            score = np.asarray(stored_scores, dtype=np.float64)
+            changed[known] = (best[where[known]] != new[known].argmax(axis=1)) | (
+                np.abs(score[where[known]] - new[known].max(axis=1)) > CHANGED)
+        return changed  # (first refresh with examples: every suggestion blends them in)
 
     def _suggestions(self, item_id: int, blended: Blended, row: int, example_labels: dict[int, str]) -> list[Suggestion]:
-        probabilities = blended.probabilities[row]
-        order = np.argsort(-probabilities, kind="stable")[:TOP_K]
+        """One item's suggestions (a card, the writer's `get`), from the rows a refresh stores."""
+        ranked = ranked_rows(np.array([item_id]), blended, np.array([row]), example_labels, self.column)
         method = f"{self.method}+examples" if example_labels else self.method
-        voters_of: dict[str, list[int]] = {}
-        for neighbor in blended.neighbor_ids[row]:
-            label_of = example_labels.get(int(neighbor))
-            if label_of is not None:
-                voters_of.setdefault(label_of, []).append(int(neighbor))
-        result = []
-        for rank, column in enumerate(order):
-            label = self.labels[column]
-            voters = tuple(voters_of.get(label, ()))
-            result.append(Suggestion(
-                item_id, label, float(probabilities[column]), rank, self.source, method,
-                zero_shot=float(blended.zero_shot[row, column]),
-                examples=float(blended.learned[row, column]) if example_labels else None,
-                voters=voters,
-            ))
-        return result
+        return [
+            Suggestion(item_id, self.labels[column], float(ranked.scores[0, rank]), rank, self.source, method,
+                       zero_shot=float(ranked.zero_shot[0, rank]),
+                       examples=float(ranked.examples[0, rank]) if ranked.examples is not None else None,
+                       voters=tuple(ranked.voters.get((0, rank), ())))
+            for rank, column in enumerate(ranked.order[0].tolist())
+        ]
 
     # -- batches --------------------------------------------------------------------
 
@@ -642,3 +622,9 @@ def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float
     return max(0.0, centre - spread), min(1.0, centre + spread)
 
 
+def _rows_of(known_ids: np.ndarray, item_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each of item_ids (sorted), its row in known_ids (sorted) and whether it is there."""
+    if not len(known_ids):
+        return np.zeros(len(item_ids), dtype=np.int64), np.zeros(len(item_ids), dtype=bool)
+    where = np.minimum(np.searchsorted(known_ids, item_ids), len(known_ids) - 1)
+    return where, known_ids[where] == item_ids
