@@ -53,6 +53,7 @@ from .types import (
 
 BUSY_TIMEOUT_S = 30.0
 IMPORT_ACTOR = "import"  # decisions that came with the images (folders, manifests), not from a person
+JSON_ROWS = 100_000  # rows per JSON parameter of a bulk write: far below SQLite's 1 GB cap on one text
 
 
 def now() -> str:
@@ -255,8 +256,12 @@ class Store:
         return [Origin(**dict(row)) for row in rows]
 
     def phashes(self) -> list[tuple[int, str]]:
-        """(item id, perceptual hash) of every item, for near-duplicate search."""
-        return [(r["id"], r["phash"]) for r in self._read("SELECT id, phash FROM items")]
+        """(item id, perceptual hash) of every item, for near-duplicate search (plain tuples:
+        building a million sqlite3.Row objects took most of a second)."""
+        with self._lock:
+            cursor = self._db.cursor()
+            cursor.row_factory = None
+            return cursor.execute("SELECT id, phash FROM items").fetchall()
 
     def near_duplicates(self, item_id: int | None = None) -> list[tuple[int, int, int]]:
         """(item, earlier item it resembles, Hamming distance of their hashes)."""
@@ -651,16 +656,19 @@ class Store:
             for item_id, ranked in suggestions.items()
             for s in ranked
         ]
-        with self._write() as db:
-            db.execute("DELETE FROM suggestions WHERE item_id IN (SELECT value FROM json_each(?))",
-                       (json.dumps(list(suggestions)),))
-            db.execute(
-                "INSERT INTO suggestions(item_id, rank, label, score, model, method, created_at,"
-                " head_key, zero_shot, examples, voters) SELECT "
-                + ", ".join(f"json_extract(value, '$[{i}]')" for i in range(11))
-                + " FROM json_each(?)",  # json_extract, not ->>: SQLite before 3.38 has JSON1 but not ->>
-                (json.dumps(rows),),
-            )
+        item_ids = list(suggestions)
+        with self._write() as db:  # one transaction; statements of JSON_ROWS rows (SQLite caps a text at 1 GB)
+            for start in range(0, len(item_ids), JSON_ROWS):
+                db.execute("DELETE FROM suggestions WHERE item_id IN (SELECT value FROM json_each(?))",
+                           (json.dumps(item_ids[start : start + JSON_ROWS]),))
+            for start in range(0, len(rows), JSON_ROWS):
+                db.execute(
+                    "INSERT INTO suggestions(item_id, rank, label, score, model, method, created_at,"
+                    " head_key, zero_shot, examples, voters) SELECT "
+                    + ", ".join(f"json_extract(value, '$[{i}]')" for i in range(11))
+                    + " FROM json_each(?)",  # json_extract, not ->>: SQLite before 3.38 has JSON1 but not ->>
+                    (json.dumps(rows[start : start + JSON_ROWS]),),
+                )
 
     def put_ranked_suggestions(
         self, item_ids: Sequence[int], labels: Sequence[str], order: "np.ndarray", scores: "np.ndarray",

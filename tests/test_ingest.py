@@ -8,6 +8,7 @@ import zipfile
 from collections import Counter
 
 import imagefiles
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -297,3 +298,39 @@ def test_perceptual_hash_is_stable_under_resizing_and_differs_between_pictures()
     distance = lambda x, y: bin(int(x, 16) ^ int(y, 16)).count("1")
     assert distance(perceptual_hash(a), perceptual_hash(a.resize((64, 48)))) <= 4
     assert distance(perceptual_hash(a), perceptual_hash(imagefiles.noise_image(2, (256, 192)))) > 10
+
+
+@pytest.mark.parametrize("max_distance", [0, 4, 9, 20])
+def test_the_near_duplicate_index_finds_exactly_what_a_full_scan_finds(monkeypatch, max_distance):
+    """Multi-index lookup (tools/near_duplicates.py) against comparing with every hash, with
+    planted copies 0-12 bits away, hashes added after the tables were sorted (the tail) and
+    enough adds to re-sort them; same items, same distances, same order."""
+    import tools.near_duplicates as near_duplicates
+
+    monkeypatch.setattr(near_duplicates, "TAIL", 50)
+    rng = np.random.default_rng(max_distance)
+    hashes = [int(h) for h in rng.integers(0, 2**63, 3000, dtype=np.int64)]
+    for i in range(0, 600, 3):  # near copies of earlier hashes
+        flips = rng.choice(64, int(rng.integers(0, 13)), replace=False)
+        hashes.append(hashes[i] ^ int(sum(1 << int(b) for b in flips)))
+    hashes += hashes[:20]  # exact copies
+    as_hex = [f"{h:016x}" for h in hashes]
+    index = near_duplicates.NearDuplicateIndex(list(enumerate(as_hex[:2000])), max_distance)
+    for item_id in range(2000, len(as_hex)):
+        index.add(item_id, as_hex[item_id])
+    every = np.array(hashes, dtype=np.uint64)
+    for query in rng.choice(len(hashes), 300, replace=False):
+        distances = np.bitwise_count(every ^ np.uint64(hashes[query]))
+        close = np.flatnonzero(distances <= max_distance)
+        expected = [(int(i), int(distances[i])) for i in close[np.argsort(distances[close], kind="stable")]]
+        assert index.matches(as_hex[query]) == expected
+
+
+def test_a_near_duplicate_index_that_is_off_or_empty_finds_nothing():
+    from tools.near_duplicates import NearDuplicateIndex
+
+    assert NearDuplicateIndex([(1, "ffffffffffffffff")], -1).matches("ffffffffffffffff") == []
+    empty = NearDuplicateIndex([], 4)
+    assert empty.matches("0000000000000000") == []
+    empty.add(7, "0000000000000001")
+    assert empty.matches("0000000000000000") == [(7, 1)]

@@ -235,6 +235,19 @@ def test_suggestions_are_replaced_and_counted_for_undecided_items(store):
     assert {c.label: c.suggested for c in store.status().by_label}["dog"] == 1
 
 
+def test_a_bulk_write_larger_than_one_statement_stores_every_row(store, monkeypatch):
+    """put_suggestions_many splits its rows across statements (a million items' rows are more
+    than SQLite takes in one text): every item keeps all its ranks, old rows are replaced."""
+    import index.store as store_module
+
+    monkeypatch.setattr(store_module, "JSON_ROWS", 3)
+    ids = _add(store, 7)
+    store.put_suggestions(ids[0], [Suggestion(ids[0], "old", 1.0, 0, "m", "zero-shot")])
+    store.put_suggestions_many({i: [Suggestion(i, "cat", 0.6, 0, "m", "zero-shot"),
+                                    Suggestion(i, "dog", 0.4, 1, "m", "zero-shot")] for i in ids})
+    assert all([s.label for s in store.suggestions(i)] == ["cat", "dog"] for i in ids)
+
+
 def test_ranked_suggestions_in_bulk_read_back_like_single_ones(store):
     import numpy as np
 

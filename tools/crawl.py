@@ -32,7 +32,8 @@ from index.project import Project
 from index.types import CrawlUrl, JobStatus, Origin
 
 from . import html_images as parse
-from .images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageInfo, ImageRejected, NearDuplicateIndex, Reason, inspect_image, sniff_format
+from .images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageInfo, ImageRejected, Reason, inspect_image, sniff_format
+from .near_duplicates import NearDuplicateIndex
 from .ingest import NearDuplicate
 from .robots import (Fetched, FetchFailed, Fetcher, HostGate, Outcome, Scope, WireOptions, document_limit, gunzip_capped,
                      host_key, image_limit, outcome_for)

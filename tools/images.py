@@ -185,31 +185,3 @@ def perceptual_hash(image, *, orientation: int = 1) -> str:
     median = np.partition(low[1:], 31)[31]  # of the 63 AC terms; np.median costs 10x more
     bits = np.packbits(low > median)
     return bits.tobytes().hex()
-
-
-class NearDuplicateIndex:
-    """Finds earlier images whose perceptual hash is within `max_distance` bits."""
-
-    def __init__(self, entries: list[tuple[int, str]], max_distance: int):
-        self.max_distance = max_distance
-        self._ids = [item_id for item_id, _ in entries]
-        self._buffer = np.array([int(h, 16) for _, h in entries] or [0], dtype=np.uint64)
-
-    @property
-    def _hashes(self) -> np.ndarray:
-        return self._buffer[: len(self._ids)]
-
-    def add(self, item_id: int, phash: str) -> None:
-        if len(self._ids) == len(self._buffer):  # grow by doubling: amortised O(1)
-            self._buffer = np.concatenate([self._buffer, np.zeros_like(self._buffer)])
-        self._buffer[len(self._ids)] = np.uint64(int(phash, 16))
-        self._ids.append(item_id)
-
-    def matches(self, phash: str) -> list[tuple[int, int]]:
-        """(item id, Hamming distance), closest first."""
-        if self.max_distance < 0 or not len(self._hashes):
-            return []
-        distances = np.bitwise_count(self._hashes ^ np.uint64(int(phash, 16)))
-        close = np.flatnonzero(distances <= self.max_distance)
-        ordered = close[np.argsort(distances[close], kind="stable")]
-        return [(self._ids[i], int(distances[i])) for i in ordered]

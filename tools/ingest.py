@@ -23,10 +23,10 @@ from .images import (
     DEFAULT_MAX_PIXELS,
     ImageInfo,
     ImageRejected,
-    NearDuplicateIndex,
     Reason,
     inspect_image,
 )
+from .near_duplicates import NearDuplicateIndex
 from .sources import Candidate, FetchOptions, Problem, collect
 
 ProgressFn = Callable[[int, int, str], None]  # (done, total, what)
