@@ -111,7 +111,11 @@ def _softmax(scores: np.ndarray) -> np.ndarray:
 
 
 class ExampleVotes:
-    """Each item's nearest confirmed examples, kept up to date as examples come and go."""
+    """Each item's nearest confirmed examples, kept up to date as examples come and go.
+
+    Neighbours are kept as rows (into `features`), not item ids: votes are then plain
+    array lookups, where mapping 16 million ids back to rows took most of a refresh at
+    1,000,000 items (bench/scale.py)."""
 
     def __init__(self, item_ids: np.ndarray, features: np.ndarray, config: BlendConfig = BlendConfig()):
         self.config = config
@@ -121,9 +125,18 @@ class ExampleVotes:
         features = np.asarray(features, dtype=np.float32)[order]
         self.features = _normalize(features - features.mean(axis=0)) if len(features) > 1 else _normalize(features)
         n = len(self.item_ids)
-        self.neighbor_ids = -np.ones((n, config.k), dtype=np.int64)
+        self.neighbor_rows = -np.ones((n, config.k), dtype=np.int64)  # -1: no neighbour
         self.neighbor_sims = np.full((n, config.k), -np.inf, dtype=np.float32)
         self.examples: set[int] = set()
+
+    @property
+    def neighbor_ids(self) -> np.ndarray:
+        return self.neighbor_ids_of(slice(None))
+
+    def neighbor_ids_of(self, rows) -> np.ndarray:
+        """(len(rows), k) item ids of those rows' nearest examples, -1 where fewer exist."""
+        neighbors = self.neighbor_rows[rows]
+        return np.where(neighbors >= 0, self.item_ids[neighbors], -1)
 
     def set_examples(self, example_ids) -> None:
         """Bring the example set to exactly `example_ids` (incrementally)."""
@@ -136,50 +149,52 @@ class ExampleVotes:
             self._add(sorted(added))
 
     def _add(self, ids: list[int]) -> None:
+        """Compare the new examples with every item; only rows where one of them is closer than
+        the farthest kept neighbour change (after the first few batches, a minority)."""
         rows = np.array([self.row_of[i] for i in ids])
         sims = self.features @ self.features[rows].T  # (N, new)
         sims[rows, np.arange(len(rows))] = -np.inf  # an example never votes for itself
-        new_ids = np.broadcast_to(np.array(ids, dtype=np.int64), sims.shape)
-        all_sims = np.concatenate([self.neighbor_sims, sims.astype(np.float32)], axis=1)
-        all_ids = np.concatenate([self.neighbor_ids, new_ids], axis=1)
-        keep = np.argpartition(-all_sims, self.config.k - 1, axis=1)[:, : self.config.k]
-        self.neighbor_sims = np.take_along_axis(all_sims, keep, axis=1)
-        self.neighbor_ids = np.take_along_axis(all_ids, keep, axis=1)
+        touched = np.flatnonzero(sims.max(axis=1) > self.neighbor_sims.min(axis=1))
+        if len(touched):
+            all_sims = np.concatenate([self.neighbor_sims[touched], sims[touched]], axis=1)
+            all_rows = np.concatenate([self.neighbor_rows[touched], np.broadcast_to(rows, (len(touched), len(rows)))],
+                                      axis=1)
+            keep = np.argpartition(-all_sims, self.config.k - 1, axis=1)[:, : self.config.k]
+            self.neighbor_sims[touched] = np.take_along_axis(all_sims, keep, axis=1)
+            self.neighbor_rows[touched] = np.take_along_axis(all_rows, keep, axis=1)
         self.examples.update(ids)
 
     def _remove(self, ids: set[int]) -> None:
         self.examples -= ids
-        affected = np.flatnonzero(np.isin(self.neighbor_ids, list(ids)).any(axis=1))
+        gone = np.array([self.row_of[i] for i in ids])
+        affected = np.flatnonzero(np.isin(self.neighbor_rows, gone).any(axis=1))
         if not len(affected):
             return
-        example_ids = np.array(sorted(self.examples), dtype=np.int64)
-        self.neighbor_ids[affected] = -1
+        self.neighbor_rows[affected] = -1
         self.neighbor_sims[affected] = -np.inf
-        if not len(example_ids):
+        if not self.examples:
             return
-        rows = np.array([self.row_of[i] for i in example_ids])
-        sims = self.features[affected] @ self.features[rows].T
-        sims[self.item_ids[affected][:, None] == example_ids[None, :]] = -np.inf  # not itself
-        k = min(self.config.k, len(example_ids))
+        example_rows = np.array(sorted(self.row_of[i] for i in self.examples))
+        sims = self.features[affected] @ self.features[example_rows].T
+        sims[affected[:, None] == example_rows[None, :]] = -np.inf  # not itself
+        k = min(self.config.k, len(example_rows))
         keep = np.argpartition(-sims, k - 1, axis=1)[:, :k]
         self.neighbor_sims[affected, :k] = np.take_along_axis(sims, keep, axis=1)
-        self.neighbor_ids[affected, :k] = example_ids[keep]
-
+        self.neighbor_rows[affected, :k] = example_rows[keep]
 
     def vote_shares(self, rows: np.ndarray, column_of: dict[int, int], c: int) -> tuple[np.ndarray, np.ndarray]:
         """(votes (len(rows), c) normalised to shares, total vote weight (len(rows),)) of the
         rows' nearest examples, each example voting for its column in `column_of`."""
-        ids, sims = self.neighbor_ids[rows], self.neighbor_sims[rows]
-        column_of_row = np.full(len(self.item_ids) + 1, -1, dtype=np.int64)  # last slot: "no neighbour"
+        neighbors, sims = self.neighbor_rows[rows], self.neighbor_sims[rows]
+        column_of_row = np.full(len(self.item_ids) + 1, -1, dtype=np.int64)  # last slot: what row -1 reads
         for example_id, column in column_of.items():
             if example_id in self.row_of:
                 column_of_row[self.row_of[example_id]] = column
-        neighbor_rows = np.where(ids >= 0, np.searchsorted(self.item_ids, ids), len(self.item_ids))
-        columns = column_of_row[neighbor_rows]
-        valid = (columns >= 0) & np.isfinite(sims)
-        weights = np.where(valid, np.exp(-self.config.beta * (1.0 - np.where(valid, sims, 1.0))), 0.0)
-        n = len(rows)
-        flat = (np.arange(n)[:, None] * c + np.where(valid, columns, 0)).ravel()
+        columns = column_of_row[neighbors]
+        weights = np.exp(self.config.beta * (sims - 1.0))  # a missing neighbour (-inf) weighs 0
+        weights[columns < 0] = 0.0
+        n = len(neighbors)
+        flat = (np.arange(n)[:, None] * c + np.maximum(columns, 0)).ravel()
         votes = np.bincount(flat, weights=weights.ravel(), minlength=n * c).astype(np.float64).reshape(n, c)
         total = votes.sum(axis=1)
         shares = np.divide(votes, total[:, None], out=np.zeros_like(votes), where=total[:, None] > 0)
@@ -234,7 +249,7 @@ class LiveLearner:
         probabilities = _without_rejected(probabilities, item_ids, rejected)
         return Blended(probabilities.astype(np.float32), zero_shot.astype(np.float32), shares.astype(np.float32),
                        np.asarray(learned, dtype=np.float32), lam.astype(np.float32),
-                       self.votes.neighbor_ids[rows], self.votes.neighbor_sims[rows], choice, uncalibrated)
+                       self.votes.neighbor_ids_of(rows), self.votes.neighbor_sims[rows], choice, uncalibrated)
 
     def _probe(self, label_of: dict[int, int], c: int):
         """(ridge scores of every item (N, C), with the examples' rows left out of fold; each

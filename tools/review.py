@@ -165,7 +165,7 @@ class Reviewer:
         if not len(rows):
             return 0
         if self.writer is not None:
-            row_of = {int(item_ids[r]): int(r) for r in rows}
+            row_of = dict(zip(item_ids[rows].tolist(), rows.tolist()))
             self.writer.put(
                 row_of, lambda item_id: self._suggestions(item_id, blended, row_of[item_id], examples),
                 lambda ids: self.store_rows(item_ids, blended, np.array([row_of[i] for i in ids]), examples))
@@ -291,7 +291,7 @@ class Reviewer:
         found: list[Neighbor] = []
         if self.current is not None and item_id in self.votes.row_of and self.example_labels:
             row = self.votes.row_of[item_id]
-            ids = [int(i) for i, s in zip(self.votes.neighbor_ids[row], self.votes.neighbor_sims[row])
+            ids = [int(i) for i, s in zip(self.votes.neighbor_ids_of(row), self.votes.neighbor_sims[row])
                    if i >= 0 and np.isfinite(s) and int(i) in self.example_labels]
             if ids:
                 found = [Neighbor(i, self.example_labels[i], s) for i, s in self._indexed_similarity(item_id, ids)]

@@ -42,7 +42,7 @@ class SuggestionWriter:
     def put(self, item_ids: Iterable[int], build: Builder, write: Writer) -> None:
         """Store each item's suggestions later, by `write`; newer puts replace older ones."""
         with self._lock:
-            self._pending.update({item_id: (build, write) for item_id in item_ids})
+            self._pending.update(dict.fromkeys(item_ids, (build, write)))
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._drain, daemon=True, name="labelchat-suggestions")
                 self._thread.start()
