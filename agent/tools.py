@@ -33,6 +33,7 @@ class AgentContext:
     notices: list[str] = field(default_factory=list)
     write_behind: bool = False  # the browser app: refreshed suggestions are stored from a thread
     conversation: Any = None  # agent.conversation.ConversationState: what was shown and given
+    actor: str = "chat"  # who decides: the decision log's actor (--user, or the app's logged-in user)
     _reviewer: Any = None
 
     def reviewer(self):
@@ -186,7 +187,7 @@ def build_tools(ctx: AgentContext) -> list[BaseTool]:
             label: The label to accept or reject instead of the best suggestion.
         """
         reviewer = ctx.reviewer()
-        decisions = reviewer.decide_many(item_ids, Action(action), label, actor="chat")  # all or none; one undo
+        decisions = reviewer.decide_many(item_ids, Action(action), label, actor=ctx.actor)  # all or none; one undo
         reviewer.refresh()
         done = ", ".join(f"#{d.item_id} {d.label or ''}".strip() for d in decisions)
         return f"{action.capitalize()}ed {done}. Suggestions updated.".replace("Skiped", "Skipped"), decisions
@@ -200,7 +201,7 @@ def build_tools(ctx: AgentContext) -> list[BaseTool]:
             label: The right label.
         """
         reviewer = ctx.reviewer()
-        decision = reviewer.decide(item_id, Action.CORRECT, label, actor="chat")
+        decision = reviewer.decide(item_id, Action.CORRECT, label, actor=ctx.actor)
         reviewer.refresh()
         return f"#{item_id} is now {label}. Suggestions updated.", decision
 
@@ -214,9 +215,9 @@ def build_tools(ctx: AgentContext) -> list[BaseTool]:
         """
         reviewer = ctx.reviewer()
         mark = store.decision_mark()
-        store.decide_many([(int(i), Action.CORRECT, label) for i in item_ids], actor="chat", auto=False)
+        store.decide_many([(int(i), Action.CORRECT, label) for i in item_ids], actor=ctx.actor, auto=False)
         reviewer.refresh()
-        decisions = [d for d in store.decisions(since=mark) if d.actor == "chat"]
+        decisions = [d for d in store.decisions(since=mark) if d.actor == ctx.actor]
         return f"{', '.join(f'#{i}' for i in item_ids)} are now {label}. Suggestions updated.", decisions
 
     @tool(parse_docstring=True, response_format="content_and_artifact")
@@ -228,7 +229,7 @@ def build_tools(ctx: AgentContext) -> list[BaseTool]:
             label: Only images suggested as this label.
         """
         reviewer = ctx.reviewer()
-        report = reviewer.accept_above(min_prob, label, actor="chat")
+        report = reviewer.accept_above(min_prob, label, actor=ctx.actor)
         reviewer.refresh()
         which = f" suggested as {label}" if label else ""
         return f"Accepted {report.accepted} images{which} with probability >= {min_prob}.", report
@@ -272,7 +273,7 @@ def build_tools(ctx: AgentContext) -> list[BaseTool]:
     @tool(parse_docstring=True, response_format="content_and_artifact")
     def undo() -> tuple[str, Any]:
         """Undo the newest decision, or every decision of the newest bulk action."""
-        undone = store.undo_last(actor="chat")
+        undone = store.undo_last(actor=ctx.actor)
         if ctx._reviewer is not None:
             ctx._reviewer.refresh()
         return undo_text(store, undone), undone

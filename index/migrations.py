@@ -250,6 +250,52 @@ def m008_best_suggestion_index(db: sqlite3.Connection) -> None:
     )
 
 
+def m009_review_rounds(db: sqlite3.Connection) -> None:
+    run_statements(
+        db,
+        """
+        -- A review round: a sample of confirmed items that a second person labels again, blind.
+        CREATE TABLE rounds (
+            id INTEGER PRIMARY KEY,
+            status TEXT NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'closed')),
+            reviewer TEXT,  -- the one person asked to review it (NULL: anyone but an item's first person)
+            size INTEGER NOT NULL,
+            why TEXT NOT NULL,  -- how the size was chosen
+            created_by TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            closed_by TEXT,
+            closed_at TEXT
+        );
+        -- Its items, with the label and the person in effect when it was drawn.
+        CREATE TABLE round_items (
+            round_id INTEGER NOT NULL REFERENCES rounds(id),
+            item_id INTEGER NOT NULL REFERENCES items(id),
+            position INTEGER NOT NULL,
+            first_label TEXT NOT NULL,
+            first_actor TEXT NOT NULL,
+            PRIMARY KEY (round_id, item_id)
+        );
+        -- Answers: a reviewer's blind label, or an adjudicator's verdict on a disagreement (with
+        -- the decision it made when it changed the item's label). An undone answer keeps its row.
+        CREATE TABLE round_answers (
+            id INTEGER PRIMARY KEY,
+            round_id INTEGER NOT NULL REFERENCES rounds(id),
+            item_id INTEGER NOT NULL REFERENCES items(id),
+            kind TEXT NOT NULL CHECK (kind IN ('review', 'adjudicate')),
+            label TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            decision_id INTEGER REFERENCES decisions(id),
+            created_at TEXT NOT NULL,
+            undone_by TEXT,
+            undone_at TEXT
+        );
+        -- One answer of each kind in effect per item: a second person answering at the same
+        -- time is refused by the database itself, so nothing is counted twice.
+        CREATE UNIQUE INDEX round_answers_once ON round_answers(round_id, item_id, kind) WHERE undone_at IS NULL;
+        """,
+    )
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("initial", m001_initial),
     ("embeddings and zero-shot heads", m002_embeddings_and_heads),
@@ -259,4 +305,5 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("decision batches", m006_decision_batches),
     ("kept labels", m007_kept_labels),
     ("best suggestion index", m008_best_suggestion_index),
+    ("review rounds", m009_review_rounds),
 ]

@@ -33,6 +33,7 @@ from .errors import (
 )
 from .labels import refuse_duplicates, validate_label_name
 from .migrations import MIGRATIONS
+from .store_rounds import RoundStoreMixin
 from .types import (
     Action,
     CrawlUrl,
@@ -60,8 +61,8 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
-class Store:
-    """A project's SQLite database. Open with `Store(path)`; close with `close()`."""
+class Store(RoundStoreMixin):
+    """A project's SQLite database (review rounds' SQL in store_rounds.py). Open with `Store(path)`; close with `close()`."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)

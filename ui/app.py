@@ -29,8 +29,9 @@ from index.errors import LabelchatError  # noqa: E402
 from index.project import Project  # noqa: E402
 from index.types import Action, Status  # noqa: E402
 
-from . import quality_views, views  # noqa: E402
+from . import quality_views, rounds_tab, views  # noqa: E402
 from .next_batch import NextBatch, Prepared  # noqa: E402
+from .people import credentials, request_user, with_request  # noqa: E402
 
 ASSETS = Path(__file__).parent / "assets"
 BATCH = 12
@@ -87,8 +88,9 @@ class AppState:
     def ctx(self):
         return self.session.ctx
 
-    def turn(self, text: str):
-        """One chat turn's steps, computed in a worker thread that holds the turn lock.
+    def turn(self, text: str, actor: str = "web"):
+        """One chat turn's steps, computed in a worker thread that holds the turn lock; its
+        decisions are logged as `actor` (the logged-in user).
 
         Gradio may resume a generator on different threads, so no lock is held
         across a yield here. Closing the generator (Stop, a closed tab) asks the
@@ -102,6 +104,7 @@ class AppState:
         def work() -> None:
             with self.lock:
                 self.ctx.should_stop = cancelled.is_set
+                self.ctx.actor = actor
                 try:
                     for step in self.session.send(text):
                         steps.put(step)
@@ -240,11 +243,14 @@ def build_app(state: AppState):
                 export_overwrite = gr.Checkbox(False, label="Replace an earlier export", scale=1)
                 export_go = gr.Button("Export", scale=1)
             export_info = gr.Markdown(elem_id="lc-export-info")
+        with gr.Tab("Rounds", elem_id="lc-rounds-tab"):  # review rounds and the quality report (ui/rounds_tab.py)
+            rounds_tab.build(app, state)
 
-        def respond(text, history):
+        @with_request
+        def respond(text, history, login):
             history = list(history or []) + [{"role": "user", "content": text}]
             yield history, ""
-            for step in state.turn(text):
+            for step in state.turn(text, request_user(login)):
                 history = views.step_to_messages(step, history, state.image_url)
                 yield history, ""
 
@@ -260,11 +266,12 @@ def build_app(state: AppState):
                 raise gr.Error(str(exc)) from exc
             return show(cards, f"The {len(cards)} images shown in the chat")
 
-        def on_upload(files, history):
+        @with_request
+        def on_upload(files, history, login):
             if not files:
                 return history
             paths = [getattr(f, "name", f) for f in files]
-            return list(respond("add " + " ".join(str(p) for p in paths), history))[-1][0]
+            return list(respond("add " + " ".join(str(p) for p in paths), history, login))[-1][0]
 
         def show_batch(order, label, span="0-1", notice="", *, learn=False, first=None):
             """Choose and render a batch; with `learn`, refresh the suggestions from the decisions first;
@@ -313,7 +320,8 @@ def build_app(state: AppState):
                 raise gr.Error(str(exc)) from exc
             return show(cards, f"Matches for {text!r}")
 
-        def on_action(raw, ids, order, label, span):
+        @with_request
+        def on_action(raw, ids, order, label, span, login):
             """One decision. The browser hides the card at once (app.js) and waits for the ack;
             the panel is sent again only at a batch's end, after an undo or when something went
             wrong: Gradio's front end slowed down with every large HTML update (measured)."""
@@ -325,7 +333,7 @@ def build_app(state: AppState):
             item_id, kind = request.get("item"), request.get("action")
             ack = f'<span data-decided="{html.escape(str(item_id))}" data-t="{html.escape(str(request.get("t")))}"></span>'
             if kind == "undo":
-                undone = state.project.store.undo_last(actor="web")
+                undone = state.project.store.undo_last(actor=request_user(login))
                 again = len(undone) == 1 and state.project.store.state(undone[0].item_id).status is Status.PENDING
                 return (*show_batch(order, label, span, undo_text(state.project.store, undone), learn=True,
                                     first=undone[0].item_id if again else None), ack)  # the card undone comes first
@@ -333,7 +341,7 @@ def build_app(state: AppState):
                 notice = f"#{item_id} was already decided (maybe in another tab); nothing was counted twice."
                 return (*render(ids, notice), ack)
             try:
-                reviewer.decide(int(item_id), Action(kind), request.get("label") or None, actor="web")
+                reviewer.decide(int(item_id), Action(kind), request.get("label") or None, actor=request_user(login))
             except LabelchatError as exc:  # the hidden card comes back, with the reason
                 return (*render(ids, str(exc)), ack)
             ids = [i for i in ids if i != item_id]
@@ -364,11 +372,12 @@ def build_app(state: AppState):
                 text += " Press **Approve them** to approve them (U in the panel, or 'undo' in the chat, takes them back)."
             return text, (label, float(prob))
 
-        def on_bulk(previewed, label, prob, order, filter_label, span):
+        @with_request
+        def on_bulk(previewed, label, prob, order, filter_label, span, login):
             if previewed != (label, float(prob)):
                 raise gr.Error("Press Preview first, to see how many items this approves.")
             count = len(candidates(label, prob))
-            report = state.reviewer().accept_above(float(prob), label, actor="web")
+            report = state.reviewer().accept_above(float(prob), label, actor=request_user(login))
             html, ids = show_batch(order, filter_label, span, learn=True)
             return f"Approved **{report.accepted}** of {count} items as **{label}**.", None, html, ids
 
@@ -520,24 +529,20 @@ def _headroom(values) -> list[float]:
     return [0, max(1.0, max(values, default=0) * 1.1)]
 
 
-def launch(project_dir: Path, *, host: str = "127.0.0.1", port: int | None = None, auth: str | None = None,
-           brain: str = "router", yes: bool = False, model: str | None = None, brain_options: dict | None = None,
-           share: bool = False, block: bool = True):
+def launch(project_dir: Path, *, host: str = "127.0.0.1", port: int | None = None,
+           auth: list[str] | str | None = None, auth_file: str | None = None, brain: str = "router", yes: bool = False,
+           model: str | None = None, brain_options: dict | None = None, share: bool = False, block: bool = True):
     """Start the app; returns (app, local_url)."""
     import gradio as gr
 
+    users = credentials(auth, auth_file)  # before anything starts: a bad line is named, nothing runs
     state = AppState(Path(project_dir), brain=brain, yes=yes, model=model, brain_options=brain_options or {})
+    state.people = list(users)  # who may review a round
     app = build_app(state)
-    credentials = None
-    if auth:
-        user, _, password = auth.partition(":")
-        if not user or not password:
-            raise LabelchatError("--auth takes user:password, e.g. --auth ana:secret")
-        credentials = [(user, password)]
     theme = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
     app.queue(default_concurrency_limit=4)
     _, local_url, _ = app.launch(
-        server_name=host, server_port=port, auth=credentials, share=share, prevent_thread_lock=not block,
+        server_name=host, server_port=port, auth=list(users.items()) or None, share=share, prevent_thread_lock=not block,
         allowed_paths=[str(state.project.media.root.resolve())], theme=theme,
         css=(ASSETS / "app.css").read_text(), head=f"<script>{(ASSETS / 'app.js').read_text()}</script>",
         show_error=True, quiet=not block, ssr_mode=False,

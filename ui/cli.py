@@ -30,6 +30,7 @@ from .cli_common import (
 )
 from .cli_review import cmd_auto_accept, cmd_correct, cmd_decide, cmd_review, cmd_similar
 from .cli_quality import add_commands as add_quality_commands
+from .cli_rounds import add_commands as add_round_commands
 from .cli_train import add_commands as add_training_commands
 
 DEMO_PROJECT = Path("labelchat-data") / "demo"
@@ -61,6 +62,13 @@ def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
         default=default,
         metavar="NAME",
         help="who decides, as the decision log records it (default: $LABELCHAT_USER or the OS user)",
+    )
+    parser.add_argument(
+        "--auth-file",
+        default=default,
+        metavar="FILE",
+        help="the people who may decide, one user:password a line: the app asks for one of them and "
+        "--user must be one of them (default: $LABELCHAT_AUTH_FILE)",
     )
     parser.add_argument(
         "-q",
@@ -260,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_training_commands(command)
     add_quality_commands(command, _model_options)
+    add_round_commands(command)
 
     fetch = command("fetch-model", "download a model's weights into the local cache (needs network)", cmd_fetch_model)
     fetch.add_argument("spec", nargs="?", metavar="SPEC", help="default: the project's model, else CLIP ViT-B-32")
@@ -278,7 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _ui_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     parser.add_argument("--port", type=positive_int, default=None, help="default: 7860, or the next free port")
-    parser.add_argument("--auth", metavar="USER:PASSWORD", help="ask for this user and password")
+    parser.add_argument("--auth", action="append", metavar="USER:PASSWORD",
+                        help="ask for a login; repeat for several users (or --auth-file FILE)")
     parser.add_argument("--brain", default="router", choices=["router", "openai"])
     parser.add_argument("--llm-url", metavar="URL")
     parser.add_argument("--llm-model", metavar="NAME")
@@ -629,7 +639,8 @@ def cmd_ui(args: argparse.Namespace, folder: Path | None = None) -> int:
     folder = folder or Path(args.project or default_project_dir())
     options = brain_options(args)
     print(f"Starting labelchat on {folder} ... (Ctrl-C to stop)", file=sys.stderr)
-    launch(folder, host=args.host, port=args.port, auth=args.auth, brain=args.brain, yes=args.yes,
+    auth_file = args.auth_file or os.environ.get("LABELCHAT_AUTH_FILE")
+    launch(folder, host=args.host, port=args.port, auth=args.auth, auth_file=auth_file, brain=args.brain, yes=args.yes,
            model=args.model, brain_options=options, share=args.share)
     return EXIT_OK
 

@@ -11,13 +11,13 @@ from index.errors import LabelchatError
 from index.project import Project
 
 from . import format as fmt
-from .cli_common import EXIT_ERROR, EXIT_OK, brain_options, lazy_progress_bar, open_project
+from .cli_common import EXIT_ERROR, EXIT_OK, actor, brain_options, lazy_progress_bar, open_project
 
 
 def _session(args: argparse.Namespace, project: Project):
     from agent.session import Session
 
-    return Session(project, brain=args.brain, yes=args.yes, session_id=args.session,
+    return Session(project, brain=args.brain, yes=args.yes, session_id=args.session, actor=actor(args),
                    model=args.model, device=args.device, **brain_options(args))
 
 

@@ -77,17 +77,21 @@ def user_name(text: str) -> str:
 
 
 def actor(args: argparse.Namespace) -> str:
-    """Who decides: --user, else $LABELCHAT_USER, else the OS user."""
+    """Who decides: --user, else $LABELCHAT_USER, else the OS user; refused when an auth file
+    (--auth-file or $LABELCHAT_AUTH_FILE) does not list that user."""
     import getpass
     import os
 
+    from .people import known_user
+
     given = getattr(args, "user", None) or os.environ.get("LABELCHAT_USER")
     if given:
-        return user_name(given)
+        return known_user(user_name(given), getattr(args, "auth_file", None))
     try:
-        return getpass.getuser()
+        name = getpass.getuser()
     except (KeyError, OSError):  # no user name in the environment or the password database
-        return "user"
+        name = "user"
+    return known_user(name, getattr(args, "auth_file", None))
 
 
 # -- output, progress, Ctrl-C ----------------------------------------------------------------
