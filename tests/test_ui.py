@@ -434,3 +434,63 @@ def test_shown_sets_render_as_a_gallery_and_a_repeated_problem_is_shown_once():
     again = views.step_to_messages(FinalAnswer("Error: There is no item 9."), messages)
     assert again == messages  # not twice
     assert views.step_to_messages(FinalAnswer("Done."), messages)[-1]["content"] == "Done."
+
+
+def _login(browser, url: str, user: str, password: str):
+    """A page of its own (its own cookies) logged in as `user`."""
+    page = browser.new_context(viewport={"width": 1300, "height": 1000}).new_page()
+    page.goto(url, wait_until="load")
+    page.get_by_label("username").fill(user)
+    page.get_by_label("password").fill(password)
+    page.get_by_role("button", name="Login").click()
+    page.wait_for_selector("#lc-chat", timeout=60000)
+    return page
+
+
+def test_two_users_in_the_app_each_logged_as_themselves_and_reviewing_blind(browser, tmp_path, photos_dir):
+    """ana labelled everything; bo starts a round of 4 in the Rounds tab and reviews 3 blind (his answers
+    are logged as his); ana is told she cannot review the one left, her own; her chat decision is hers."""
+    from tools.ingest import IngestOptions
+    from ui.app import launch
+
+    from index.types import Action
+
+    folder = tmp_path / "team"
+    with Project(folder) as project:
+        ingest(project, [str(photos_dir)], IngestOptions(labels_from_folders=True, near_duplicate_distance=-1))
+        project.store.decide_many([(i, Action.ACCEPT, label) for i, label in project.store.confirmed_labels().items()],
+                                  actor="ana", auto=False)
+    users = tmp_path / "users.txt"
+    users.write_text("ana:ana-pass\nbo:bo-pass\n", encoding="utf-8")
+    server, url = launch(folder, port=_free_port(), model="offline", block=False, auth_file=str(users))
+    try:
+        bo = _login(browser, url, "bo", "bo-pass")
+        bo.get_by_role("tab", name="Rounds").click()
+        bo.get_by_label("Items to draw").fill("4")
+        bo.click("#lc-round-start")
+        bo.wait_for_selector("#lc-round-info >> text=Started round 1", timeout=60000)
+        for n in range(3):
+            bo.wait_for_selector("#lc-round-item img", timeout=30000)
+            caption = bo.locator("#lc-round-item figcaption").inner_text()
+            assert "ana" not in caption and "(by" not in caption  # blind: neither the label nor who gave it
+            bo.locator("#lc-round-answer").get_by_label("fish").check()
+            bo.click("#lc-round-send")
+            bo.wait_for_function("!document.querySelector('#lc-round-item figcaption') || "
+                                 f"document.querySelector('#lc-round-item figcaption').innerText !== {caption!r}",
+                                 timeout=30000)
+        bo.wait_for_selector("#lc-round-item >> text=#", timeout=30000)  # the 4th, left for later
+        ARTIFACTS.mkdir(exist_ok=True)
+        bo.screenshot(path=str(ARTIFACTS / "rounds-tab.png"), full_page=True)
+
+        ana = _login(browser, url, "ana", "ana-pass")
+        ana.get_by_role("tab", name="Rounds").click()
+        ana.wait_for_selector("#lc-round-item >> text=The 1 item(s) left in round 1 were labelled by ana", timeout=30000)
+        ana.get_by_role("tab", name="Chat").click()
+        _say(ana, "12 is a tool", "#12 is now tool")
+        with _store(folder) as project:
+            store = project.store
+            assert store.get_round(1).created_by == "bo"
+            assert [a.actor for a in store.round_answers(1)] == ["bo"] * 3
+            assert (store.decisions(12)[-1].actor, store.state(12).label) == ("ana", "tool")
+    finally:
+        server.close()

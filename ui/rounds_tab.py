@@ -126,7 +126,7 @@ def build(app, state) -> None:
             notice = str(exc)
         except LabelchatError as exc:
             raise gr.Error(str(exc)) from exc
-        return (*next_item(request, notice), *next_case())
+        return (*next_item(request, notice), *next_case(), *reports())
 
     def on_undo(request: gr.Request):
         round_ = current()
@@ -136,7 +136,7 @@ def build(app, state) -> None:
             undone = r.undo_answer(store, round_.id, request_user(request))
         except LabelchatError as exc:
             raise gr.Error(str(exc)) from exc
-        return (*next_item(request, f"Took back your answer on #{undone.item_id}."), *next_case())
+        return (*next_item(request, f"Took back your answer on #{undone.item_id}."), *next_case(), *reports())
 
     def on_settle(shown, label, request: gr.Request):
         if shown is None or not label:
@@ -144,18 +144,19 @@ def build(app, state) -> None:
         try:
             r.adjudicate(store, current().id, int(shown), label, request_user(request))
         except r.AlreadyAnsweredError as exc:
-            return next_case(str(exc))
+            return (*next_case(str(exc)), *reports())
         except LabelchatError as exc:
             raise gr.Error(str(exc)) from exc
-        return next_case(f"#{shown} settled as {label}.")
+        return (*next_case(f"#{shown} settled as {label}."), *reports())
 
     review_outputs = [item_view, item_id, answer]
     case_outputs = [case_view, case_id, verdict]
     start.click(on_start, [size, reviewer], [info, *review_outputs, *case_outputs, report_view, quality_view],
                 api_name="round_start")
-    send.click(on_send, [item_id, answer], [*review_outputs, *case_outputs], api_name="round_answer")
-    undo.click(on_undo, None, [*review_outputs, *case_outputs])
-    settle.click(on_settle, [case_id, verdict], case_outputs, api_name="round_settle")
+    report_outputs = [report_view, quality_view]
+    send.click(on_send, [item_id, answer], [*review_outputs, *case_outputs, *report_outputs], api_name="round_answer")
+    undo.click(on_undo, None, [*review_outputs, *case_outputs, *report_outputs])
+    settle.click(on_settle, [case_id, verdict], [*case_outputs, *report_outputs], api_name="round_settle")
     refresh.click(reports, None, [report_view, quality_view], api_name="quality_report")
     refresh.click(next_item, None, review_outputs)
     refresh.click(next_case, None, case_outputs)
