@@ -706,6 +706,18 @@ def _no_arguments(text: str, lowered: str, labels: list[str]):
     return {}
 
 
+def _read_start_round(text: str, lowered: str, labels: list[str]):
+    """'start a review round of 30 for bo': the size and the reviewer, when said."""
+    args: dict = {}
+    size = re.search(r"\b(\d+)\b", lowered) or re.search(r"\b(" + "|".join(NUMBER_WORDS) + r")\b", lowered)
+    if size:
+        args["size"] = int(NUMBER_WORDS.get(size.group(1), size.group(1)))
+    reviewer = re.search(r"\b(?:for|by|reviewer:?|reviewed by) ([a-z][\w.-]*)\b", text, re.I)
+    if reviewer and reviewer.group(1).lower() not in ("me", "us", "them", "someone", "anyone", "review", "a", "the"):
+        args["reviewer"] = reviewer.group(1)
+    return args
+
+
 def _read_train(text: str, lowered: str, labels: list[str]):
     args: dict = {}
     kind = _first_match(lowered, TRAIN_KIND_WORDS)
@@ -748,4 +760,6 @@ _READERS = {
     "suggest_labels": _no_arguments,
     "status": _no_arguments,
     "suspect_labels": _no_arguments,
+    "start_review_round": _read_start_round,
+    "review_round_report": _no_arguments,
 }

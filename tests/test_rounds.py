@@ -73,8 +73,9 @@ def test_the_chat_logs_its_decisions_as_the_person_talking(folder):
 
     with Project(folder) as project:
         session = Session(project, actor="bo")
-        list(session.send("correct 3 as windmill"))
-        assert project.store.decisions(3)[-1].actor == "bo" and project.store.state(3).label == "windmill"
+        list(session.send("undo"))  # takes back ana's bulk accept: 94 undo decisions, each bo's
+        undone = project.store.decisions(limit=94)
+        assert {(d.action, d.actor) for d in undone} == {(Action.UNDO, "bo")}
 
 
 # -- the sample ------------------------------------------------------------------------------------
@@ -254,4 +255,29 @@ def test_round_commands_from_start_to_report(folder, tmp_path, monkeypatch, caps
     code, out, err = _cli(monkeypatch, capsys, "round", "list", *common)
     assert "round 1    closed    14/15" in out
     code, out, err = _cli(monkeypatch, capsys, "round", "review", "--user", "bo", *common)
-    assert code == 1 and "no open review round" in err
+    assert code == 1 and "There is no open review round" in err
+
+
+def test_the_chat_starts_a_round_and_says_how_it_went(folder):
+    from agent.session import Session
+    from agent.steps import FinalAnswer
+
+    def say(session, text: str) -> str:
+        return [s.text for s in session.send(text) if isinstance(s, FinalAnswer)][-1]
+
+    with Project(folder) as project:
+        session = Session(project, actor="ana")
+        assert "There is no review round yet" in say(session, "how did the review round go?")
+        said = say(session, "start a review round of 5")
+        assert "Started review round 1: 5 items, as asked" in said
+        store = project.store
+        assert store.get_round(1).created_by == "ana" and len(store.round_items(1)) == 5
+        for item in store.round_items(1)[:4]:
+            review_item(store, 1, item.item_id, "fish", "bo")
+        said = say(session, "how did the review round go?")
+        fish = sum(item.first_label == "fish" for item in store.round_items(1)[:4])
+        kappa = round_report(store, 1).kappa
+        assert f"4 of 5 images reviewed, {fish} agreed" in said and f"Cohen's kappa {kappa:.2f}" in said
+        assert "1 item(s) not reviewed yet" in said
+        said = say(session, "start a review round of 5 for ana")
+        assert "nobody else's work for ana" in said and len(store.rounds()) == 1

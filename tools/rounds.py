@@ -164,7 +164,9 @@ def current_round(store: Store, round_id: int | None = None, *, open_only: bool 
         return store.get_round(round_id)
     rounds = [r for r in store.rounds() if r.status == "open" or not open_only]
     if not rounds:
-        raise LabelchatError("There is no open review round; start one: labelchat round start --size 30.")
+        which = "open review round" if open_only and store.rounds() else "review round yet"
+        raise LabelchatError(f"There is no {which}; start one: labelchat round start --size 30 (in the chat: "
+                             f"'start a review round of 30').")
     return rounds[-1]
 
 
