@@ -254,9 +254,12 @@ def m009_review_rounds(db: sqlite3.Connection) -> None:
     run_statements(
         db,
         """
-        -- A review round: a sample of confirmed items that a second person labels again, blind.
+        -- A review round: a sample of confirmed items that a second person labels again, blind; or
+        -- the audit of an auto-accept (kind 'audit'): suggestions a person checked before the rest
+        -- was accepted unseen, kept closed, as the measure of those labels.
         CREATE TABLE rounds (
             id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL DEFAULT 'review' CHECK (kind IN ('review', 'audit')),
             status TEXT NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'closed')),
             reviewer TEXT,  -- the one person asked to review it (NULL: anyone but an item's first person)
             size INTEGER NOT NULL,

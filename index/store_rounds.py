@@ -30,6 +30,7 @@ class Round:
     created_at: str
     closed_by: str | None = None
     closed_at: str | None = None
+    kind: str = "review"  # or "audit": an auto-accept's audit, recorded closed
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,29 @@ class RoundStoreMixin:
             db.executemany(
                 "INSERT INTO round_items(round_id, item_id, position, first_label, first_actor) VALUES (?, ?, ?, ?, ?)",
                 [(round_id, item_id, position, label, actor) for position, (item_id, label, actor) in enumerate(rows)],
+            )
+        return self.get_round(round_id)
+
+    def record_audit(self, rows: Sequence[tuple[int, str]], answers: Sequence[tuple[int, str, str]], *,
+                     why: str, created_by: str) -> Round:
+        """An auto-accept's audit as a closed round of kind 'audit', in one transaction: (item id,
+        suggested label) rows, and (item id, the person's label, who) answers."""
+        from .store import now
+
+        with self._write() as db:
+            created = now()
+            round_id = db.execute(
+                "INSERT INTO rounds(kind, status, size, why, created_by, created_at, closed_by, closed_at)"
+                " VALUES ('audit', 'closed', ?, ?, ?, ?, ?, ?)",
+                (len(rows), why, created_by, created, created_by, created),
+            ).lastrowid
+            db.executemany(
+                "INSERT INTO round_items(round_id, item_id, position, first_label, first_actor) VALUES (?, ?, ?, ?, ?)",
+                [(round_id, item_id, position, label, created_by) for position, (item_id, label) in enumerate(rows)],
+            )
+            db.executemany(
+                "INSERT INTO round_answers(round_id, item_id, kind, label, actor, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                [(round_id, item_id, REVIEW, label, actor, created) for item_id, label, actor in answers],
             )
         return self.get_round(round_id)
 

@@ -16,7 +16,7 @@ from index.types import Action
 from tools.ingest import IngestOptions, ingest
 from tools.quality.report import format_markdown, quality_report
 from tools.rounds import (
-    AlreadyAnsweredError, adjudicate, close_round, cohen_kappa, disagreements, next_to_review, review_item,
+    AlreadyAnsweredError, adjudicate, close_round, cohen_kappa, current_round, disagreements, next_to_review, review_item,
     round_report, sample_size, start_round, stratified_sample, undo_answer,
 )
 from ui.cli import main
@@ -281,3 +281,26 @@ def test_the_chat_starts_a_round_and_says_how_it_went(folder):
         assert "1 item(s) not reviewed yet" in said
         said = say(session, "start a review round of 5 for ana")
         assert "nobody else's work for ana" in said and len(store.rounds()) == 1
+
+
+def test_an_auto_accept_audit_is_kept_and_measures_the_labels_in_the_quality_report(folder):
+    from tools.rounds import NOT_THIS_LABEL, record_audit
+
+    with Project(folder) as project:
+        store = project.store
+        ids = sorted(store.confirmed_labels())[:4]
+        truth = {i: store.state(i).label for i in ids}
+        suggested = {ids[0]: truth[ids[0]], ids[1]: truth[ids[1]], ids[2]: "tool" if truth[ids[2]] != "tool" else "fish",
+                     ids[3]: truth[ids[3]]}
+        store.decide(ids[3], Action.REJECT, truth[ids[3]], actor="bo")  # rejected: wrong, right label unknown
+        audit = record_audit(store, ids, suggested, 0.9)
+        assert (audit.kind, audit.status, audit.created_by) == ("audit", "closed", "auto-accept")
+        report = quality_report(store)
+        assert report.audits == 1 and report.rounds == 0 and report.checked == 4 and report.accuracy == 0.5
+        assert NOT_THIS_LABEL in report.labels
+        wrong = report.labels.index(suggested[ids[3]])
+        assert report.confusion[wrong][report.labels.index(NOT_THIS_LABEL)] == 1
+        assert "1 auto-accept audit(s)" in format_markdown(report)
+        with pytest.raises(LabelchatError, match="There is no review round yet"):  # an audit is not a round to review
+            current_round(store, open_only=False)
+        assert record_audit(store, [], {}, 0.9) is None

@@ -25,6 +25,7 @@ from index.vectors import VectorIndex
 
 from .learn import BlendConfig, Blended, LiveLearner
 from .ranked_rows import ranked_rows
+from .rounds import record_audit
 from .models.base import head_from_bytes
 from .writebehind import SuggestionWriter
 from .zeroshot import DEFAULT_TEMPLATES, SuggestReport, check_label_set, head_key, suggest, templates
@@ -587,6 +588,7 @@ def finish_auto_accept(reviewer: Reviewer, plan: AuditPlan, suggested: dict[int,
             correct += state.status is Status.CONFIRMED and state.label == suggested.get(item_id)
     low, high = wilson_interval(correct, audited)
     precision = correct / audited if audited else None
+    record_audit(store, plan.audit, suggested, plan.min_prob)  # the measure of these labels, for the quality report
     refused = _audit_refusal(len(plan.audit), unanswered, audited, correct, min_precision)
     rest = []
     if not refused:

@@ -21,7 +21,7 @@ from index.store import Store
 from index.store_rounds import ADJUDICATE, REVIEW, AlreadyAnsweredError, Round, RoundAnswer, RoundItem
 
 __all__ = ["AlreadyAnsweredError", "Round", "RoundAnswer", "RoundItem", "RoundReport", "Disagreement",
-           "sample_size", "stratified_sample", "start_round", "current_round", "next_to_review", "review_item",
+           "sample_size", "stratified_sample", "start_round", "record_audit", "NOT_THIS_LABEL", "current_round", "next_to_review", "review_item",
            "disagreements", "adjudicate", "undo_answer", "close_round", "round_report", "cohen_kappa", "truths"]
 
 
@@ -162,12 +162,38 @@ def current_round(store: Store, round_id: int | None = None, *, open_only: bool 
     """The round asked for, or the newest open one (the newest of any with `open_only` False)."""
     if round_id is not None:
         return store.get_round(round_id)
-    rounds = [r for r in store.rounds() if r.status == "open" or not open_only]
+    reviews = [r for r in store.rounds() if r.kind == "review"]
+    rounds = [r for r in reviews if r.status == "open" or not open_only]
     if not rounds:
-        which = "open review round" if open_only and store.rounds() else "review round yet"
+        which = "open review round" if open_only and reviews else "review round yet"
         raise LabelchatError(f"There is no {which}; start one: labelchat round start --size 30 (in the chat: "
                              f"'start a review round of 30').")
     return rounds[-1]
+
+
+NOT_THIS_LABEL = "(another label)"  # an audit's rejected suggestion: wrong, the right label unknown
+
+
+def record_audit(store: Store, audit: Sequence[int], suggested: dict[int, str], min_prob: float) -> Round | None:
+    """Keep an auto-accept's audit as a closed round of kind 'audit': each audited item's suggested
+    label against what the person made of it (their label, or NOT_THIS_LABEL when they rejected it;
+    skipped and unanswered ones tell nothing). None when there was no audit."""
+    from index.types import Status
+
+    if not audit:
+        return None
+    states = {item_id: store.state(item_id) for item_id in audit}
+    actors = store.decision_actors(list(audit))
+    answers = []
+    for item_id, state in states.items():
+        if state.status is Status.CONFIRMED:
+            answers.append((item_id, state.label, actors.get(item_id, "unknown")))
+        elif state.status is Status.REJECTED:
+            who = store.decisions(item_id)[-1].actor
+            answers.append((item_id, NOT_THIS_LABEL, who))
+    rows = [(item_id, suggested[item_id]) for item_id in audit if item_id in suggested]
+    return store.record_audit(rows, [a for a in answers if a[0] in suggested],
+                              why=f"the audit of an auto-accept at probability >= {min_prob}", created_by="auto-accept")
 
 
 # -- answers ------------------------------------------------------------------------------------
@@ -284,12 +310,14 @@ def cohen_kappa(pairs: Sequence[tuple[str, str]]) -> float | None:
 
 
 def truths(store: Store, round_id: int) -> dict[int, str]:
-    """item id -> its right label as the round found it: the agreed label, or the adjudicated one."""
+    """item id -> its right label as the round found it: the agreed label, or the adjudicated one (of
+    an audit: the person's answer)."""
     items = {item.item_id: item for item in store.round_items(round_id)}
     judged = _answers(store, round_id, ADJUDICATE)
+    audit = store.get_round(round_id).kind == "audit"
     result = {}
     for item_id, answer in _answers(store, round_id, REVIEW).items():
-        if answer.label == items[item_id].first_label:
+        if audit or answer.label == items[item_id].first_label:
             result[item_id] = answer.label
         elif item_id in judged:
             result[item_id] = judged[item_id].label

@@ -67,7 +67,9 @@ def _list(args: argparse.Namespace) -> int:
         rounds = store.rounds()
         answered = {r.id: len({a.item_id for a in store.round_answers(r.id) if a.kind == "review"}) for r in rounds}
     lines = [f"round {r.id:<4} {r.status:<7} {answered[r.id]:>4}/{r.size:<4} reviewed  by "
-             f"{r.reviewer or 'anyone else'}  (started by {r.created_by}, {r.created_at[:16]})" for r in rounds]
+             f"{r.reviewer or 'anyone else'}  (started by {r.created_by}, {r.created_at[:16]})" if r.kind == "review"
+             else f"audit {r.id:<4} {answered[r.id]:>4}/{r.size:<4} suggestions checked  ({r.why}, {r.created_at[:16]})"
+             for r in rounds]
     emit(args, {"ok": True, "rounds": [{**fmt.to_jsonable(r), "reviewed": answered[r.id]} for r in rounds]},
          "\n".join(lines) or "No review rounds yet: labelchat round start --size 30.")
     return EXIT_OK

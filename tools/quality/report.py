@@ -1,7 +1,9 @@
 """The quality report a team hands on with the dataset: how right the labels were measured to be.
 
 Measured by the review rounds: each reviewed item's label as it was when the round drew it,
-against its settled answer (the label both people gave, or the adjudicator's). From those pairs:
+against its settled answer (the label both people gave, or the adjudicator's); and by the audits of
+auto-accept: each audited suggestion against what the person made of it (a rejected one is
+counted against "(another label)"). From those pairs:
 per-class precision, recall and F1 of the labels and their confusion matrix (an item checked in
 several rounds counts once, as the newest round found it). Beside them, what the curation did:
 suspect labels kept or changed, duplicates merged at ingest or removed.
@@ -43,7 +45,8 @@ class QualityReport:
     per_class: tuple[ClassQuality, ...]
     labels: tuple[str, ...]  # the confusion matrix's rows and columns
     confusion: tuple[tuple[int, ...], ...]  # [given label][right label]
-    rounds: int
+    rounds: int  # review rounds
+    audits: int  # auto-accept audits
     suspects_kept: int  # flagged as likely wrong, looked at, kept
     counts: dict  # Store.quality_counts(): duplicates merged / removed, labels changed after confirmation
 
@@ -74,13 +77,14 @@ def quality_report(store: Store) -> QualityReport:
     return QualityReport(
         confirmed=len(store.confirmed_labels()), checked=len(pairs),
         accuracy=correct / len(pairs) if pairs else None, per_class=per_class, labels=labels,
-        confusion=tuple(tuple(row) for row in matrix), rounds=len(store.rounds()),
+        confusion=tuple(tuple(row) for row in matrix), rounds=sum(r.kind == "review" for r in store.rounds()),
+        audits=sum(r.kind == "audit" for r in store.rounds()),
         suspects_kept=len(store.kept_labels()), counts=store.quality_counts())
 
 
 def to_json(report: QualityReport) -> dict:
     return {"confirmed": report.confirmed, "checked": report.checked, "accuracy": report.accuracy,
-            "rounds": report.rounds,
+            "rounds": report.rounds, "audits": report.audits,
             "per_class": [{"label": c.label, "support": c.support, "labelled": c.labelled, "correct": c.correct,
                            "precision": c.precision, "recall": c.recall, "f1": c.f1} for c in report.per_class],
             "confusion": {"labels": list(report.labels), "rows_given_columns_right": [list(r) for r in report.confusion]},
@@ -95,12 +99,14 @@ def format_markdown(report: QualityReport) -> str:
     counts = report.counts
     lines = ["# Label quality report", ""]
     if report.checked:
-        lines += [f"{report.checked} of {report.confirmed} confirmed items were checked in {report.rounds} review "
-                  f"round(s) (a second person labelled them blind; disagreements were adjudicated). "
-                  f"{_share(report.accuracy)} of their labels were right.", ""]
+        lines += [f"{report.checked} items were checked, in {report.rounds} review round(s) (a second person "
+                  f"labelled them blind; disagreements were adjudicated) and {report.audits} auto-accept audit(s) "
+                  f"(a person checked suggestions before the rest was accepted unseen); {report.confirmed} items "
+                  f"are confirmed. {_share(report.accuracy)} of the checked labels were right.", ""]
     else:
-        lines += [f"None of the {report.confirmed} confirmed items has been checked in a review round yet, so the "
-                  f"labels' precision and recall are not measured (labelchat round start --size 30).", ""]
+        lines += [f"None of the {report.confirmed} confirmed items has been checked in a review round or an "
+                  f"audit yet, so the labels' precision and recall are not measured (labelchat round start "
+                  f"--size 30).", ""]
     lines += ["## Per class", "", "| label | checked | precision | recall | F1 |", "|---|---:|---:|---:|---:|"]
     lines += [f"| {c.label} | {c.support} | {_share(c.precision)} | {_share(c.recall)} | {_share(c.f1)} |"
               for c in report.per_class]
