@@ -68,6 +68,16 @@ def test_an_auth_file_gives_the_users_and_its_mistakes_name_the_line(tmp_path):
     assert known_user("bo", good) == "bo"
 
 
+def test_the_app_refuses_a_bad_auth_file_before_it_starts(tmp_path, monkeypatch, capsys):
+    bad = tmp_path / "team.txt"
+    bad.write_text("ana:secret\nbo\n", encoding="utf-8")
+    code, out, err = _cli(monkeypatch, capsys, "ui", "--project", str(tmp_path / "p"), "--auth-file", str(bad))
+    assert code == 1 and "team.txt line 2: 'bo' is not user:password" in err and "Starting" not in err
+    code, out, err = _cli(monkeypatch, capsys, "ui", "--project", str(tmp_path / "p"), "--auth", "ana")
+    assert code == 1 and "--auth: 'ana' is not user:password" in err
+    assert not (tmp_path / "p").exists()  # nothing was created
+
+
 def test_the_chat_logs_its_decisions_as_the_person_talking(folder):
     from agent.session import Session
 

@@ -635,11 +635,13 @@ def cmd_model(args: argparse.Namespace) -> int:
 
 def cmd_ui(args: argparse.Namespace, folder: Path | None = None) -> int:
     from ui.app import launch
+    from ui.people import credentials
 
     folder = folder or Path(args.project or default_project_dir())
     options = brain_options(args)
-    print(f"Starting labelchat on {folder} ... (Ctrl-C to stop)", file=sys.stderr)
     auth_file = args.auth_file or os.environ.get("LABELCHAT_AUTH_FILE")
+    credentials(args.auth, auth_file)  # a bad line or a missing file is said before anything starts
+    print(f"Starting labelchat on {folder} ... (Ctrl-C to stop)", file=sys.stderr)
     launch(folder, host=args.host, port=args.port, auth=args.auth, auth_file=auth_file, brain=args.brain, yes=args.yes,
            model=args.model, brain_options=options, share=args.share)
     return EXIT_OK
