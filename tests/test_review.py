@@ -386,6 +386,10 @@ def test_auto_accept_audits_first_and_estimates_precision(reviewer):
     report = finish_auto_accept(reviewer, plan, suggested)  # asks for 90% by default
     assert (report.audited, report.audit_correct, report.accepted) == (6, 4, 0)
     assert "right 4 of 6 times (66.7%), below the 90% asked for" in report.refused
+    from tools.quality.report import quality_report  # the audit is kept: it measures those labels
+
+    kept = quality_report(reviewer.store)
+    assert (kept.audits, kept.checked, kept.accuracy) == (1, 6, pytest.approx(4 / 6))
     report = finish_auto_accept(reviewer, plan, suggested, min_precision=0.6)
     assert report.precision == pytest.approx(4 / 6) and not report.refused
     assert report.precision_low < 4 / 6 < report.precision_high

@@ -203,6 +203,8 @@ def test_a_round_with_nothing_or_nobody_to_review_is_refused(folder, tmp_path):
             start_round(project.store, actor="ana", size=5, reviewer="ana")
         with pytest.raises(LabelchatError, match="Nobody else can review.*ana, the only user"):
             start_round(project.store, actor="ana", size=5, people=["ana"])
+        with pytest.raises(LabelchatError, match="The reviewer 'zed' is not one of the users \\(ana, bo\\)"):
+            start_round(project.store, actor="ana", size=5, reviewer="zed", people=["ana", "bo"])
         assert project.store.rounds() == []
         round_ = start_round(project.store, actor="ana", size=5, reviewer="bo", people=["ana", "bo"])
         with pytest.raises(LabelchatError, match="is for bo to review, not cy"):

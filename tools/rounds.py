@@ -136,6 +136,9 @@ def start_round(store: Store, *, actor: str, size: int | None = None, confidence
         raise LabelchatError("There are no confirmed items to review yet: confirm some labels first "
                              "(labelchat review --answer), then start a round.")
     actors = store.decision_actors(list(confirmed))
+    if reviewer is not None and people is not None and reviewer not in people:
+        raise LabelchatError(f"The reviewer {reviewer!r} is not one of the users ({', '.join(sorted(people))}); "
+                             f"name one of them.")
     if reviewer is not None:
         eligible = {i: l for i, l in confirmed.items() if actors.get(i) != reviewer}
         if not eligible:
