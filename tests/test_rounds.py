@@ -21,6 +21,7 @@ from tools.rounds import (
 )
 from ui.cli import main
 from ui.people import credentials, known_user, read_auth_file
+from ui.rounds_tab import confusion_html, round_markdown
 
 LABELS = ["fish", "mammal", "monument", "tool", "windmill"]
 
@@ -163,6 +164,9 @@ def test_a_round_reviewed_blind_adjudicated_and_reported(folder):
         assert quality.counts["labels_changed_after_confirmation"] == 1
         text = format_markdown(quality)
         assert "| windmill | 2 | 1.00 | 0.50 | 0.67 |" in text and "| mammal | 0 | 0 | 0 | 0 | 1 |" in text
+        shaded = confusion_html(quality)  # the Rounds tab's plot of it
+        assert "rows are the label given" in shaded and shaded.count('title="1 of 1"') == 5
+        assert "Cohen's kappa **0.500**" in round_markdown(report) and "| bo | 4 | 5 |" in round_markdown(report)
 
         with pytest.raises(LabelchatError, match="adjudicated since; undo the adjudication first"):
             undo_answer(store, round_.id, "bo")  # bo's newest answer is on the mammal, settled since

@@ -28,6 +28,16 @@ def round_markdown(report) -> str:
     return "\n".join(lines)
 
 
+def confusion_html(quality) -> str:
+    """The quality report's confusion matrix, shaded like the Models tab's (pure)."""
+    from .views import confusion_html as shaded
+
+    if not quality.checked:
+        return '<div class="lc-empty">No checked items yet: review a round (or audit an auto-accept) first.</div>'
+    return shaded({"per_class": [{"label": label} for label in quality.labels], "confusion": quality.confusion},
+                  "checked items: rows are the label given, columns the right label")
+
+
 def image_html(url: str | None, caption: str) -> str:
     if url is None:
         return f"<p>{html.escape(caption)}</p>"
@@ -65,6 +75,7 @@ def build(app, state) -> None:
             settle = gr.Button("Settle", elem_id="lc-round-settle")
     refresh = gr.Button("Refresh the reports", elem_id="lc-round-refresh")
     report_view = gr.Markdown(elem_id="lc-round-report")
+    confusion_view = gr.HTML(elem_id="lc-quality-confusion")
     quality_view = gr.Markdown(elem_id="lc-quality-report")
 
     def current():
@@ -100,9 +111,13 @@ def build(app, state) -> None:
         return image_html(state.image_url(case.item_id), caption), case.item_id, gr.update(choices=labels, value=None)
 
     def reports():
-        round_ = current() or (store.rounds() or [None])[-1]
+        try:
+            round_ = r.current_round(store, open_only=False)
+        except LabelchatError:
+            round_ = None
         text = round_markdown(r.round_report(store, round_.id)) if round_ else "No review round yet."
-        return text, format_markdown(quality_report(store))
+        quality = quality_report(store)
+        return text, confusion_html(quality), format_markdown(quality)
 
     def on_start(count, who, request: gr.Request):
         try:
@@ -150,16 +165,16 @@ def build(app, state) -> None:
         return (*next_case(f"#{shown} settled as {label}."), *reports())
 
     review_outputs = [item_view, item_id, answer]
+    report_outputs = [report_view, confusion_view, quality_view]
     case_outputs = [case_view, case_id, verdict]
-    start.click(on_start, [size, reviewer], [info, *review_outputs, *case_outputs, report_view, quality_view],
+    start.click(on_start, [size, reviewer], [info, *review_outputs, *case_outputs, *report_outputs],
                 api_name="round_start")
-    report_outputs = [report_view, quality_view]
     send.click(on_send, [item_id, answer], [*review_outputs, *case_outputs, *report_outputs], api_name="round_answer")
     undo.click(on_undo, None, [*review_outputs, *case_outputs, *report_outputs])
     settle.click(on_settle, [case_id, verdict], [*case_outputs, *report_outputs], api_name="round_settle")
-    refresh.click(reports, None, [report_view, quality_view], api_name="quality_report")
+    refresh.click(reports, None, report_outputs, api_name="quality_report")
     refresh.click(next_item, None, review_outputs)
     refresh.click(next_case, None, case_outputs)
     app.load(next_item, None, review_outputs)
     app.load(next_case, None, case_outputs)
-    app.load(reports, None, [report_view, quality_view])
+    app.load(reports, None, report_outputs)

@@ -218,8 +218,10 @@ def training_curve_table(history: Sequence[dict]) -> tuple[list[str], list[list]
     return ["epoch", "series", "value"], rows
 
 
-def confusion_html(metrics: dict | None) -> str:
-    """The held-out confusion matrix as an HTML table, cells shaded by their share of the row."""
+def confusion_html(metrics: dict | None, caption: str = "held-out items: rows are the true label, columns the "
+                   "prediction") -> str:
+    """A confusion matrix ({"per_class": [{"label": ...}], "confusion": rows}; by default the held-out
+    one of a model) as an HTML table, cells shaded by their share of the row."""
     if not metrics or not metrics.get("confusion"):
         return '<div class="lc-empty">No held-out items to show a confusion matrix for.</div>'
     labels = [c["label"] for c in metrics["per_class"]]
@@ -232,8 +234,8 @@ def confusion_html(metrics: dict | None) -> str:
             for n in row
         )
         rows.append(f"<tr><th>{html.escape(label)}</th>{cells}</tr>")
-    return (f'<table class="lc-confusion"><caption>held-out items: rows are the true label, columns the '
-            f'prediction</caption><tr><th></th>{head}</tr>{"".join(rows)}</table>')
+    return (f'<table class="lc-confusion"><caption>{html.escape(caption)}</caption><tr><th></th>{head}</tr>'
+            f'{"".join(rows)}</table>')
 
 
 def versions_table(versions: Sequence) -> tuple[list[str], list[list]]:
