@@ -99,7 +99,7 @@ def format_markdown(report: QualityReport) -> str:
     counts = report.counts
     lines = ["# Label quality report", ""]
     if report.checked:
-        lines += [f"{report.checked} items were checked, in {report.rounds} review round(s) (a second person "
+        lines += [f"{report.checked} item(s) checked, in {report.rounds} review round(s) (a second person "
                   f"labelled them blind; disagreements were adjudicated) and {report.audits} auto-accept audit(s) "
                   f"(a person checked suggestions before the rest was accepted unseen); {report.confirmed} items "
                   f"are confirmed. {_share(report.accuracy)} of the checked labels were right.", ""]
