@@ -250,6 +250,18 @@ def m008_best_suggestion_index(db: sqlite3.Connection) -> None:
     )
 
 
+def m010_best_by_head_index(db: sqlite3.Connection) -> None:
+    run_statements(
+        db,
+        """
+        -- Each item's best suggestion by the head and method that made it: opening the review
+        -- loop asks which items a head has scored (zero-shot) from this index, not from a scan
+        -- of every suggestion (a million items: 10 s under load, bench/scale.py).
+        CREATE INDEX suggestions_best_by_head ON suggestions(head_key, method, item_id) WHERE rank = 0;
+        """,
+    )
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("initial", m001_initial),
     ("embeddings and zero-shot heads", m002_embeddings_and_heads),
@@ -259,4 +271,5 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("decision batches", m006_decision_batches),
     ("kept labels", m007_kept_labels),
     ("best suggestion index", m008_best_suggestion_index),
+    ("best suggestion by head index", m010_best_by_head_index),
 ]
