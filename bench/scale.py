@@ -4,11 +4,13 @@
 
 For each size a project is made in a scratch folder with synthetic rows and vectors (items,
 their pending state, five ranked suggestions each from a stored zero-shot head, and a feature
-vector each, as after `labelchat suggest`), then, in a fresh process per size (so its peak
+vector each in the float16 feature file, as after `labelchat suggest`), then, in a fresh process per size (so its peak
 memory is its own):
 
 - `labelchat status` and `labelchat items --status pending --limit 20` (the CLI in-process,
   opening the project each time; median of 5 runs);
+- all features read into memory: from the float16 feature file against float32 SQLite rows
+  (how the store kept them before), the same vectors in the same run;
 - a review batch: opening the reviewer (all features read, the live learner built) and its
   first batch of 20 cards;
 - a live refresh of every pending item's suggestions after 20 decisions (what the review loop
@@ -43,6 +45,7 @@ import numpy as np  # noqa: E402
 
 SPEC = "openclip:tiny/random"  # only its name: the head and the vectors are made here
 ROWS_PER_INSERT = 50_000
+BASELINE_DB = "baseline-embeddings.db"  # beside the project's files, never opened by the product
 
 
 def build_project(folder: Path, n: int, dim: int, labels: int) -> None:
@@ -80,8 +83,47 @@ def build_project(folder: Path, n: int, dim: int, labels: int) -> None:
                     " VALUES (?, ?, ?, ?, ?, 'zero-shot', ?, ?)",
                     [(i, rank, names[j], float(probabilities[row, j]), SPEC, stamp, key)
                      for row, i in enumerate(ids) for rank, j in enumerate(order[row])])
-                db.executemany("INSERT INTO embeddings(model, item_id, vector, created_at) VALUES (?, ?, ?, ?)",
-                               [(SPEC, i, x[start + row].tobytes(), stamp) for row, i in enumerate(ids)])
+            store.put_embeddings(SPEC, dict(zip(ids, x[start : start + len(ids)])))
+    _write_sqlite_baseline(folder / BASELINE_DB, x)
+
+
+def _write_sqlite_baseline(path: Path, x: np.ndarray) -> None:
+    """The same vectors as float32 rows of a SQLite table, as the store kept them before
+    index/features.py: what features_read_s is compared with."""
+    import sqlite3
+
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE embeddings (model TEXT, item_id INTEGER, vector BLOB, PRIMARY KEY (model, item_id))")
+    for start in range(0, len(x), ROWS_PER_INSERT):
+        db.executemany("INSERT INTO embeddings VALUES (?, ?, ?)",
+                       [(SPEC, start + row + 1, v.tobytes()) for row, v in enumerate(x[start : start + ROWS_PER_INSERT])])
+        db.commit()
+    db.close()
+
+
+def _features_read(folder: Path) -> dict:
+    """All features read into one float32 matrix: from the float16 feature file (the product)
+    against float32 rows of SQLite (the store before it), in the same run."""
+    import sqlite3
+
+    from index.project import Project
+
+    started = time.perf_counter()
+    with Project(folder) as project:
+        _, rows = project.store.embeddings(SPEC, dtype=None)
+        matrix = rows.astype(np.float32)
+    figures = {"features_read_s": round(time.perf_counter() - started, 4)}
+    started = time.perf_counter()
+    db = sqlite3.connect(folder / BASELINE_DB)
+    found = db.execute("SELECT item_id, vector FROM embeddings WHERE model = ? ORDER BY item_id", (SPEC,)).fetchall()
+    baseline = np.stack([np.frombuffer(vector, dtype=np.float32) for _, vector in found])
+    db.close()
+    figures["features_read_sqlite_s"] = round(time.perf_counter() - started, 4)
+    figures["features_read_speedup"] = round(figures["features_read_sqlite_s"] / figures["features_read_s"], 2)
+    figures["features_file_mib"] = round(sum(p.stat().st_size for p in (folder / "features").iterdir()) / 2**20, 1)
+    figures["features_sqlite_mib"] = round((folder / BASELINE_DB).stat().st_size / 2**20, 1)
+    assert baseline.shape == matrix.shape and np.abs(baseline - matrix).max() < 1e-2
+    return figures
 
 
 def _median_seconds(run, times: int = 5) -> float:
@@ -137,6 +179,7 @@ def measure(folder: Path, n: int, dim: int, labels: int) -> dict:
         # the product's peak, before the baseline below builds n x 5 Suggestion objects
         figures["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         figures.update(_store_all(reviewer, project))
+    figures.update(_features_read(folder))  # after the peak too: the baseline holds a second copy
     return figures
 
 

@@ -2,7 +2,8 @@
 
     <project>/project.db   SQLite (WAL), the source of truth
     <project>/media/       image files named by sha256
-    <project>/vectors/     vector indexes (caches, rebuildable from the store)
+    <project>/features/    feature vectors, float16, memory-mapped (a cache: index/features.py)
+    <project>/vectors/     vector indexes (caches, rebuildable from the features)
     <project>/models/      fine-tuned model versions
 """
 

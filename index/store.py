@@ -1,6 +1,7 @@
 """The one module that owns SQL: the project database.
 
-SQLite in WAL mode is the source of truth. Every write is one short
+SQLite in WAL mode is the source of truth (the feature vectors, a cache of what a model
+said about the images, live beside it in features/: index/features.py). Every write is one short
 transaction (`BEGIN IMMEDIATE`), so a write that returned is on disk and a
 process killed mid-way leaves the database as it was before that write.
 Several processes (CLI, app, two browser tabs) may open the same project:
@@ -31,6 +32,7 @@ from .errors import (
     SchemaTooNewError,
     UnknownItemError,
 )
+from .features import FeatureFile
 from .labels import refuse_duplicates, validate_label_name
 from .migrations import MIGRATIONS
 from .store_rounds import RoundStoreMixin
@@ -53,6 +55,7 @@ from .types import (
 )
 
 BUSY_TIMEOUT_S = 30.0
+FEATURES_DIR = "features"  # beside the database: index/features.py
 IMPORT_ACTOR = "import"  # decisions that came with the images (folders, manifests), not from a person
 JSON_ROWS = 100_000  # rows per JSON parameter of a bulk write: far below SQLite's 1 GB cap on one text
 
@@ -81,6 +84,7 @@ class Store(RoundStoreMixin):
             ) from exc
         self._lock = threading.RLock()  # one connection, shared by threads of one process
         self._migrate()
+        self._move_embeddings_to_files()
 
     # -- plumbing -------------------------------------------------------------
 
@@ -257,12 +261,8 @@ class Store(RoundStoreMixin):
         return [Origin(**dict(row)) for row in rows]
 
     def phashes(self) -> list[tuple[int, str]]:
-        """(item id, perceptual hash) of every item, for near-duplicate search (plain tuples:
-        building a million sqlite3.Row objects took most of a second)."""
-        with self._lock:
-            cursor = self._db.cursor()
-            cursor.row_factory = None
-            return cursor.execute("SELECT id, phash FROM items").fetchall()
+        """(item id, perceptual hash) of every item, for near-duplicate search."""
+        return self._plain_rows("SELECT id, phash FROM items")
 
     def near_duplicates(self, item_id: int | None = None) -> list[tuple[int, int, int]]:
         """(item, earlier item it resembles, Hamming distance of their hashes)."""
@@ -539,6 +539,13 @@ class Store(RoundStoreMixin):
         joined = self._read(f"SELECT group_concat(item_id) FROM item_state WHERE {where}", params)[0][0]
         return sorted(map(int, joined.split(","))) if joined else []
 
+    def open_item_ids(self) -> "np.ndarray":
+        """Sorted ids of the items still to review (pending or skipped), as one array: what a
+        review batch starts from (a million ids as Python ints, twice, took a second)."""
+        joined = self._read("SELECT group_concat(item_id) FROM item_state WHERE status IN (?, ?)",
+                            (Status.PENDING.value, Status.SKIPPED.value))[0][0]
+        return np.sort(np.array(joined.split(","), dtype=np.int64)) if joined else np.zeros(0, dtype=np.int64)
+
     def confirmed_labels(self) -> dict[int, str]:
         """item id -> label of every confirmed item (fast: for refreshing suggestions)."""
         rows = self._read("SELECT item_id, label FROM item_state WHERE status = 'confirmed'")
@@ -715,21 +722,18 @@ class Store(RoundStoreMixin):
                 (model, method, created, head_key, json.dumps(rows)),
             )
 
-    def best_scores(self, head_key: str) -> tuple[list[int], list[str], list[float]]:
-        """Item ids, best labels and their scores of every item whose best suggestion came
-        from `head_key`, by item id: what a review loop compares with before rewriting."""
-        with self._lock:  # plain tuples: a million sqlite3.Row objects cost a second
-            cursor = self._db.cursor()
-            cursor.row_factory = None
-            rows = cursor.execute("SELECT item_id, label, score FROM suggestions WHERE rank = 0 AND head_key = ?"
-                                  " ORDER BY item_id", (head_key,)).fetchall()
-        if not rows:
-            return [], [], []
-        ids, labels, scores = zip(*rows)
-        return list(ids), list(labels), list(scores)
+    def item_ids_suggested_by(self, head_key: str, method: str) -> "np.ndarray":
+        """Sorted ids of the items whose best suggestion `head_key` made by `method` (e.g. plain
+        zero-shot): what a review loop need not rewrite before any example exists."""
+        joined = self._read("SELECT group_concat(item_id) FROM suggestions WHERE head_key = ? AND method = ?"
+                            " AND rank = 0", (head_key, method))[0][0]
+        return np.sort(np.array(joined.split(","), dtype=np.int64)) if joined else np.zeros(0, dtype=np.int64)
 
     def items_without_suggestions_from(self, head_key: str) -> list[int]:
         """Items whose best suggestion is missing or came from another head."""
+        from_head = self._read("SELECT count(*) FROM suggestions WHERE rank = 0 AND head_key = ?", (head_key,))
+        if from_head[0][0] == self.item_count():  # the usual answer, from the index alone: none
+            return []
         rows = self._read(
             "SELECT i.id FROM items i LEFT JOIN suggestions g ON g.item_id = i.id AND g.rank = 0"
             " WHERE g.head_key IS NULL OR g.head_key != ? ORDER BY i.id",
@@ -739,48 +743,47 @@ class Store(RoundStoreMixin):
 
     # -- embeddings and heads ---------------------------------------------------
 
+    def _features(self, model: str) -> FeatureFile:
+        return FeatureFile(self.path.parent / FEATURES_DIR, model)
+
     def put_embeddings(self, model: str, vectors: dict[int, "np.ndarray"]) -> None:
-        created = now()
-        with self._write() as db:
-            db.executemany(
-                "INSERT OR REPLACE INTO embeddings(model, item_id, vector, created_at)"
-                " VALUES (?, ?, ?, ?)",
-                [
-                    (model, item_id, np.asarray(v, dtype=np.float32).tobytes(), created)
-                    for item_id, v in vectors.items()
-                ],
-            )
+        if vectors:
+            self._features(model).append(list(vectors), np.stack([np.asarray(v) for v in vectors.values()]))
 
     def embedding_count(self, model: str) -> int:
-        return self._read("SELECT count(*) FROM embeddings WHERE model = ?", (model,))[0][0]
+        return len(self._features(model).ids())
 
     def embedded_item_ids(self, model: str) -> set[int]:
-        rows = self._read("SELECT item_id FROM embeddings WHERE model = ?", (model,))
-        return {row[0] for row in rows}
+        return set(self._features(model).ids().tolist())
 
     def embeddings(
-        self, model: str, item_ids: Sequence[int] | None = None
+        self, model: str, item_ids: Sequence[int] | None = None, *, dtype: "np.dtype | None" = np.float32
     ) -> tuple["np.ndarray", "np.ndarray"]:
-        """(item ids, float32 matrix) of the cached features of `model`, by item id."""
-        if item_ids is None:
-            rows = self._read(
-                "SELECT item_id, vector FROM embeddings WHERE model = ? ORDER BY item_id", (model,)
-            )
-        else:
-            wanted = sorted(set(item_ids))
-            rows = []
-            for start in range(0, len(wanted), 900):  # SQLite's variable limit
-                chunk = wanted[start : start + 900]
-                rows += self._read(
-                    f"SELECT item_id, vector FROM embeddings WHERE model = ? AND item_id IN"
-                    f" ({','.join('?' * len(chunk))}) ORDER BY item_id",
-                    (model, *chunk),
-                )
-        ids = np.array([row[0] for row in rows], dtype=np.int64)
-        if not rows:
-            return ids, np.zeros((0, 0), dtype=np.float32)
-        matrix = np.stack([np.frombuffer(row[1], dtype=np.float32) for row in rows])
-        return ids, matrix
+        """(sorted item ids, matrix) of the cached features of `model` (index/features.py);
+        `dtype=None` gives the stored float16 rows, a read-only memory map where it can."""
+        ids, rows = self._features(model).read(item_ids)
+        return ids, rows if dtype is None else rows.astype(dtype)
+
+    def _move_embeddings_to_files(self) -> None:
+        """Projects made before index/features.py kept their vectors in SQLite: move them out
+        once (safe to repeat after a crash: a vector written twice is the same vector)."""
+        if not self._read("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'embeddings'") or \
+                not self._read("SELECT 1 FROM embeddings LIMIT 1"):
+            return
+        for (model,) in self._plain_rows("SELECT DISTINCT model FROM embeddings"):
+            rows = self._plain_rows("SELECT item_id, vector FROM embeddings WHERE model = ? ORDER BY item_id",
+                                    (model,))
+            ids, blobs = zip(*rows)
+            self._features(model).append(ids, np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(ids), -1))
+            with self._write() as db:
+                db.execute("DELETE FROM embeddings WHERE model = ?", (model,))
+
+    def _plain_rows(self, sql: str, params: Sequence = ()) -> list[tuple]:
+        """Rows as plain tuples: a million sqlite3.Row objects cost seconds."""
+        with self._lock:
+            cursor = self._db.cursor()
+            cursor.row_factory = None
+            return cursor.execute(sql, params).fetchall()
 
     def get_head(self, key: str) -> bytes | None:
         rows = self._read("SELECT data FROM heads WHERE key = ?", (key,))

@@ -1,4 +1,4 @@
-"""The SQL of review rounds (tables of migration m009), mixed into `Store`.
+"""The SQL of review rounds (tables of migration m011), mixed into `Store`.
 
 A round is a sample of confirmed items, each kept with the label and the person in effect when
 it was drawn. A second person's blind label and an adjudicator's verdict are answers; one answer

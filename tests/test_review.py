@@ -318,6 +318,19 @@ def test_a_refresh_stores_what_the_cards_show_and_a_fresh_project_is_not_rewritt
     assert voted  # some items have confirmed neighbours that voted
 
 
+def test_a_label_rejected_before_any_example_leaves_the_stored_suggestions_when_reopened(reviewer, project):
+    """Opening a project with no confirmed item rewrites only what differs from `suggest`'s rows."""
+    item_id = reviewer.store.item_ids_where(status=Status.PENDING)[3]
+    rejected = reviewer.store.suggestions(item_id)[0].label
+    reviewer.decide(item_id, Action.REJECT, rejected)
+    before = reviewer.store.top_suggestions()
+    reopened = Reviewer(project, model=TINY)
+    assert reopened.refresh().written == 1
+    after = reopened.store.top_suggestions()
+    assert after[item_id].label != rejected
+    assert {i: s for i, s in after.items() if i != item_id} == {i: s for i, s in before.items() if i != item_id}
+
+
 def test_a_label_set_that_shrinks_leaves_no_stale_ranks(reviewer):
     from index.types import Label as L
 
@@ -331,7 +344,8 @@ def test_a_label_set_that_shrinks_leaves_no_stale_ranks(reviewer):
                                  model="m", method="zero-shot", head_key="k2", voters={(1, 0): [7, 9]})
     assert [(s.label, s.score) for s in store.suggestions(ids[0])] == [("b", 0.7), ("a", 0.3)]
     assert store.suggestions(ids[1])[0].voters == (7, 9) and store.suggestions(ids[1])[1].voters == ()
-    assert store.best_scores("k2") == (ids, ["b", "a"], [0.7, 0.6])
+    assert store.item_ids_suggested_by("k2", "zero-shot").tolist() == sorted(ids)
+    assert store.item_ids_suggested_by("k1", "zero-shot").tolist() == []
 
 
 def test_bad_decisions_have_defined_answers(reviewer):

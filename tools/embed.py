@@ -99,10 +99,11 @@ def embed_items(
 
 
 def _store_batch(store, model: str, ids: list[int], vectors: np.ndarray, then: Callable | None) -> None:
-    with store.transaction():  # one commit for a batch's features and what is made of them
-        store.put_embeddings(model, dict(zip(ids, vectors)))
+    with store.transaction():  # one commit for what is made of a batch's features
         if then is not None:
             then(ids, vectors)
+        # the features file last: a failure above leaves no features, one here rolls the rest back
+        store.put_embeddings(model, dict(zip(ids, vectors)))
 
 
 def encode_with_backoff(backend: Backend, pixels, report: EmbedReport) -> np.ndarray:

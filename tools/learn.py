@@ -47,6 +47,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from index.vectors import normalize
+
 
 @dataclass(frozen=True)
 class BlendConfig:
@@ -93,15 +95,24 @@ class Blended:
     votes: np.ndarray  # (N, C), normalised to sum to 1 where any example voted
     learned: np.ndarray  # (N, C): what the examples alone say (probe and votes)
     weight: np.ndarray  # (N,) lam: how much the examples' votes count
-    neighbor_ids: np.ndarray  # (N, k) example item ids, -1 where fewer exist
+    neighbor_rows: np.ndarray  # (N, k) the nearest examples as rows of `row_ids`, -1 where fewer exist
     neighbor_sims: np.ndarray  # (N, k)
+    row_ids: np.ndarray  # the learner's item ids by row (never changed: shared, not copied)
     choice: BlendChoice | None = None  # None: no examples
     uncalibrated: np.ndarray | None = None  # (N, C) before the temperature: what the review order ranks by
 
+    def neighbor_ids_at(self, rows) -> np.ndarray:
+        """(len(rows), k) item ids of those rows' nearest examples, -1 where fewer exist: ids
+        only for the rows asked (mapping all of a million items' took seconds)."""
+        return _ids_of_rows(self.row_ids, self.neighbor_rows[rows])
 
-def _normalize(x: np.ndarray) -> np.ndarray:
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    @property
+    def neighbor_ids(self) -> np.ndarray:
+        return self.neighbor_ids_at(slice(None))
+
+
+def _ids_of_rows(item_ids: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    return np.where(rows >= 0, item_ids[rows], -1)
 
 
 def _softmax(scores: np.ndarray) -> np.ndarray:
@@ -122,10 +133,15 @@ class ExampleVotes:
         order = np.argsort(item_ids, kind="stable")
         self.item_ids = np.asarray(item_ids, dtype=np.int64)[order]  # sorted: rows by searchsorted
         self.row_of = {int(i): r for r, i in enumerate(self.item_ids)}
-        features = np.asarray(features, dtype=np.float32)[order]
-        self.features = _normalize(features - features.mean(axis=0)) if len(features) > 1 else _normalize(features)
+        features = np.asarray(features)
+        if not np.all(order[1:] > order[:-1]):  # the store reads them sorted: no copy then
+            features = features[order]
+        centred = features.astype(np.float32)  # the one float32 copy, centred and normalised in place
+        if len(features) > 1:
+            centred -= features.mean(axis=0, dtype=np.float64).astype(np.float32)
+        self.features = normalize(centred, in_place=True)
         n = len(self.item_ids)
-        self.neighbor_rows = -np.ones((n, config.k), dtype=np.int64)  # -1: no neighbour
+        self.neighbor_rows = np.full((n, config.k), -1, dtype=np.int32)  # -1: no neighbour
         self.neighbor_sims = np.full((n, config.k), -np.inf, dtype=np.float32)
         self.examples: set[int] = set()
 
@@ -135,8 +151,7 @@ class ExampleVotes:
 
     def neighbor_ids_of(self, rows) -> np.ndarray:
         """(len(rows), k) item ids of those rows' nearest examples, -1 where fewer exist."""
-        neighbors = self.neighbor_rows[rows]
-        return np.where(neighbors >= 0, self.item_ids[neighbors], -1)
+        return _ids_of_rows(self.item_ids, self.neighbor_rows[rows])
 
     def set_examples(self, example_ids) -> None:
         """Bring the example set to exactly `example_ids` (incrementally)."""
@@ -185,6 +200,8 @@ class ExampleVotes:
     def vote_shares(self, rows: np.ndarray, column_of: dict[int, int], c: int) -> tuple[np.ndarray, np.ndarray]:
         """(votes (len(rows), c) normalised to shares, total vote weight (len(rows),)) of the
         rows' nearest examples, each example voting for its column in `column_of`."""
+        if not column_of:  # nobody has voted yet (opening a fresh project of a million items)
+            return np.zeros((len(rows), c)), np.zeros(len(rows))
         neighbors, sims = self.neighbor_rows[rows], self.neighbor_sims[rows]
         column_of_row = np.full(len(self.item_ids) + 1, -1, dtype=np.int64)  # last slot: what row -1 reads
         for example_id, column in column_of.items():
@@ -249,7 +266,8 @@ class LiveLearner:
         probabilities = _without_rejected(probabilities, item_ids, rejected)
         return Blended(probabilities.astype(np.float32), zero_shot.astype(np.float32), shares.astype(np.float32),
                        np.asarray(learned, dtype=np.float32), lam.astype(np.float32),
-                       self.votes.neighbor_ids_of(rows), self.votes.neighbor_sims[rows], choice, uncalibrated)
+                       self.votes.neighbor_rows[rows], self.votes.neighbor_sims[rows], self.votes.item_ids, choice,
+                       uncalibrated)
 
     def _probe(self, label_of: dict[int, int], c: int):
         """(ridge scores of every item (N, C), with the examples' rows left out of fold; each

@@ -36,7 +36,7 @@ def ranked_rows(item_ids: np.ndarray, blended: Blended, rows: np.ndarray,
     pick = lambda values: np.take_along_axis(values, order, axis=1)  # noqa: E731
     examples = pick(blended.learned[rows]) if example_labels else None
     return RankedRows(np.asarray(item_ids), order, pick(probabilities), pick(blended.zero_shot[rows]), examples,
-                      _voters(blended.neighbor_ids[rows], order, example_labels, column))
+                      _voters(blended.neighbor_ids_at(rows), order, example_labels, column))
 
 
 def _voters(neighbor_ids: np.ndarray, order: np.ndarray, example_labels: dict[int, str],

@@ -25,8 +25,8 @@ from index.vectors import VectorIndex
 
 from .learn import BlendConfig, Blended, LiveLearner
 from .ranked_rows import ranked_rows
+from .models.base import head_from_bytes, probabilities_in_parts
 from .rounds import record_audit
-from .models.base import head_from_bytes
 from .writebehind import SuggestionWriter
 from .zeroshot import DEFAULT_TEMPLATES, SuggestReport, check_label_set, head_key, suggest, templates
 
@@ -103,8 +103,8 @@ class Reviewer:
         self.column = {name: i for i, name in enumerate(self.labels)}
         self.head_key = report.head_key or head_key(self.model, label_set.labels, templates(template_set))
         head = head_from_bytes(self.store.get_head(self.head_key))
-        item_ids, features = self.store.embeddings(self.model)
-        self.learner = LiveLearner(item_ids, features, head.probabilities(features), config)
+        item_ids, features = self.store.embeddings(self.model, dtype=None)  # float16, memory-mapped
+        self.learner = LiveLearner(item_ids, features, probabilities_in_parts(head, features), config)
         del features  # the learner keeps them centred and normalised
         self.votes = self.learner.votes
         self.config = config
@@ -194,13 +194,12 @@ class Reviewer:
             old = self.current.probabilities[where[known]]
             changed[known] = (np.abs(old - new[known]).max(axis=1) > CHANGED) | (
                 old.argmax(axis=1) != new[known].argmax(axis=1))
-        elif not self.example_labels:  # first refresh, no example yet: the best that `suggest` stored
-            stored_ids, stored_labels, stored_scores = self.store.best_scores(self.head_key)
-            where, known = _rows_of(np.asarray(stored_ids, dtype=np.int64), item_ids)
-            best = np.array([self.column.get(label, -1) for label in stored_labels], dtype=np.int64)
-            score = np.asarray(stored_scores, dtype=np.float64)
-            changed[known] = (best[where[known]] != new[known].argmax(axis=1)) | (
-                np.abs(score[where[known]] - new[known].max(axis=1)) > CHANGED)
+        elif not self.example_labels:
+            # first refresh, no example yet: suggest stored this head's zero-shot for (nearly) every
+            # item, and that is what the blend gives, except where a person rejected a label
+            plain = self.store.item_ids_suggested_by(self.head_key, self.method)
+            changed = ~np.isin(item_ids, plain, assume_unique=True)
+            changed |= np.isin(item_ids, np.fromiter(self.store.rejected_labels(), dtype=np.int64))
         return changed  # (first refresh with examples: every suggestion blends them in)
 
     def _suggestions(self, item_id: int, blended: Blended, row: int, example_labels: dict[int, str]) -> list[Suggestion]:
@@ -228,11 +227,10 @@ class Reviewer:
             return self._suspect_cards(size, label, set(exclude))
         if self.current is None:
             self.refresh()
-        open_ids = self.store.item_ids_where(status=Status.PENDING) + self.store.item_ids_where(status=Status.SKIPPED)
+        open_ids = self.store.open_item_ids()
         if exclude:
-            shown = set(exclude)
-            open_ids = [i for i in open_ids if i not in shown]
-        open_rows = np.flatnonzero(np.isin(self.current_ids, np.array(open_ids, dtype=np.int64)))
+            open_ids = open_ids[~np.isin(open_ids, np.fromiter(exclude, dtype=np.int64))]
+        open_rows = np.flatnonzero(np.isin(self.current_ids, open_ids, assume_unique=True))
         probabilities = self.current.probabilities[open_rows]
         ranked = self.current.uncalibrated if self.current.uncalibrated is not None else self.current.probabilities
         ranked = ranked[open_rows]
@@ -355,7 +353,7 @@ class Reviewer:
         if self._index is None:
             self._index = VectorIndex.open(
                 self.project.vectors_dir, self.model, self.item_ids,
-                lambda: self.store.embeddings(self.model),
+                lambda: self.store.embeddings(self.model, dtype=None),
             )
         return self._index
 

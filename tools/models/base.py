@@ -17,6 +17,7 @@ import numpy as np
 
 from index.errors import LabelchatError
 from index.types import Label
+from index.vectors import row_norms
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -60,8 +61,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(x, axis=-1, keepdims=True)
-    return x / np.maximum(norms, 1e-12)
+    return x / np.maximum(row_norms(x), 1e-12)[..., None]
 
 
 class ZeroShotHead(ABC):
@@ -86,7 +86,8 @@ class LinearHead(ZeroShotHead):
     scale: float  # inverse temperature (CLIP's learned logit scale, about 100)
 
     def logits(self, features: np.ndarray) -> np.ndarray:
-        return self.scale * (l2_normalize(features.astype(np.float32)) @ self.weights.T)
+        features = np.asarray(features, dtype=np.float32)  # normalised after the product: no (N, D) copy
+        return self.scale * (features @ self.weights.T) / np.maximum(row_norms(features), 1e-12)[..., None]
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
         return softmax(self.logits(features))
@@ -150,6 +151,15 @@ class ResidualHead(ZeroShotHead):
         nested = {f"base.{key}": value for key, value in self.base.arrays().items()}
         return {"weights": self.weights, "bias": self.bias, "mean": self.mean,
                 "base.__type__": np.array(type(self.base).__name__), **nested}
+
+
+def probabilities_in_parts(head: ZeroShotHead, features: np.ndarray, part: int = 65_536) -> np.ndarray:
+    """`head.probabilities` of a large (float16, memory-mapped) matrix, a part at a time, so
+    that no float32 copy of all of it is made (a million 2,496-number rows: 10 GB)."""
+    if len(features) <= part:
+        return head.probabilities(np.asarray(features, dtype=np.float32))
+    return np.concatenate([head.probabilities(np.asarray(features[start : start + part], dtype=np.float32))
+                           for start in range(0, len(features), part)])
 
 
 _HEAD_TYPES = {"LinearHead": LinearHead, "BridgeHead": BridgeHead, "ResidualHead": ResidualHead}
