@@ -4,6 +4,7 @@ close, undo) and `labelchat quality-report`."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Callable
@@ -44,7 +45,6 @@ def _start(args: argparse.Namespace) -> int:
     from tools.rounds import start_round
 
     from .people import AUTH_FILE_ENV, known_user, read_auth_file
-    import os
 
     if args.size is not None and (args.confidence is not None or args.margin is not None):
         raise LabelchatError("Give --size, or --confidence and --margin, not both.")
