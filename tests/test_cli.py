@@ -111,7 +111,7 @@ def test_partial_success_exits_3_and_lists_what_was_skipped(tmp_path):
     (tmp_path / "in" / "broken.jpg").write_bytes(b"not an image")
     result = run("add", "in", "--project", "p", cwd=tmp_path)
     assert result.returncode == 3
-    assert "Added 1 new images" in result.stdout
+    assert "Added 1 new image." in result.stdout
     assert "broken.jpg" in result.stdout and "not an image" in result.stdout
 
 

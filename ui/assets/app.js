@@ -10,6 +10,8 @@ function labelchatAct(action, item, label) {
     label = card ? card.dataset.label : null;
   }
   labelchatHide(action, item);
+  // A notice (an undo, a refusal) was about the decision before: the next one clears it.
+  if (action !== 'undo') document.querySelectorAll('#lc-review .lc-notice').forEach(n => n.remove());
   labelchatQueue.push({action: action, item: item, label: label || null, t: Date.now()});
   labelchatSend();
 }
