@@ -54,6 +54,7 @@ class AppState:
         self.lock = threading.RLock()  # one agent turn at a time
         self.cards: dict[int, object] = {}  # the shown batch's cards, so a decision re-renders without queries
         self.review_lock = threading.Lock()  # one refresh-and-choose of the review loop at a time
+        self._building = threading.RLock()  # one review loop built at a time
         self.next_batch = NextBatch(self.project.store)
         self._settled = None  # the review loop the heap was last frozen with
         self._urls: dict[int, str] = {}
@@ -70,6 +71,10 @@ class AppState:
         objects) leaves the garbage collector's sight. Its full passes over them took 200 ms
         and landed on a key press every few batches (measured); newer objects are collected
         as usual."""
+        with self._building:  # the page's load events ask at once: build it once, not once each
+            return self._reviewer()
+
+    def _reviewer(self):
         reviewer = self.ctx.reviewer()
         if reviewer is not self._settled:
             if self._settled is not None:  # the old review loop may sit in frozen cycles: free it once
@@ -284,7 +289,10 @@ def build_app(state: AppState):
             item_id, kind = request.get("item"), request.get("action")
             ack = f'<span data-decided="{html.escape(str(item_id))}" data-t="{html.escape(str(request.get("t")))}"></span>'
             if kind == "undo":
-                undone = state.project.store.undo_last(actor="web")
+                try:
+                    undone = state.project.store.undo_last(actor="web")
+                except LabelchatError as exc:  # nothing to undo: said in the panel, and acknowledged
+                    return (*render(ids, str(exc)), ack)
                 again = len(undone) == 1 and state.project.store.state(undone[0].item_id).status is Status.PENDING
                 return (*show_batch(order, label, span, undo_text(state.project.store, undone), learn=True,
                                     first=undone[0].item_id if again else None), ack)  # the card undone comes first
@@ -354,12 +362,16 @@ def build_app(state: AppState):
         # card must go at once. trigger_mode "multiple": fast key presses are not dropped.
         act.click(friendly(on_action), [action, batch_state, *filters], [cards_html, batch_state, ack], queue=False,
                   show_progress="hidden", trigger_mode="multiple")
-        bulk_preview.click(friendly(on_preview), [bulk_label, bulk_prob], [bulk_info, bulk_previewed, bulk_go])
+        # One queue for the bulk controls, in the order pressed: a preview's clearing (a changed
+        # label or threshold) could otherwise land after the preview that followed it.
+        bulk_queue = dict(concurrency_id="bulk", concurrency_limit=1)
+        bulk_preview.click(friendly(on_preview), [bulk_label, bulk_prob], [bulk_info, bulk_previewed, bulk_go],
+                           **bulk_queue)
         bulked = bulk_go.click(friendly(on_bulk), [bulk_previewed, bulk_label, bulk_prob, *filters],
-                               [bulk_info, bulk_previewed, bulk_go, cards_html, batch_state])
+                               [bulk_info, bulk_previewed, bulk_go, cards_html, batch_state], **bulk_queue)
         for bulk_input in (bulk_label, bulk_prob):  # a preview counts for the label and threshold it was made for
             bulk_input.change(lambda: ("", None, gr.update(interactive=False)), None,
-                              [bulk_info, bulk_previewed, bulk_go], show_progress="hidden")
+                              [bulk_info, bulk_previewed, bulk_go], show_progress="hidden", **bulk_queue)
         # The header's counts after anything that decides, adds or trains. After a decision it
         # follows the acknowledgement (never delays it); fast key presses update it once.
         counts = lambda: header_html(state)  # noqa: E731

@@ -89,4 +89,4 @@ class LabelsTab:
         if item_id is None:
             raise shown("Click an image first.")
         self.state.reviewer().decide(int(item_id), Action.REJECT, label, actor="web")
-        return self.show(label, f"Rejected **{label}** for #{item_id}; it is back among the items to review.")
+        return self.show(label, f"Rejected **{label}** for #{item_id}: it is no longer confirmed (undo takes it back).")
