@@ -65,7 +65,8 @@ class ModelsTab:
                 gr.update(choices=[v.name for v in all_versions], value=shown_version.name if shown_version else None),
                 gr.LinePlot(_frame(c_columns, c_rows, numeric=["step", "value"]), x_title=views.curve_axis(history),
                             visible=bool(c_rows)),
-                gr.update(visible=not c_rows),
+                gr.update(value=views.curves_placeholder_html(shown_version.metrics if shown_version else None),
+                          visible=not c_rows),
                 views.confusion_html(shown_version.metrics.get("holdout") if shown_version else None))
 
     def on_train(self, kind, epochs, use):

@@ -324,6 +324,16 @@ def placeholder_html(kind: str) -> str:
     return f'<div class="lc-placeholder">{html.escape(PLACEHOLDERS[kind])}</div>'
 
 
+def curves_placeholder_html(metrics: dict | None) -> str:
+    """What stands in for the training curves: a probe that kept zero-shot fitted nothing to draw."""
+    if metrics and "strength" in metrics and metrics["strength"] is None:
+        losses = ", ".join(f"{name} {loss:.3f}" for name, loss in (metrics.get("validation_loss") or {}).items())
+        return ('<div class="lc-placeholder">This probe kept zero-shot: no fit beat it in cross-validation, so '
+                f'there is no curve to draw (validation loss per strength: {html.escape(losses)}). '
+                'Confirm more items, then train again.</div>')
+    return placeholder_html("curves")
+
+
 def label_choices(counts) -> list[tuple[str, str]]:
     """(shown, value) for the label browser's dropdown: each label with its confirmed count."""
     return [(f"{c.label} · {c.confirmed} confirmed", c.label) for c in counts.by_label]
