@@ -418,8 +418,6 @@ def launch(project_dir: Path, *, host: str = "127.0.0.1", port: int | None = Non
            brain: str = "router", yes: bool = False, model: str | None = None, brain_options: dict | None = None,
            share: bool = False, block: bool = True):
     """Start the app; returns (app, local_url)."""
-    import gradio as gr
-
     state = AppState(Path(project_dir), brain=brain, yes=yes, model=model, brain_options=brain_options or {})
     app = build_app(state)
     credentials = None

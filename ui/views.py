@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 
 from index.errors import LabelchatError
 
-from tools.wording import counted, plural
+from tools.wording import plural
 
 from .format import percent, shown_rows
 
