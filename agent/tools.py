@@ -17,6 +17,7 @@ from index.errors import LabelchatError
 from index.labels import parse_label_list
 from index.project import Project
 from index.types import Action
+from tools.wording import counted, plural, unpacked_text
 
 ProgressFn = Callable[[int, int, str], None]
 
@@ -79,7 +80,9 @@ def build_tools(ctx: AgentContext) -> list[BaseTool]:
         report = ingest(ctx.project, sources, IngestOptions(labels_from_folders=labels_from_folders),
                         on_progress=ctx.progress, should_stop=ctx.should_stop)
         ctx.forget_reviewer()
-        text = f"Added {report.added} images ({report.duplicates} already here)"
+        text = f"Added {counted(report.added, 'image')} ({report.duplicates} already here)"
+        if report.unpacked:
+            text += f"; {unpacked_text(report.unpacked)}"
         if report.problems:
             reasons = ", ".join(f"{r} {n}" for r, n in report.skipped_by_reason().items())
             named = "; ".join(f"{_short(p.source)}: {p.message}" for p in report.problems[:5])
@@ -103,7 +106,7 @@ def build_tools(ctx: AgentContext) -> list[BaseTool]:
         report = run_crawl(ctx.project, urls, options, should_stop=ctx.should_stop,
                            on_progress=lambda p: ctx.progress(p.images, max_images, f"{p.pages} pages"))
         ctx.forget_reviewer()
-        return f"Saved {report.saved} images from {', '.join(urls)} ({summary(report)}).", report
+        return f"Saved {counted(report.saved, 'image')} from {', '.join(urls)} ({summary(report)}).", report
 
     @tool(parse_docstring=True, response_format="content_and_artifact")
     def set_labels(labels: list[str]) -> tuple[str, Any]:
@@ -135,7 +138,7 @@ def build_tools(ctx: AgentContext) -> list[BaseTool]:
         refresh = reviewer.refresh()
         counts = store.status()
         per_label = ", ".join(f"{c.label} {c.suggested}" for c in counts.by_label if c.suggested)
-        text = f"Suggested labels for {refresh.items} images with {reviewer.model}: {per_label}."
+        text = f"Suggested labels for {counted(refresh.items, 'image')} with {reviewer.model}: {per_label}."
         if ctx.notices:
             text += " (No CLIP weights here, so the offline model was used; 'labelchat fetch-model' gets CLIP.)"
             ctx.notices.clear()
@@ -158,7 +161,7 @@ def build_tools(ctx: AgentContext) -> list[BaseTool]:
             f"#{c.item.id}: {c.suggestions[0].label} {c.suggestions[0].score:.2f}" if c.suggestions else f"#{c.item.id}"
             for c in cards
         ]
-        return (f"{len(cards)} images to review: " + "; ".join(lines)) if cards else "Nothing left to review.", cards
+        return (f"{counted(len(cards), 'image')} to review: " + "; ".join(lines)) if cards else "Nothing left to review.", cards
 
     @tool(parse_docstring=True, response_format="content_and_artifact")
     def suspect_labels(limit: int = 10) -> tuple[str, Any]:
@@ -173,8 +176,8 @@ def build_tools(ctx: AgentContext) -> list[BaseTool]:
         parts = [f"#{s.item_id} is {s.label} but looks like {s.likely_label} ({s.score:.2f})" for s in report.suspects]
         skipped = "".join(f" Not checked: {label} ({why})." for label, why in report.unscored.items())
         if not parts:
-            return f"No label looks wrong among {report.scored} confirmed images.{skipped}", report
-        return (f"{len(parts)} labels look wrong: " + "; ".join(parts) + ". In the Review tab the order 'suspect' "
+            return f"No label looks wrong among {counted(report.scored, 'confirmed image')}.{skipped}", report
+        return (f"{counted(len(parts), 'label')} {plural(len(parts), 'looks', 'look')} wrong: " + "; ".join(parts) + ". In the Review tab the order 'suspect' "
                 f"shows them to check: approve keeps a label, another label corrects it.{skipped}"), report
 
     @tool(parse_docstring=True, response_format="content_and_artifact")
@@ -232,7 +235,7 @@ def build_tools(ctx: AgentContext) -> list[BaseTool]:
         report = reviewer.accept_above(min_prob, label, actor=ctx.actor)
         reviewer.refresh()
         which = f" suggested as {label}" if label else ""
-        return f"Accepted {report.accepted} images{which} with probability >= {min_prob}.", report
+        return f"Accepted {counted(report.accepted, 'image')}{which} with probability >= {min_prob}.", report
 
     @tool(parse_docstring=True, response_format="content_and_artifact")
     def similar(item_id: int | None = None, text: str | None = None, k: int = 8) -> tuple[str, Any]:
@@ -268,7 +271,7 @@ def build_tools(ctx: AgentContext) -> list[BaseTool]:
         from tools.export import export_dataset as export
 
         report = export(ctx.project, out_dir, format, include=include, overwrite=replace)
-        return f"Exported {report.count} images as {report.format.value} to {report.folder}.", report
+        return f"Exported {counted(report.count, 'image')} as {report.format.value} to {report.folder}.", report
 
     @tool(parse_docstring=True, response_format="content_and_artifact")
     def undo() -> tuple[str, Any]:
@@ -284,7 +287,7 @@ def build_tools(ctx: AgentContext) -> list[BaseTool]:
         counts = store.status()
         per_label = ", ".join(f"{c.label} {c.confirmed}" for c in counts.by_label) or "no labels yet"
         states = ", ".join(f"{n} {k}" for k, n in counts.by_status.items())
-        return f"{counts.items} images ({states}). Confirmed per label: {per_label}.", counts
+        return f"{counted(counts.items, 'image')} ({states}). Confirmed per label: {per_label}.", counts
 
     @tool(parse_docstring=True, response_format="content_and_artifact")
     def train_model(kind: Literal["probe", "finetune"] = "probe", epochs: int = 10,
@@ -312,7 +315,7 @@ def build_tools(ctx: AgentContext) -> list[BaseTool]:
                 f"{_percent(version.metrics.get('zero_shot_accuracy'))}).")
         if activate:
             done = activate_version(ctx.project, version.id, device=ctx.device)
-            text += f" It now suggests the labels of all {done.rescored} images."
+            text += f" It now suggests the labels of all {counted(done.rescored, 'image')}."
             text += worse_than_zero_shot(version.metrics)
         else:
             text += f" Say 'use {version.name}' to let it suggest labels."
@@ -333,7 +336,7 @@ def build_tools(ctx: AgentContext) -> list[BaseTool]:
         ctx.forget_reviewer()
         done = activate_version(ctx.project, chosen.id if chosen else None, device=ctx.device)
         name = chosen.name if chosen else "zero-shot"
-        return f"Suggestions now come from {name}; re-scored {done.rescored} images.", done
+        return f"Suggestions now come from {name}; re-scored {counted(done.rescored, 'image')}.", done
 
     @tool(parse_docstring=True, response_format="content_and_artifact")
     def model_versions() -> tuple[str, Any]:
@@ -408,7 +411,7 @@ def undo_text(store, undone: list) -> str:
         state = store.state(undone[0].item_id)
         return f"Undid the decision on #{undone[0].item_id}; it is now {state.label or state.status.value}."
     ids = ", ".join(f"#{d.item_id}" for d in undone[:8]) + (", ..." if len(undone) > 8 else "")
-    return f"Undid the bulk action's {len(undone)} decisions ({ids}); those images are back to how they were."
+    return f"Undid the bulk action's {counted(len(undone), 'decision')} ({ids}); those images are back to how they were."
 
 
 def _percent(value: float | None) -> str:
@@ -431,7 +434,7 @@ def confirmation_question(ctx: AgentContext, name: str, args: dict) -> str | Non
         if count == 0:
             return None
         which = f" suggested as {args['label']}" if args.get("label") else ""
-        return (f"This will accept {count} images{which} with probability >= {args['min_prob']}. "
+        return (f"This will accept {counted(count, 'image')}{which} with probability >= {args['min_prob']}. "
                 f"Go ahead? (yes / no)")
     if name == "set_labels":
         return _labels_question(ctx, args.get("labels", []))

@@ -100,7 +100,9 @@ def similar_queries(n: int, dim: int, classes: int, scratch: Path) -> dict:
         vectors.APPROXIMATE_FROM = saved
     for name, index in (("exact", exact), ("approximate", approx)):
         p50, p95 = query_latency(index, queries)
-        result[name] = {"p50_ms": round(p50, 2), "p95_ms": round(p95, 2), "build_s": index.info.built_seconds}
+        size = sum(path.stat().st_size for path in index.folder.glob("*.faiss")) / 2**20
+        result[name] = {"p50_ms": round(p50, 2), "p95_ms": round(p95, 2), "build_s": index.info.built_seconds,
+                        "index_mib": round(size, 1)}
     _, truth = exact.search(queries, 10)
     _, found = approx.search(queries, 10)
     recall = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, truth)]))

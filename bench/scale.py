@@ -176,6 +176,8 @@ def measure(folder: Path, n: int, dim: int, labels: int) -> dict:
         figures["knn_approximate_p95_ms"] = knn["approximate"]["p95_ms"]
         figures["knn_recall_at_10"] = knn["approximate"]["recall_at_10"]
         figures["knn_nprobe"] = knn["approximate"]["nprobe"]
+        figures["knn_index_mib_exact"] = knn["exact"]["index_mib"]  # float32 vectors
+        figures["knn_index_mib_approximate"] = knn["approximate"]["index_mib"]  # IVF lists of float16
         # the product's peak, before the baseline below builds n x 5 Suggestion objects
         figures["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         figures.update(_store_all(reviewer, project))

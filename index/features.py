@@ -14,7 +14,8 @@ gives a wrong vector for an item:
   without ids, which the next write cuts off;
 - an item written again appends a new row; the last row of an id wins (`read` drops the
   others, `compact` rewrites the file without them);
-- writers of the same project (the app and a CLI run) take a lock file in turn.
+- writers of the same project (the app and a CLI run) take a lock file in turn, and readers
+  share it, so that none sees the rows of one write with the ids of another.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ class FeatureFile:
         return min(ids, rows)
 
     def _rows(self) -> tuple[np.ndarray, np.ndarray, int]:
-        """(every row's id, each item's last row in id order, vector length)."""
+        """(every row's id, each item's last row in id order, vector length); call it holding the lock."""
         dim = self.dim()
         n = self._complete_rows(dim) if dim else 0
         ids = np.fromfile(self.ids_path, dtype=np.int64, count=n) if n else np.zeros(0, dtype=np.int64)
@@ -86,22 +87,31 @@ class FeatureFile:
 
     def ids(self) -> np.ndarray:
         """The sorted ids of the items that have a vector."""
-        ids, pick, _ = self._rows()
+        if not self.meta_path.exists():
+            return np.zeros(0, dtype=np.int64)
+        with self._locked(shared=True):
+            ids, pick, _ = self._rows()
         return ids[pick]
 
     def read(self, item_ids: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(sorted item ids, float16 matrix) of the items asked (all when None) that have a
         vector, the last written winning: a read-only view of the memory-mapped file when it
         holds one row per item in id order (the usual case), a copy of the rows otherwise."""
+        if not self.meta_path.exists():
+            return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=DTYPE)
+        with self._locked(shared=True):  # `compact` replaces both files: never see one old, one new
+            return self._read(item_ids)
+
+    def _read(self, item_ids: Sequence[int] | None) -> tuple[np.ndarray, np.ndarray]:
         ids, pick, dim = self._rows()
         if not len(ids):
             return ids, np.zeros((0, dim), dtype=DTYPE)
+        rows = np.memmap(self.rows_path, dtype=DTYPE, mode="r", shape=(len(ids), dim))
         if item_ids is not None:
             wanted = np.unique(np.asarray(list(item_ids), dtype=np.int64))
             have = ids[pick]
             where = np.minimum(np.searchsorted(have, wanted), len(have) - 1)
             pick = pick[where[have[where] == wanted]]
-        rows = np.memmap(self.rows_path, dtype=DTYPE, mode="r", shape=(len(ids), dim))
         if len(pick) == len(ids) and np.array_equal(pick, np.arange(len(ids))):  # every row, in id order
             return ids, rows
         return ids[pick], np.asarray(rows[pick])
@@ -137,7 +147,7 @@ class FeatureFile:
             if not dim:
                 return 0
             before = self._complete_rows(dim)
-            ids, rows = self.read()
+            ids, rows = self._read(None)
             if len(ids) == before:
                 return 0
             for path, data in ((self.rows_path, np.ascontiguousarray(rows).tobytes()), (self.ids_path, ids.tobytes())):
@@ -162,10 +172,11 @@ class FeatureFile:
             os.fsync(handle.fileno())
 
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
+    def _locked(self, shared: bool = False) -> Iterator[None]:
+        """Writers one at a time; readers beside each other, never beside a writer."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        with open(self.folder / ".lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with open(self.folder / ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
             try:
                 yield
             finally:

@@ -68,7 +68,7 @@ def test_a_whole_conversation_through_the_router(tmp_path, photos_dir):
         assert "94 images" in answer(steps)
         out = tmp_path / "out"
         steps = say(session, f"export to {out} as jsonl")
-        assert (out / "labels.jsonl").exists() and "Exported 1 images" in answer(steps)
+        assert (out / "labels.jsonl").exists() and "Exported 1 image as" in answer(steps)
 
 
 def test_bulk_actions_wait_for_a_yes(tmp_path, photos_dir):

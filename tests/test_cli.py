@@ -111,7 +111,7 @@ def test_partial_success_exits_3_and_lists_what_was_skipped(tmp_path):
     (tmp_path / "in" / "broken.jpg").write_bytes(b"not an image")
     result = run("add", "in", "--project", "p", cwd=tmp_path)
     assert result.returncode == 3
-    assert "Added 1 new images" in result.stdout
+    assert "Added 1 new image." in result.stdout
     assert "broken.jpg" in result.stdout and "not an image" in result.stdout
 
 
@@ -283,7 +283,7 @@ def test_review_answers_read_label_names_first_and_undo_asks_again(tmp_path, pho
     assert "nothing to undo" in result.stderr and "Enter or y accept" in result.stderr
     first, second = _shown_cards(result.stderr)[1:3]
     assert _shown_cards(result.stderr) == [first, first, second, first, second]  # the undone card came back
-    assert result.stdout.startswith("1 decisions saved")
+    assert result.stdout.startswith("1 decision saved")
     log = json.loads(run("log", "--json", "--project", "p", cwd=tmp_path).stdout)["decisions"]
     decisions = [(d["item_id"], d["action"], d["label"]) for d in log]  # oldest first
     assert decisions[0] == (20, "correct", "7")  # the decision from before the session stands

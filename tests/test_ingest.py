@@ -171,6 +171,26 @@ def test_zip_archives_with_labels_unsafe_entries_and_a_bomb(project, tmp_path):
     assert project.store.items()[0].source == f"{archive}!dataset/cat/1.jpg"
 
 
+def test_a_zip_inside_an_added_folder_is_unpacked_with_the_same_bounds_and_said(project, tmp_path):
+    from ui.format import format_ingest
+
+    folder = tmp_path / "photos"
+    (folder / "more").mkdir(parents=True)
+    (folder / "loose.jpg").write_bytes(imagefiles.jpeg(1))
+    with zipfile.ZipFile(folder / "more" / "batch.zip", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("cat/2.jpg", imagefiles.jpeg(2))
+        z.writestr("dog/3.png", imagefiles.png(3))
+        z.writestr("../evil.jpg", imagefiles.jpeg(4))
+        z.writestr("cat/zeros.jpg", b"\xff\xd8\xff" + bytes(60 * 1024 * 1024))  # a bomb, as in a top-level zip
+    report = ingest(project, [str(folder)], IngestOptions(labels_from_folders=True))
+    assert (report.added, report.ignored) == (3, 0)  # not counted as one ignored file
+    assert report.skipped_by_reason() == {Reason.UNSAFE_PATH.value: 1, Reason.TOO_LARGE.value: 1}
+    assert {c.label: c.confirmed for c in project.store.status().by_label} == {"cat": 1, "dog": 1}
+    assert report.unpacked == [str(folder / "more" / "batch.zip")]
+    assert "Unpacked 1 zip found inside the folders (batch.zip)." in format_ingest(report)
+    assert not (tmp_path / "evil.jpg").exists()
+
+
 def test_a_corrupt_zip_is_reported(project, tmp_path):
     (tmp_path / "broken.zip").write_bytes(b"PK\x03\x04" + b"\x00" * 50)
     report = ingest(project, [str(tmp_path / "broken.zip")])

@@ -55,6 +55,7 @@ class IngestReport:
     duplicates: int = 0  # same bytes as an item already here: a source was recorded
     labelled: int = 0  # items that got a confirmed label from their folder or manifest
     ignored: int = 0  # files without an image extension inside folders and archives
+    unpacked: list[str] = field(default_factory=list)  # zips found inside added folders, read like added zips
     near_duplicates: list[NearDuplicate] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     new_item_ids: list[int] = field(default_factory=list)
@@ -84,7 +85,7 @@ def ingest(
         labels_from_folders=options.labels_from_folders,
         fetch_options=FetchOptions(options.max_bytes, options.allow_private),
     )
-    report = IngestReport(ignored=collected.ignored, problems=list(collected.problems))
+    report = IngestReport(ignored=collected.ignored, problems=list(collected.problems), unpacked=list(collected.unpacked))
     return ingest_candidates(
         project,
         collected.candidates,

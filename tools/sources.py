@@ -12,7 +12,7 @@ import csv
 import io
 import os
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
@@ -45,6 +45,7 @@ class Collected:
     candidates: list[Candidate]
     problems: list[Problem]
     ignored: int = 0  # files in folders/archives without an image extension
+    unpacked: list[str] = field(default_factory=list)  # zips found inside added folders, read like added ones
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,11 @@ def _walk_folder(root: Path, labels_from_folders: bool, max_bytes: int, out: Col
         label = relative.parts[0] if labels_from_folders and relative.parts else None
         for filename in sorted(filenames):
             path = Path(dirpath) / filename
+            if not filename.startswith(".") and path.suffix.lower() == ".zip":
+                # unpacked as if it were added by itself: same bounds, its own class folders
+                out.unpacked.append(str(path))
+                _read_zip(path, labels_from_folders, max_bytes, out)
+                continue
             if filename.startswith(".") or path.suffix.lower() not in IMAGE_EXTENSIONS:
                 out.ignored += 1
                 continue

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Callable
 
+from tools.wording import counted
+
 from .cli_common import EXIT_OK, emit, open_project, positive_int
 from .cli_review import reviewer_for
 
@@ -59,7 +61,7 @@ def cmd_health(args: argparse.Namespace) -> int:
 
 def format_health(report, limit: int) -> str:
     counts = report.counts
-    lines = [f"Health of {report.items} images: " + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in counts.items()) + "."]
+    lines = [f"Health of {counted(report.items, 'image')}: " + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in counts.items()) + "."]
     for pair in report.duplicates[:limit]:
         how = f"{pair.closeness:.0f} hash bits apart" if pair.kind == "perceptual" else f"cosine {pair.closeness:.3f}"
         lines.append(f"  duplicate: items {pair.item_id} and {pair.other_id} ({how}), labels "

@@ -8,6 +8,7 @@ import sys
 
 from index.errors import LabelchatError, NothingToUndoError
 from index.project import Project
+from tools.wording import counted
 
 from . import format as fmt
 from .cli_common import EXIT_OK, actor, emit, fail, notice, open_project, progress_bar
@@ -31,7 +32,7 @@ def cmd_review(args: argparse.Namespace) -> int:
         decided = _answer_cards(reviewer, cards, actor(args))
         refresh = reviewer.refresh()
         emit(args, {"ok": True, "decided": decided, "refresh": refresh},
-              f"{decided} decisions saved; suggestions of {refresh.written} items updated.")
+              f"{counted(decided, 'decision')} saved; suggestions of {counted(refresh.written, 'item')} updated.")
     return EXIT_OK
 
 
@@ -102,7 +103,7 @@ def cmd_decide(args: argparse.Namespace) -> int:
             if args.items:
                 raise LabelchatError("Give item ids or --min-prob, not both.")
             report = reviewer.accept_above(args.min_prob, args.label)
-            text = f"Accepted {report.accepted} items" + (f" suggested as {args.label}" if args.label else "") + \
+            text = f"Accepted {counted(report.accepted, 'item')}" + (f" suggested as {args.label}" if args.label else "") + \
                 f" with probability >= {args.min_prob}. 'labelchat undo' takes them all back."
             value = {"ok": True, "accepted": report.accepted}
         else:

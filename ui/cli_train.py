@@ -9,6 +9,7 @@ from typing import Callable
 from index.errors import LabelchatError
 from index.project import Project
 from index.types import ModelVersion
+from tools.wording import counted
 
 from .cli_common import EXIT_INTERRUPTED, EXIT_OK, emit, graceful_stop, non_negative_int, open_project, positive_int
 from .format import percent
@@ -150,7 +151,13 @@ def _details(version: ModelVersion) -> str:
     lines = []
     if version.metrics.get("holdout"):
         lines += format_per_class(Metrics.from_dict(version.metrics["holdout"]))
-    for record in version.metrics.get("history", []):
+    history = version.metrics.get("history", [])
+    if history and "step" in history[0]:  # a probe: L-BFGS steps, not epochs
+        first, last = history[0], history[-1]
+        lines.append(f"  fitted in {counted(len(history), 'step')}: loss {first['train_loss']:.3f} -> "
+                     f"{last['train_loss']:.3f}, training accuracy {last['train_accuracy']:.3f}")
+        history = []
+    for record in history:
         accuracy = record.get("val_accuracy")
         lines.append(f"  epoch {record['epoch']}: loss {record['train_loss']:.3f}"
                      + (f", validation accuracy {accuracy:.3f}" if accuracy is not None else ""))

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from index.types import StatusCounts
+from tools.wording import counted, plural, unpacked_text
 
 
 def to_jsonable(value: Any) -> Any:
@@ -70,7 +71,7 @@ def bar(count: int, biggest: int, width: int = 24) -> str:
 
 
 def format_status(project_name: str, folder: str, counts: StatusCounts) -> str:
-    lines = [f"Project {project_name} ({folder})", f"  {counts.items} images, {counts.decisions} decisions"]
+    lines = [f"Project {project_name} ({folder})", f"  {counted(counts.items, 'image')}, {counted(counts.decisions, 'decision')}"]
     lines.append(
         "  "
         + ", ".join(f"{name} {n}" for name, n in counts.by_status.items())
@@ -93,24 +94,26 @@ def format_status(project_name: str, folder: str, counts: StatusCounts) -> str:
 
 def format_ingest(report) -> str:
     lines = [
-        f"Added {report.added} new images"
+        f"Added {counted(report.added, 'new image')}"
         + (f", {report.duplicates} already here" if report.duplicates else "")
         + (f", {report.labelled} with labels" if report.labelled else "")
         + "."
     ]
+    if report.unpacked:
+        lines.append(unpacked_text(report.unpacked).capitalize() + ".")
     if report.labels_added:
         lines.append("New labels: " + ", ".join(report.labels_added))
     if report.near_duplicates:
         lines.append(
-            f"{len(report.near_duplicates)} look like near-duplicates of earlier images (kept; "
+            f"{len(report.near_duplicates)} {plural(len(report.near_duplicates), 'looks', 'look')} like near-duplicates of earlier images (kept; "
             f"e.g. item {report.near_duplicates[0].item_id} resembles item "
             f"{report.near_duplicates[0].resembles})."
         )
     if report.ignored:
-        lines.append(f"Ignored {report.ignored} files: hidden, or not images by their extension.")
+        lines.append(f"Ignored {counted(report.ignored, 'file')}: hidden, or not images by their extension.")
     conflicts = [p for p in report.problems if p.reason.value == "label conflict"]
     if conflicts:
-        lines.append(f"Kept the labels a person gave ({len(conflicts)} label conflicts):")
+        lines.append(f"Kept the labels a person gave ({counted(len(conflicts), 'label conflict')}):")
         lines += [f"  - {p.source}: {p.message}" for p in conflicts[:20]]
     skipped = [p for p in report.problems if p.reason.value != "label conflict"]
     if skipped:
@@ -137,7 +140,7 @@ def format_nothing_added(report) -> str:
 def format_export(report) -> str:
     per_label = ", ".join(f"{label} {n}" for label, n in report.per_label.items())
     where = f" (manifest {report.manifest})" if report.manifest else ""
-    return f"Exported {report.count} images as {report.format.value} to {report.folder}{where}: {per_label}"
+    return f"Exported {counted(report.count, 'image')} as {report.format.value} to {report.folder}{where}: {per_label}"
 
 
 def format_labels(label_set) -> str:
@@ -167,14 +170,14 @@ def format_undo(undone: list, states: list) -> str:
         return format_decision(undone[0], states[0].label)
     now_as = Counter(state.label or state.status.value for state in states)
     ids = ", ".join(str(d.item_id) for d in undone[:10]) + (", ..." if len(undone) > 10 else "")
-    return (f"Undid one bulk action: {len(undone)} decisions (items {ids}); they are now "
+    return (f"Undid one bulk action: {counted(len(undone), 'decision')} (items {ids}); they are now "
             + ", ".join(f"{what} {n}" for what, n in now_as.most_common()) + ".")
 
 
 def format_suggest(report, counts: StatusCounts, remaining: int | None = None) -> str:
     """`remaining`: given when the run was stopped early, how many images still wait."""
     embed = report.embed
-    lines = [f"Suggested labels for {report.suggested} images with {report.model} ({report.labels} labels)."]
+    lines = [f"Suggested labels for {counted(report.suggested, 'image')} with {report.model} ({counted(report.labels, 'label')})."]
     if remaining is not None:
         lines[0] = (f"Stopped early: suggested labels for {report.suggested} images with {report.model} "
                     f"({report.labels} labels); {remaining} images remain. Run 'labelchat suggest' again "
@@ -274,7 +277,7 @@ def format_auto_accept(report) -> str:
         return f"Accepted nothing more: {report.refused}. The audit's own decisions are saved.{audit}"
     if not report.candidates:
         return "Accepted nothing: no pending item has a suggestion that reaches that probability."
-    text = f"Accepted {report.accepted} items automatically (marked 'auto-accept' in the log)."
+    text = f"Accepted {counted(report.accepted, 'item')} automatically (marked 'auto-accept' in the log)."
     if report.precision is None:
         return text + " There was no audit (--audit 0), so their precision is unknown."
     return text + (

@@ -5,6 +5,8 @@ from __future__ import annotations
 from html import escape
 from typing import Callable
 
+from tools.wording import counted
+
 EXAMPLES = 6  # thumbnails per finding
 
 
@@ -14,7 +16,7 @@ def health_html(report, image_url: Callable[[int], str], examples: int = EXAMPLE
     rows = [("Duplicates", [(d.item_id, d.other_id, _pair_caption(d)) for d in report.duplicates]),
             ("Outliers: no label fits them well", [(f.item_id, None, f.detail) for f in report.outliers]),
             ("Too small or nearly uniform", [(f.item_id, None, f"{f.reason}: {f.detail}") for f in report.poor_images])]
-    parts = [f"<p>Health of {report.items} images: {counts}</p>"]
+    parts = [f"<p>Health of {counted(report.items, 'image')}: {counts}</p>"]
     for title, found in rows:
         if not found:
             continue

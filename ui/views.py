@@ -12,6 +12,8 @@ from typing import Callable, Sequence
 
 from index.errors import LabelchatError
 
+from tools.wording import plural
+
 from .format import percent, shown_rows
 
 STEP_TITLES = {
@@ -163,14 +165,37 @@ def probability_histogram(scores: Sequence[float], bins: int = 10) -> tuple[list
     return ["probability", "items"], rows
 
 
-def progress_table(decisions: Sequence) -> tuple[list[str], list[list]]:
-    """Confirmed decisions over time, cumulative, by minute."""
-    per_minute = Counter(d.created_at[:16] for d in decisions if d.action.value in ("accept", "correct"))
-    total, rows = 0, []
-    for minute in sorted(per_minute):
-        total += per_minute[minute]
-        rows.append([minute.replace("T", " "), total])
-    return ["time", "confirmed decisions"], rows
+def progress_table(decisions: Sequence, local=None) -> tuple[list[str], list[list]]:
+    """Confirmed items over time, net of undos and later rejections: the log replayed in order
+    (as the store derives an item's state), one row per second with a change, or per minute or
+    hour on a longer log. The time is a 24-hour clock in the server's (or `local`) time zone, as
+    text: a time axis drew 14:36 as "02:36", and a log within one minute as one point, no line.
+    A first row at 0 just before the first decision starts the line."""
+    from datetime import datetime, timedelta
+
+    from index.store import derive_state
+
+    rows_of: dict[int, list[tuple]] = {}
+    confirmed: set[int] = set()
+    points: list[tuple[datetime, int]] = []
+    for d in decisions:
+        rows = rows_of.setdefault(d.item_id, [])
+        rows.append((d.id, d.action.value, d.label, d.undoes))
+        (confirmed.add if derive_state(d.item_id, rows).status.value == "confirmed" else confirmed.discard)(d.item_id)
+        at = datetime.fromisoformat(d.created_at).astimezone(local)
+        points.append((at, len(confirmed)))
+    if not points:
+        return ["time", "confirmed"], []
+    span = points[-1][0] - points[0][0]
+    step, shape = ((timedelta(seconds=1), "%H:%M:%S") if span <= timedelta(minutes=10) else
+                   (timedelta(minutes=1), "%H:%M") if span <= timedelta(hours=12) else (timedelta(hours=1), "%H:00"))
+    if points[-1][0].date() != points[0][0].date():
+        shape = "%m-%d " + shape
+    start = points[0][0] - step
+    by_bucket: dict[str, int] = {start.strftime(shape): 0}
+    for at, count in points:  # the count at the end of each bucket
+        by_bucket[at.strftime(shape)] = count
+    return ["time", "confirmed"], [[bucket, count] for bucket, count in by_bucket.items()]
 
 
 def parse_range(text: str) -> tuple[float, float]:
@@ -209,13 +234,21 @@ def filter_text(label: str | None, low: float, high: float) -> str:
 
 
 def training_curve_table(history: Sequence[dict]) -> tuple[list[str], list[list]]:
-    """Per epoch: the training loss and the validation accuracy, as rows of a line chart."""
+    """The curves of a training run as rows of a line chart: per epoch (fine-tuning) the training
+    loss and the validation accuracy, per L-BFGS step (a probe) the loss and the training accuracy."""
     rows = []
     for record in history:
-        rows.append([record["epoch"], "training loss", round(float(record["train_loss"]), 4)])
-        if record.get("val_accuracy") is not None:
-            rows.append([record["epoch"], "validation accuracy", round(float(record["val_accuracy"]), 4)])
-    return ["epoch", "series", "value"], rows
+        x = record["epoch"] if "epoch" in record else record["step"]
+        rows.append([x, "training loss", round(float(record["train_loss"]), 4)])
+        for key, series in (("val_accuracy", "validation accuracy"), ("train_accuracy", "training accuracy")):
+            if record.get(key) is not None:
+                rows.append([x, series, round(float(record[key]), 4)])
+    return ["step", "series", "value"], rows
+
+
+def curve_axis(history: Sequence[dict]) -> str:
+    """What the training curves' x axis counts."""
+    return "L-BFGS step (probe)" if history and "step" in history[0] else "epoch"
 
 
 def confusion_html(metrics: dict | None, caption: str = "held-out items: rows are the true label, columns the "
@@ -247,16 +280,67 @@ def versions_table(versions: Sequence) -> tuple[list[str], list[list]]:
 
 def training_status(events: Sequence, running: bool, error: str | None, version_name: str | None,
                     note: str = "") -> str:
-    """One line about the current or last training run, for the Models tab."""
+    """One line about the current or last training run, for the Models tab. Once it is done, what it
+    made, not the last progress message ("fitting a probe on 38 items" read as if still going)."""
     if error:
         return f"**Training stopped:** {html.escape(error)}"
-    messages = [e.message for e in events if e.message]
-    last = messages[-1] if messages else ""
     if running:
+        messages = [e.message for e in events if e.message]
+        last = messages[-1] if messages else ""
         steps = [e for e in events if e.phase == "step"]
         where = f" · epoch {steps[-1].epoch}/{steps[-1].epochs}, step {steps[-1].step}/{steps[-1].steps}" if steps else ""
         return f"**Training…**{where} {html.escape(last)}"
     if version_name:
         warning = f" **{html.escape(note)}**" if note else ""
-        return f"**Done:** created {html.escape(version_name)}. {html.escape(last)}{warning}"
+        return f"**Done:** created {html.escape(version_name)}.{warning}"
     return "No training run in this session yet."
+
+
+# -- the page's frame -----------------------------------------------------------------------
+
+
+def header_html(project_name: str, counts) -> str:
+    """The header: the project's name and its counts (items, confirmed, pending), updated after decisions."""
+    by_status = counts.by_status
+    figures = [(counts.items, "item"), (by_status.get("confirmed", 0), "confirmed"),
+               (by_status.get("pending", 0) + by_status.get("skipped", 0), "pending")]
+    cells = "".join(f'<span class="lc-count" data-kind="{noun}"><b>{n}</b> '
+                    f'{plural(n, noun) if noun == "item" else noun}</span>' for n, noun in figures)
+    return (f'<div class="lc-header"><span class="lc-brand">labelchat</span>'
+            f'<span class="lc-project">{html.escape(project_name)}</span>'
+            f'<span class="lc-counts">{cells}</span></div>')
+
+
+PLACEHOLDERS = {
+    "per_label": "Items per label appear here once there are labels: confirmed and suggested, side by side.",
+    "histogram": "The probabilities of the pending items' best suggestions appear here once labels are "
+                 "suggested (say 'label them' in the chat).",
+    "progress": "Labelling progress appears here after the first decision: items confirmed over time, "
+                "net of undos.",
+    "curves": "Training curves appear here after a training run: loss and accuracy per step (probe) or "
+              "per epoch (fine-tune).",
+}
+
+
+def placeholder_html(kind: str) -> str:
+    return f'<div class="lc-placeholder">{html.escape(PLACEHOLDERS[kind])}</div>'
+
+
+def curves_placeholder_html(metrics: dict | None) -> str:
+    """What stands in for the training curves: a probe that kept zero-shot fitted nothing to draw."""
+    if metrics and "strength" in metrics and metrics["strength"] is None:
+        losses = ", ".join(f"{name} {loss:.3f}" for name, loss in (metrics.get("validation_loss") or {}).items())
+        return ('<div class="lc-placeholder">This probe kept zero-shot: no fit beat it in cross-validation, so '
+                f'there is no curve to draw (validation loss per strength: {html.escape(losses)}). '
+                'Confirm more items, then train again.</div>')
+    return placeholder_html("curves")
+
+
+def label_choices(counts) -> list[tuple[str, str]]:
+    """(shown, value) for the label browser's dropdown: each label with its confirmed count."""
+    return [(f"{c.label} · {c.confirmed} confirmed", c.label) for c in counts.by_label]
+
+
+def label_gallery(item_ids: Sequence[int], path_of: Callable[[int], str]) -> list[tuple[str, str]]:
+    """(image path, caption) per confirmed item of a label, for a gr.Gallery."""
+    return [(path_of(i), f"#{i}") for i in item_ids]

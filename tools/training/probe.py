@@ -14,7 +14,7 @@ otherwise. Full-batch L-BFGS: seconds on a CPU for thousands of items.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -29,6 +29,7 @@ class ProbeFit:
     head: ResidualHead
     strength: float | None  # None: the probe chose plain zero-shot
     validation_loss: dict[str, float]  # mean cross-validated log-loss per candidate strength
+    history: list[dict] = field(default_factory=list)  # the final fit, per L-BFGS step: loss and accuracy
 
 
 def fit_probe(base: ZeroShotHead, features: np.ndarray, truth: np.ndarray,
@@ -49,13 +50,14 @@ def fit_probe(base: ZeroShotHead, features: np.ndarray, truth: np.ndarray,
     # most regularised first: zero-shot, then the strongest pull
     ordered = ["zero-shot"] + [str(s) for s in sorted(strengths, reverse=True)]
     best = next(name for name in ordered if losses[name] <= losses[best] + spread)
+    history: list[dict] = []
     if best == "zero-shot":
         weights, bias = np.zeros((c, x.shape[1]), np.float32), np.zeros(c, np.float32)
         strength = None
     else:
         strength = float(best)
-        weights, bias = _fit(x, base_logp, truth, c, strength)
-    return ProbeFit(ResidualHead(base.labels, base, weights, bias, mean), strength, losses)
+        weights, bias = _fit(x, base_logp, truth, c, strength, history)
+    return ProbeFit(ResidualHead(base.labels, base, weights, bias, mean), strength, losses, history)
 
 
 def _folds(truth: np.ndarray, seed: int) -> np.ndarray:
@@ -95,8 +97,10 @@ def _log_loss(logits: np.ndarray, truth: np.ndarray, c: int) -> float:
     return float(-(weights * logp[np.arange(len(truth)), truth]).sum() / weights.sum())
 
 
-def _fit(x: np.ndarray, base_logp: np.ndarray, truth: np.ndarray, c: int, strength: float):
-    """Class-balanced cross-entropy + strength * |W|^2, by full-batch L-BFGS."""
+def _fit(x: np.ndarray, base_logp: np.ndarray, truth: np.ndarray, c: int, strength: float,
+         history: list[dict] | None = None):
+    """Class-balanced cross-entropy + strength * |W|^2, by full-batch L-BFGS. With `history`, each
+    evaluation appends {"step", "train_loss", "train_accuracy"} to it (the training curves)."""
     import torch
 
     inputs, base = torch.from_numpy(x), torch.from_numpy(base_logp)
@@ -113,6 +117,9 @@ def _fit(x: np.ndarray, base_logp: np.ndarray, truth: np.ndarray, c: int, streng
         per_item = torch.nn.functional.cross_entropy(logits, target, reduction="none")
         loss = (sample_weights * per_item).sum() / sample_weights.sum() + strength * (weights ** 2).sum()
         loss.backward()
+        if history is not None:
+            accuracy = (logits.argmax(dim=1) == target).float().mean().item()
+            history.append({"step": len(history) + 1, "train_loss": float(loss.item()), "train_accuracy": accuracy})
         return loss
 
     with torch.enable_grad():

@@ -23,6 +23,7 @@ from index.types import Job, JobStatus, ModelVersion
 
 from ..models import load_backend
 from ..models.base import ZeroShotHead, head_from_bytes, softmax
+from ..wording import counted
 from ..zeroshot import suggest
 from .checkpoint import read_json, write_json
 from .config import Kind, TrainConfig
@@ -183,12 +184,13 @@ def _train(project: Project, config: TrainConfig, split: Split, job: Job, folder
 def _probe(run: _Run):
     """(head, no tower, details, held-out probabilities) of a probe on the cached features."""
     train_ids = sorted(run.split.train + run.split.validation)  # the probe validates by cross-validation
-    run.progress(TrainProgress("probe", message=f"fitting a probe on {len(train_ids)} items"))
+    run.progress(TrainProgress("probe", message=f"fitting a probe on {counted(len(train_ids), 'item')}"))
     fit = fit_probe(run.head, run.features(train_ids), run.columns(train_ids), run.config.strengths, run.config.seed)
     run.check_labels()
     holdout = list(run.split.holdout)
     probabilities = fit.head.probabilities(run.features(holdout)) if holdout else None
-    return fit.head, None, {"strength": fit.strength, "validation_loss": fit.validation_loss}, probabilities
+    details = {"strength": fit.strength, "validation_loss": fit.validation_loss, "history": fit.history}
+    return fit.head, None, details, probabilities
 
 
 def _finetune(run: _Run, job: Job, folder: Path, resume: bool):

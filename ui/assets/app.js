@@ -1,8 +1,12 @@
 // Keyboard-first review: the panel's cards act through a hidden textbox and button.
-// Requests go one at a time: two set into the textbox before Gradio read the first sent the
-// second twice (a fast double press decided the wrong card and lost the right one).
+// Requests go one at a time, each after the server acknowledged the one before: two set into
+// the textbox before Gradio read the first sent the second twice (a fast double press decided
+// the wrong card and lost the right one), and two in flight at once were saved in either order
+// (an approval pressed first landed after the rejection pressed next: the flaky double-click test).
 const labelchatQueue = [];
 let labelchatSending = false;
+let labelchatSerial = 0;
+const LABELCHAT_ACK_WAIT_MS = 5000;  // an answer that never comes (a server error) stalls no longer
 function labelchatAct(action, item, label) {
   if (!label && (action === 'accept' || action === 'reject')) {
     // Decide the label the card shows, even if the suggestions were refreshed meanwhile.
@@ -10,7 +14,9 @@ function labelchatAct(action, item, label) {
     label = card ? card.dataset.label : null;
   }
   labelchatHide(action, item);
-  labelchatQueue.push({action: action, item: item, label: label || null, t: Date.now()});
+  // A notice (an undo, a refusal) was about the decision before: the next one clears it.
+  if (action !== 'undo') document.querySelectorAll('#lc-review .lc-notice').forEach(n => n.remove());
+  labelchatQueue.push({action: action, item: item, label: label || null, t: `${Date.now()}-${++labelchatSerial}`});
   labelchatSend();
 }
 function labelchatSend() {
@@ -18,12 +24,18 @@ function labelchatSend() {
   const go = document.querySelector('#lc-act');
   if (labelchatSending || !labelchatQueue.length || !box || !go) return;
   labelchatSending = true;
-  box.value = JSON.stringify(labelchatQueue.shift());
+  const request = labelchatQueue.shift();
+  box.value = JSON.stringify(request);
   box.dispatchEvent(new Event('input', {bubbles: true}));
-  setTimeout(() => {
-    go.click();
-    setTimeout(() => { labelchatSending = false; labelchatSend(); }, 0);
-  }, 0);
+  setTimeout(() => { go.click(); labelchatAwaitAck(request.t, Date.now()); }, 0);
+}
+function labelchatAwaitAck(t, since) {
+  if (document.querySelector(`#lc-ack [data-t="${t}"]`) || Date.now() - since > LABELCHAT_ACK_WAIT_MS) {
+    labelchatSending = false;
+    labelchatSend();
+  } else {
+    setTimeout(() => labelchatAwaitAck(t, since), 5);
+  }
 }
 // A card's buttons. The second click of a double-click would land on the next card, which
 // slid under the pointer when this one left: it is ignored.
