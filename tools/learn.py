@@ -264,25 +264,32 @@ class LiveLearner:
         counts = np.bincount(columns, minlength=c)
         return scores, (counts / (counts + self.config.trust))[None, :]
 
-    def _ridge(self, example_rows: np.ndarray, columns: np.ndarray, c: int) -> tuple[np.ndarray, np.ndarray]:
+    def _ridge(self, example_rows: np.ndarray, columns: np.ndarray, c: int, weights: np.ndarray | None = None,
+               confirmed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Ridge scores of every item, and the examples' leave-one-out scores (closed form:
         (s_i - h_i y_i) / (1 - h_i), h_i the leverage). The dual solve when there are fewer
-        examples than dimensions, the primal one otherwise: whichever is the smaller system."""
+        examples than dimensions, the primal one otherwise: whichever is the smaller system.
+        `weights`: each row's weight in the squared loss (default 1); leave-one-out scores are
+        given for the first `confirmed` rows (default all)."""
+        root = None if weights is None else np.sqrt(np.asarray(weights, dtype=np.float64))[:, None]
         a = self.votes.features[example_rows].astype(np.float64)
         targets = np.eye(c)[columns]
+        if root is not None:
+            a, targets = a * root, targets * root
         n, d = a.shape
         if n < d:
             gram = a @ a.T
             inverse = np.linalg.inv(gram + self.config.ridge * np.eye(n))
-            weights = a.T @ (inverse @ targets)
+            solved = a.T @ (inverse @ targets)
             leverage = np.einsum("ij,ji->i", gram, inverse)
         else:
             inverse = np.linalg.inv(a.T @ a + self.config.ridge * np.eye(d))
-            weights = inverse @ (a.T @ targets)
+            solved = inverse @ (a.T @ targets)
             leverage = np.einsum("ij,ij->i", a @ inverse, a)
-        scores = (self.votes.features @ weights.astype(np.float32)).astype(np.float64)
-        leverage = np.clip(leverage, 0.0, 0.99)[:, None]
-        loo = (scores[example_rows] - leverage * targets) / (1 - leverage)
+        m = n if confirmed is None else confirmed
+        scores = (self.votes.features @ solved.astype(np.float32)).astype(np.float64)
+        leverage = np.clip(leverage[:m], 0.0, 0.99)[:, None]
+        loo = (scores[example_rows[:m]] - leverage * np.eye(c)[columns[:m]]) / (1 - leverage)
         return scores, loo
 
     def _choose(self, label_of: dict[int, int], probe, c: int) -> BlendChoice:
