@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from labelling import TARGETS, build_project  # noqa: E402
-from tools.learn import BlendConfig, Blended, LiveLearner  # noqa: E402
+from tools.learn import BlendConfig, Blended, LiveLearner, _nll  # noqa: E402
 from tools.review import Reviewer, Strategy, _order, _spread_over_labels  # noqa: E402
 
 BATCH = 20
@@ -66,25 +66,25 @@ def embed(data: Path, model: str, scratch: Path) -> Arrays:
     return arrays
 
 
-def cached(data: Path, model: str, scratch: Path, cache: Path | None, flipped: bool = False) -> Arrays:
+def cached(data: Path, model: str, scratch: Path, cache: Path | None, mirror_of: Arrays | None = None) -> Arrays:
     """`embed`, or the arrays an earlier run saved under `cache` (the embedding dominates a run).
-    `flipped`: the same images mirrored left to right, rows in the original's order."""
-    name = f"{data.name}-{model}{'-flipped' if flipped else ''}.npz"
+    `mirror_of`: the arrays of DATA; returns those of its images mirrored left to right."""
+    name = f"{data.name}-{model}{'-flipped' if mirror_of is not None else ''}.npz"
     if cache is not None and (cache / name).exists():
         saved = np.load(cache / name)
         return Arrays(saved["ids"], saved["features"], saved["zero_shot"], saved["truth"], saved["paths"],
                       float(saved["seconds"]))
     source = data
-    if flipped:
+    if mirror_of is not None:
         from PIL import Image, ImageOps
 
         source = scratch / "flipped" / data.name
-        for image in sorted(p for p in data.rglob("*") if p.is_file()):
-            target = source / image.relative_to(data)
+        for path in mirror_of.paths:
+            target = source / str(path)
             target.parent.mkdir(parents=True, exist_ok=True)
-            with Image.open(image) as opened:
+            with Image.open(data / str(path)) as opened:
                 ImageOps.mirror(opened).save(target.with_suffix(".png"))
-    arrays = embed(source, model, scratch / ("flipped-projects" if flipped else "projects"))
+    arrays = embed(source, model, scratch / ("flipped-projects" if mirror_of is not None else "projects"))
     if cache is not None:
         cache.mkdir(parents=True, exist_ok=True)
         np.savez(cache / name, ids=arrays.ids, features=arrays.features, zero_shot=arrays.zero_shot,
@@ -252,6 +252,26 @@ def with_prior(refine: Callable[[np.ndarray, np.ndarray], np.ndarray]):
         ids, features, refine(zero_shot.astype(np.float64), features).astype(np.float32))
 
 
+class PriorChosen:
+    """The product's learner on a refined prior until the first decisions, then on whichever
+    prior, refined or plain zero-shot, gives the confirmed items' labels the higher likelihood
+    (neither prior saw a label, so the judgement is out of sample)."""
+
+    def __init__(self, ids, features, zero_shot, refine):
+        self.plain = LiveLearner(ids, features, zero_shot)
+        self.refined = LiveLearner(ids, features, refine(zero_shot.astype(np.float64), features).astype(np.float32))
+        self.votes = self.plain.votes
+
+    def blend(self, item_ids, label_of, rejected=None) -> Blended:
+        learner = self.refined
+        if label_of:
+            rows = self.plain.rows(list(label_of))
+            columns = np.array(list(label_of.values()))
+            if _nll(self.plain.zero_shot[rows], columns) < _nll(self.refined.zero_shot[rows], columns):
+                learner = self.plain
+        return learner.blend(item_ids, label_of, rejected)
+
+
 class SelfTrained(LiveLearner):
     """The product's learner whose ridge probe also fits (a) unlabelled items the blend is sure
     of, each as a pseudo-label of weight `weight` (`threshold`: calibrated probability), and/or
@@ -317,6 +337,9 @@ IDEAS = {  # name: (learner factory, review order)
     "prior: EM class priors (Saerens)": (with_prior(em_priors), product_order),
     "prior: balanced marginals (OT)": (with_prior(balanced_marginals), product_order),
     "prior: prototypes (share 0.5, scale 20)": (with_prior(prototypes), product_order),
+    "prior: prototypes, then the likelier prior": (lambda *a: PriorChosen(*a, prototypes), product_order),
+    "prior: balanced marginals, then the likelier prior": (lambda *a: PriorChosen(*a, balanced_marginals),
+                                                           product_order),
     "flip TTA (features and zero-shot)": (LiveLearner, product_order, "flip"),
     "flip TTA (features only)": (LiveLearner, product_order, "flip-features"),
     "self-training (p >= 0.9, weight 0.3)": (SelfTrained, product_order),
@@ -378,7 +401,7 @@ def main() -> None:
                                                       "embed_seconds": round(arrays.seconds, 1), "ideas": {}}
             views = {None: arrays}
             if any(len(idea) > 2 for idea in ideas.values()):
-                flipped = cached(data, args.model, Path(tmp), args.cache, flipped=True)
+                flipped = cached(data, args.model, Path(tmp), args.cache, mirror_of=arrays)
                 entry["flipped_embed_seconds"] = round(flipped.seconds, 1)
                 views["flip"] = flip_view(arrays, flipped)
                 views["flip-features"] = flip_view(arrays, flipped, zero_shot_too=False)

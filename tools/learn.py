@@ -59,6 +59,8 @@ class BlendConfig:
     trust: float = 3.0  # examples of a class at which its probe and zero-shot count equally
     guard_after: int = 20  # examples from which the guard may choose another blend
     guard_margin: float = 0.05  # how much lower (nats per example) another blend's loss must be
+    pseudo_threshold: float | None = None  # self-training: undecided items this sure of a label also fit the probe
+    pseudo_weight: float = 0.3  # each such pseudo-label's weight in the probe (a confirmed item's is 1)
 
 
 @dataclass(frozen=True)
@@ -225,12 +227,23 @@ class LiveLearner:
         label column); `rejected` maps an item id to the columns a person rejected for it."""
         label_of = {int(i): int(c) for i, c in label_of.items() if int(i) in self.votes.row_of}
         self.votes.set_examples(label_of)
+        pseudo = None
+        if self.config.pseudo_threshold is not None and len(label_of) >= 2:
+            others = self.item_ids[~np.isin(self.item_ids, np.fromiter(label_of, dtype=np.int64, count=len(label_of)))]
+            first = self._blend(others, label_of, rejected, None).probabilities
+            sure = np.flatnonzero(first.max(axis=1) >= self.config.pseudo_threshold)
+            pseudo = (self.rows(others[sure]), first[sure].argmax(axis=1))
+        return self._blend(item_ids, label_of, rejected, pseudo)
+
+    def _blend(self, item_ids: np.ndarray, label_of: dict[int, int], rejected: dict[int, list[int]] | None,
+               pseudo: tuple[np.ndarray, np.ndarray] | None) -> Blended:
+        """`blend`, the probe also fitted on `pseudo` (rows, label columns) if given."""
         rows = self.rows(item_ids)
         zero_shot = self.zero_shot[rows]
         c = zero_shot.shape[1]
         shares, total = self.votes.vote_shares(rows, label_of, c)
         lam = total / (total + self.config.tau)
-        probe = self._probe(label_of, c)
+        probe = self._probe(label_of, c, pseudo)
         choice = self._choose(label_of, probe, c) if label_of else None
         mix, cache = (choice.mix, choice.cache) if choice else (self.config.mix, True)
         lam_used = lam if cache else np.zeros_like(lam)
@@ -251,15 +264,21 @@ class LiveLearner:
                        np.asarray(learned, dtype=np.float32), lam.astype(np.float32),
                        self.votes.neighbor_ids_of(rows), self.votes.neighbor_sims[rows], choice, uncalibrated)
 
-    def _probe(self, label_of: dict[int, int], c: int):
+    def _probe(self, label_of: dict[int, int], c: int, pseudo: tuple[np.ndarray, np.ndarray] | None = None):
         """(ridge scores of every item (N, C), with the examples' rows left out of fold; each
-        class's trust in them (1, C)), or None with fewer than two examples."""
+        class's trust in them (1, C)), or None with fewer than two examples. `pseudo`: (rows,
+        columns) of undecided items fitted too, at weight `pseudo_weight` (self-training)."""
         if len(label_of) < 2:
             return None
         example_ids = np.array(sorted(label_of), dtype=np.int64)
         example_rows = self.rows(example_ids)
         columns = np.array([label_of[int(i)] for i in example_ids])
-        scores, loo = self._ridge(example_rows, columns, c)
+        if pseudo is not None and len(pseudo[0]):
+            weights = np.concatenate([np.ones(len(example_rows)), np.full(len(pseudo[0]), self.config.pseudo_weight)])
+            scores, loo = self._ridge(np.concatenate([example_rows, pseudo[0]]), np.concatenate([columns, pseudo[1]]),
+                                      c, weights, confirmed=len(example_rows))
+        else:
+            scores, loo = self._ridge(example_rows, columns, c)
         scores[example_rows] = loo  # an example is only ever scored by a probe that did not see it
         counts = np.bincount(columns, minlength=c)
         return scores, (counts / (counts + self.config.trust))[None, :]
