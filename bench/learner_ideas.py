@@ -38,6 +38,14 @@ from tools.learn import BlendConfig, Blended, LiveLearner, _nll  # noqa: E402
 from tools.review import Reviewer, Strategy, _order, _spread_over_labels  # noqa: E402
 
 BATCH = 20
+# The learner as it was before self-training and the class-balanced probe landed: every idea
+# below was measured against it (and is built on it), so that its figures can be reproduced.
+BEFORE = BlendConfig(pseudo_threshold=None, balanced_probe=False)
+
+
+class Before(LiveLearner):
+    def __init__(self, ids, features, zero_shot, config: BlendConfig = BEFORE):
+        super().__init__(ids, features, zero_shot, config)
 
 
 @dataclass(frozen=True)
@@ -102,7 +110,7 @@ class Spreading:
     def __init__(self, ids, features, zero_shot, *, k=10, alpha=0.9, prior=1.0, share=0.3, beta=5.5):
         import scipy.sparse as sparse
 
-        self.base = LiveLearner(ids, features, zero_shot)
+        self.base = Before(ids, features, zero_shot)
         x = self.base.votes.features
         sims = x @ x.T
         np.fill_diagonal(sims, -np.inf)
@@ -133,7 +141,7 @@ class Spreading:
 
 
 def transformed(transform: Callable[[np.ndarray], np.ndarray]):
-    return lambda ids, features, zero_shot: LiveLearner(
+    return lambda ids, features, zero_shot: Before(
         ids, transform(features.astype(np.float64)).astype(np.float32), zero_shot)
 
 
@@ -248,7 +256,7 @@ def prototypes(zero_shot: np.ndarray, features: np.ndarray, *, share: float = 0.
 
 def with_prior(refine: Callable[[np.ndarray, np.ndarray], np.ndarray]):
     """The product's learner on a prior refined from the unlabelled items before any label."""
-    return lambda ids, features, zero_shot: LiveLearner(
+    return lambda ids, features, zero_shot: Before(
         ids, features, refine(zero_shot.astype(np.float64), features).astype(np.float32))
 
 
@@ -257,9 +265,9 @@ class PriorChosen:
     prior, refined or plain zero-shot, gives the confirmed items' labels the higher likelihood
     (neither prior saw a label, so the judgement is out of sample)."""
 
-    def __init__(self, ids, features, zero_shot, refine):
-        self.plain = LiveLearner(ids, features, zero_shot)
-        self.refined = LiveLearner(ids, features, refine(zero_shot.astype(np.float64), features).astype(np.float32))
+    def __init__(self, ids, features, zero_shot, refine, learner=Before):
+        self.plain = learner(ids, features, zero_shot)
+        self.refined = learner(ids, features, refine(zero_shot.astype(np.float64), features).astype(np.float32))
         self.votes = self.plain.votes
 
     def blend(self, item_ids, label_of, rejected=None) -> Blended:
@@ -272,7 +280,7 @@ class PriorChosen:
         return learner.blend(item_ids, label_of, rejected)
 
 
-class SelfTrained(LiveLearner):
+class SelfTrained(Before):
     """The product's learner whose ridge probe also fits (a) unlabelled items the blend is sure
     of, each as a pseudo-label of weight `weight` (`threshold`: calibrated probability), and/or
     (b) class-balanced weights on the confirmed items (each class weighs the same in total), so
@@ -306,6 +314,29 @@ class SelfTrained(LiveLearner):
                               confirmed=len(example_rows))
 
 
+class LogisticProbe(Before):
+    """The product's learner with a multinomial logistic regression (scikit-learn, L2, inverse
+    strength `c`) in place of the ridge probe for the undecided items; the confirmed items keep
+    the ridge's closed-form leave-one-out scores for the guard and temperature (a refit per
+    example would cost a fit each)."""
+
+    def __init__(self, ids, features, zero_shot, *, c: float = 10.0):
+        super().__init__(ids, features, zero_shot)
+        self.c = c
+
+    def _ridge(self, example_rows, columns, c, weights=None, confirmed=None):
+        from sklearn.linear_model import LogisticRegression
+
+        scores, loo = super()._ridge(example_rows, columns, c, weights, confirmed)
+        present = np.unique(columns)
+        if len(present) < 2:
+            return scores, loo
+        model = LogisticRegression(C=self.c, max_iter=300).fit(self.votes.features[example_rows], columns)
+        log_p = np.full((len(scores), c), -30.0)
+        log_p[:, present] = model.predict_log_proba(self.votes.features)
+        return log_p / self.config.probe_scale, loo  # softmax(probe_scale * scores) = its probabilities
+
+
 def flip_view(arrays: Arrays, flipped: Arrays, zero_shot_too: bool = True) -> Arrays:
     """Test-time augmentation: each item's features (and zero-shot probabilities) averaged with
     those of its image mirrored left to right."""
@@ -324,15 +355,16 @@ def flip_view(arrays: Arrays, flipped: Arrays, zero_shot_too: bool = True) -> Ar
 
 IDEAS = {  # name: (learner factory, review order)
     "product": (LiveLearner, product_order),
+    "product before self-training (tools/learn.py until issue 16's second round)": (Before, product_order),
     "spread (share 0.3, prior 1)": (Spreading, product_order),
     "spread (share 0.6, prior 0.1)": (lambda *a: Spreading(*a, share=0.6, prior=0.1), product_order),
-    "least confident first": (LiveLearner, least_confident),
-    "most entropy first": (LiveLearner, most_entropy),
-    "diverse batch (cosine <= 0.3)": (LiveLearner, diverse),
-    "cluster-margin (k-means)": (LiveLearner, cluster_margin),
+    "least confident first": (Before, least_confident),
+    "most entropy first": (Before, most_entropy),
+    "diverse batch (cosine <= 0.3)": (Before, diverse),
+    "cluster-margin (k-means)": (Before, cluster_margin),
     "signed square root features": (transformed(signed_root), product_order),
     "PCA-whitened features (256)": (transformed(pca_whitened), product_order),
-    "probe share 0.85, ridge 0.3": (lambda *a: LiveLearner(*a, BlendConfig(mix=0.85, ridge=0.3)), product_order),
+    "probe share 0.85, ridge 0.3": (lambda *a: Before(*a, replace(BEFORE, mix=0.85, ridge=0.3)), product_order),
     # issue 16, second round (bench/results/cpu-learner-ideas-2.json)
     "prior: EM class priors (Saerens)": (with_prior(em_priors), product_order),
     "prior: balanced marginals (OT)": (with_prior(balanced_marginals), product_order),
@@ -340,8 +372,8 @@ IDEAS = {  # name: (learner factory, review order)
     "prior: prototypes, then the likelier prior": (lambda *a: PriorChosen(*a, prototypes), product_order),
     "prior: balanced marginals, then the likelier prior": (lambda *a: PriorChosen(*a, balanced_marginals),
                                                            product_order),
-    "flip TTA (features and zero-shot)": (LiveLearner, product_order, "flip"),
-    "flip TTA (features only)": (LiveLearner, product_order, "flip-features"),
+    "flip TTA (features and zero-shot)": (Before, product_order, "flip"),
+    "flip TTA (features only)": (Before, product_order, "flip-features"),
     "self-training (p >= 0.9, weight 0.3)": (SelfTrained, product_order),
     "class-balanced probe": (lambda *a: SelfTrained(*a, threshold=None, balanced=True), product_order),
 }
@@ -351,6 +383,12 @@ for _threshold in (0.8, 0.9, 0.95):  # the constants, chosen on digits only (fas
             lambda *a, t=_threshold, w=_weight: SelfTrained(*a, threshold=t, weight=w), product_order)
 IDEAS["self-training (p >= 0.9, weight 0.3) and class-balanced probe"] = (
     lambda *a: SelfTrained(*a, balanced=True), product_order)
+IDEAS["prior: prototypes, then the likelier prior, on the product (self-training, class-balanced)"] = (
+    lambda *a: PriorChosen(*a, prototypes, learner=LiveLearner), product_order)
+for _c in (1.0, 10.0, 100.0):  # chosen on digits only
+    IDEAS[f"logistic-regression probe (C {_c:g})"] = (lambda *a, c=_c: LogisticProbe(*a, c=c), product_order)
+IDEAS["prior: prototypes, then the likelier prior, and self-training (p >= 0.9, weight 0.3)"] = (
+    lambda *a: PriorChosen(*a, prototypes, learner=SelfTrained), product_order)
 
 
 def simulate(arrays: Arrays, factory, order) -> tuple[list[tuple[float, float]], float]:
@@ -391,7 +429,7 @@ def main() -> None:
     args = parser.parse_args()
     wanted = [w.strip() for w in args.ideas.split(",") if w.strip()]
     ideas = {name: idea for name, idea in IDEAS.items()
-             if name == "product" or not wanted or any(w in name for w in wanted)}
+             if name.startswith("product") or not wanted or any(w in name for w in wanted)}
     results: dict = {"model": args.model, "batch": BATCH, "datasets": {}}
     with tempfile.TemporaryDirectory(prefix="labelchat-ideas-") as tmp:
         for data in args.data:
