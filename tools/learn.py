@@ -71,7 +71,7 @@ class BlendConfig:
     guard_margin: float = 0.05  # how much lower (nats per example) another blend's loss must be
     pseudo_threshold: float | None = 0.9  # self-training: undecided items this sure of a label also fit the probe
     pseudo_weight: float = 0.3  # each such pseudo-label's weight in the probe (a confirmed item's is 1)
-    pseudo_cap: int = 5000  # at most this many pseudo-labels (the surest), so the probe's solve stays small
+    pseudo_cap: int = 1000  # at most this many pseudo-labels (the surest), so the probe's solve stays small
     balanced_probe: bool = True  # each class's confirmed items weigh the same in total in the probe
 
 
@@ -312,18 +312,18 @@ class LiveLearner:
         if root is not None:
             a, targets = a * root, targets * root
         n, d = a.shape
+        m = n if confirmed is None else confirmed  # only these rows' leverages are needed
         if n < d:
             gram = a @ a.T
             inverse = np.linalg.inv(gram + self.config.ridge * np.eye(n))
             solved = a.T @ (inverse @ targets)
-            leverage = np.einsum("ij,ji->i", gram, inverse)
+            leverage = np.einsum("ij,ji->i", gram[:m], inverse[:, :m])
         else:
             inverse = np.linalg.inv(a.T @ a + self.config.ridge * np.eye(d))
             solved = inverse @ (a.T @ targets)
-            leverage = np.einsum("ij,ij->i", a @ inverse, a)
-        m = n if confirmed is None else confirmed
+            leverage = np.einsum("ij,ij->i", a[:m] @ inverse, a[:m])
         scores = (self.votes.features @ solved.astype(np.float32)).astype(np.float64)
-        leverage = np.clip(leverage[:m], 0.0, 0.99)[:, None]
+        leverage = np.clip(leverage, 0.0, 0.99)[:, None]
         loo = (scores[example_rows[:m]] - leverage * np.eye(c)[columns[:m]]) / (1 - leverage)
         return scores, loo
 
