@@ -1,6 +1,6 @@
 """Ideas for a stronger live learner or review order, each measured against the product's.
 
-    python bench/learner_ideas.py DATA [DATA ...] [--model offline] [--ideas spread,diverse]
+    python bench/learner_ideas.py DATA [DATA ...] [--model offline] [--ideas spread,diverse] [--cache DIR]
 
 Issue 16 asked for label spreading over the kNN graph of all items, other
 review orders (least confidence, entropy, diverse batches), and other feature
@@ -11,6 +11,14 @@ replays the same simulated annotator on those arrays for every idea: batches
 of 20, smallest margin first (unless the idea changes the order), every
 reviewed item one action, dataset accuracy over all items. The product's own
 learner and order ("product") reproduce bench/labelling.py's figures.
+
+A second round (bench/results/cpu-learner-ideas-2.json) measured priors refined from the
+unlabelled items before any label (EM class priors, balanced marginals, image-space
+prototypes), each image's features averaged with its mirror image's (the mirrored copies are
+embedded too, and the time it took is reported), self-training and a class-balanced probe, and
+a logistic-regression probe; every idea is built on, and compared with, the learner as it was
+before self-training and the class-balanced probe landed in tools/learn.py (`Before`).
+`--cache DIR` keeps each set's arrays (and the mirrored copy's) for later runs.
 
 Prints one line per idea and data set on stderr (the share of items needed
 for 90/95/98% dataset accuracy and the lowest accuracy relative to zero-shot),
