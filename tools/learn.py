@@ -201,7 +201,8 @@ class ExampleVotes:
 
     def set_examples(self, example_ids) -> None:
         """Bring the example set to exactly `example_ids` (incrementally)."""
-        wanted = {int(i) for i in example_ids if int(i) in self.row_of}
+        ids = np.fromiter((int(i) for i in example_ids), dtype=np.int64)
+        wanted = set(ids[self.row_of.rows(ids)[1]].tolist())
         removed = self.examples - wanted
         added = wanted - self.examples
         if removed:
@@ -212,7 +213,7 @@ class ExampleVotes:
     def _add(self, ids: list[int]) -> None:
         """Compare the new examples with every item; only rows where one of them is closer than
         the farthest kept neighbour change (after the first few batches, a minority)."""
-        rows = np.array([self.row_of[i] for i in ids])
+        rows = self.row_of.rows(np.array(ids, dtype=np.int64))[0]  # every one known: see set_examples
         sims = self.features @ self.features[rows].T  # (N, new)
         sims[rows, np.arange(len(rows))] = -np.inf  # an example never votes for itself
         touched = np.flatnonzero(sims.max(axis=1) > self.neighbor_sims.min(axis=1))
@@ -227,7 +228,7 @@ class ExampleVotes:
 
     def _remove(self, ids: set[int]) -> None:
         self.examples -= ids
-        gone = np.array([self.row_of[i] for i in ids])
+        gone = self.row_of.rows(np.fromiter(ids, dtype=np.int64, count=len(ids)))[0]
         affected = np.flatnonzero(np.isin(self.neighbor_rows, gone).any(axis=1))
         if not len(affected):
             return
@@ -235,7 +236,7 @@ class ExampleVotes:
         self.neighbor_sims[affected] = -np.inf
         if not self.examples:
             return
-        example_rows = np.array(sorted(self.row_of[i] for i in self.examples))
+        example_rows = np.sort(self.row_of.rows(np.fromiter(self.examples, dtype=np.int64, count=len(self.examples)))[0])
         sims = self.features[affected] @ self.features[example_rows].T
         sims[affected[:, None] == example_rows[None, :]] = -np.inf  # not itself
         k = min(self.config.k, len(example_rows))
@@ -285,7 +286,10 @@ class LiveLearner:
               rejected: dict[int, list[int]] | None = None) -> Blended:
         """Probabilities for the items `item_ids` from the examples in `label_of` (item id ->
         label column); `rejected` maps an item id to the columns a person rejected for it."""
-        label_of = {int(i): int(c) for i, c in label_of.items() if int(i) in self.votes.row_of}
+        ids = np.fromiter((int(i) for i in label_of), dtype=np.int64, count=len(label_of))
+        columns = np.fromiter((int(c) for c in label_of.values()), dtype=np.int64, count=len(label_of))
+        known = self.votes.row_of.rows(ids)[1]
+        label_of = dict(zip(ids[known].tolist(), columns[known].tolist()))
         self.votes.set_examples(label_of)
         pseudo = None
         if self.config.pseudo_threshold is not None and len(label_of) >= 2:
