@@ -1,6 +1,6 @@
 """Ideas for a stronger live learner or review order, each measured against the product's.
 
-    python bench/learner_ideas.py DATA [DATA ...] [--model offline] [--ideas spread,diverse]
+    python bench/learner_ideas.py DATA [DATA ...] [--model offline] [--ideas spread,diverse] [--cache DIR]
 
 Issue 16 asked for label spreading over the kNN graph of all items, other
 review orders (least confidence, entropy, diverse batches), and other feature
@@ -11,6 +11,14 @@ replays the same simulated annotator on those arrays for every idea: batches
 of 20, smallest margin first (unless the idea changes the order), every
 reviewed item one action, dataset accuracy over all items. The product's own
 learner and order ("product") reproduce bench/labelling.py's figures.
+
+A second round (bench/results/cpu-learner-ideas-2.json) measured priors refined from the
+unlabelled items before any label (EM class priors, balanced marginals, image-space
+prototypes), each image's features averaged with its mirror image's (the mirrored copies are
+embedded too, and the time it took is reported), self-training and a class-balanced probe, and
+a logistic-regression probe; every idea is built on, and compared with, the learner as it was
+before self-training and the class-balanced probe landed in tools/learn.py (`Before`).
+`--cache DIR` keeps each set's arrays (and the mirrored copy's) for later runs.
 
 Prints one line per idea and data set on stderr (the share of items needed
 for 90/95/98% dataset accuracy and the lowest accuracy relative to zero-shot),
@@ -23,6 +31,7 @@ import argparse
 import json
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -33,10 +42,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from labelling import TARGETS, build_project  # noqa: E402
-from tools.learn import BlendConfig, Blended, LiveLearner  # noqa: E402
+from tools.learn import BlendConfig, Blended, LiveLearner, _nll  # noqa: E402
 from tools.review import Reviewer, Strategy, _order, _spread_over_labels  # noqa: E402
 
 BATCH = 20
+# The learner as it was before self-training and the class-balanced probe landed: every idea
+# below was measured against it (and is built on it), so that its figures can be reproduced.
+BEFORE = BlendConfig(pseudo_threshold=None, balanced_probe=False)
+
+
+class Before(LiveLearner):
+    def __init__(self, ids, features, zero_shot, config: BlendConfig = BEFORE):
+        super().__init__(ids, features, zero_shot, config)
 
 
 @dataclass(frozen=True)
@@ -47,16 +64,47 @@ class Arrays:
     features: np.ndarray
     zero_shot: np.ndarray
     truth: np.ndarray  # label column per row
+    paths: np.ndarray  # each item's image, relative to DATA (aligns a flipped copy's rows)
+    seconds: float = 0.0  # ingest (decode, embed, store) and the zero-shot head
 
 
 def embed(data: Path, model: str, scratch: Path) -> Arrays:
+    started = time.perf_counter()
     project, truth = build_project(scratch / data.name, data)
     reviewer = Reviewer(project, model=model)
     ids = reviewer.item_ids
     _, features = project.store.embeddings(reviewer.model, [int(i) for i in ids])
     columns = np.array([reviewer.column[truth[int(i)]] for i in ids])
-    arrays = Arrays(ids, features, reviewer.zero_shot, columns)
+    paths = np.array([str(Path(project.store.origins(int(i))[0].source).resolve().relative_to(data.resolve()))
+                      for i in ids])
+    arrays = Arrays(ids, features, reviewer.zero_shot, columns, paths, time.perf_counter() - started)
     project.close()
+    return arrays
+
+
+def cached(data: Path, model: str, scratch: Path, cache: Path | None, mirror_of: Arrays | None = None) -> Arrays:
+    """`embed`, or the arrays an earlier run saved under `cache` (the embedding dominates a run).
+    `mirror_of`: the arrays of DATA; returns those of its images mirrored left to right."""
+    name = f"{data.name}-{model}{'-flipped' if mirror_of is not None else ''}.npz"
+    if cache is not None and (cache / name).exists():
+        saved = np.load(cache / name)
+        return Arrays(saved["ids"], saved["features"], saved["zero_shot"], saved["truth"], saved["paths"],
+                      float(saved["seconds"]))
+    source = data
+    if mirror_of is not None:
+        from PIL import Image, ImageOps
+
+        source = scratch / "flipped" / data.name
+        for path in mirror_of.paths:
+            target = source / str(path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with Image.open(data / str(path)) as opened:
+                ImageOps.mirror(opened).save(target.with_suffix(".png"))
+    arrays = embed(source, model, scratch / ("flipped-projects" if mirror_of is not None else "projects"))
+    if cache is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+        np.savez(cache / name, ids=arrays.ids, features=arrays.features, zero_shot=arrays.zero_shot,
+                 truth=arrays.truth, paths=arrays.paths, seconds=arrays.seconds)
     return arrays
 
 
@@ -70,7 +118,7 @@ class Spreading:
     def __init__(self, ids, features, zero_shot, *, k=10, alpha=0.9, prior=1.0, share=0.3, beta=5.5):
         import scipy.sparse as sparse
 
-        self.base = LiveLearner(ids, features, zero_shot)
+        self.base = Before(ids, features, zero_shot)
         x = self.base.votes.features
         sims = x @ x.T
         np.fill_diagonal(sims, -np.inf)
@@ -101,7 +149,7 @@ class Spreading:
 
 
 def transformed(transform: Callable[[np.ndarray], np.ndarray]):
-    return lambda ids, features, zero_shot: LiveLearner(
+    return lambda ids, features, zero_shot: Before(
         ids, transform(features.astype(np.float64)).astype(np.float32), zero_shot)
 
 
@@ -159,41 +207,224 @@ def cluster_margin(p: np.ndarray, features: np.ndarray, pool: int = 5) -> np.nda
     return np.array(chosen + [int(r) for r in by_margin if int(r) not in set(chosen)], dtype=np.int64)
 
 
+# -- issue 16, second round: a better prior before any label, flipped images, self-training ---------
+
+def _centred(features: np.ndarray) -> np.ndarray:
+    """The learner's view of the features: the mean removed, unit length."""
+    x = features.astype(np.float64) - features.mean(axis=0)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def em_priors(zero_shot: np.ndarray, features: np.ndarray, iterations: int = 100) -> np.ndarray:
+    """Saerens, Latinne & Decaestecker (2002): re-estimate the class priors of the unlabelled
+    items by EM, taking the zero-shot head's own prior as uniform, and reweight by them."""
+    c = zero_shot.shape[1]
+    prior = np.full(c, 1.0 / c)
+    for _ in range(iterations):
+        p = zero_shot * (prior * c)
+        p /= p.sum(axis=1, keepdims=True)
+        new = p.mean(axis=0)
+        if np.abs(new - prior).max() < 1e-6:
+            break
+        prior = new
+    return p
+
+
+def balanced_marginals(zero_shot: np.ndarray, features: np.ndarray, iterations: int = 100) -> np.ndarray:
+    """The other direction (OTTER, Shi et al. 2024: optimal transport to a label distribution):
+    per-class factors, fitted by Sinkhorn, under which the predicted classes are equally common."""
+    c = zero_shot.shape[1]
+    factor = np.ones(c)
+    for _ in range(iterations):
+        p = zero_shot * factor
+        p /= p.sum(axis=1, keepdims=True)
+        marginal = p.mean(axis=0)
+        if np.abs(marginal - 1.0 / c).max() < 1e-6:
+            break
+        factor /= marginal * c
+    return p
+
+
+def prototypes(zero_shot: np.ndarray, features: np.ndarray, *, share: float = 0.5, scale: float = 20.0,
+               iterations: int = 5) -> np.ndarray:
+    """InMaP / ZLaP-style refinement in image space: class prototypes are the probability-weighted
+    means of the items' (centred) features; each item's cosine to them, as a softmax of inverse
+    temperature `scale`, is mixed with the zero-shot probabilities (`share`); repeated."""
+    x = _centred(features)
+    p = zero_shot.astype(np.float64)
+    for _ in range(iterations):
+        centres = p.T @ x
+        centres /= np.maximum(np.linalg.norm(centres, axis=1, keepdims=True), 1e-12)
+        q = scale * (x @ centres.T)
+        q = np.exp(q - q.max(axis=1, keepdims=True))
+        q /= q.sum(axis=1, keepdims=True)
+        p = (1 - share) * zero_shot + share * q
+    return p
+
+
+def with_prior(refine: Callable[[np.ndarray, np.ndarray], np.ndarray]):
+    """The product's learner on a prior refined from the unlabelled items before any label."""
+    return lambda ids, features, zero_shot: Before(
+        ids, features, refine(zero_shot.astype(np.float64), features).astype(np.float32))
+
+
+class PriorChosen:
+    """The product's learner on a refined prior until the first decisions, then on whichever
+    prior, refined or plain zero-shot, gives the confirmed items' labels the higher likelihood
+    (neither prior saw a label, so the judgement is out of sample)."""
+
+    def __init__(self, ids, features, zero_shot, refine, learner=Before):
+        self.plain = learner(ids, features, zero_shot)
+        self.refined = learner(ids, features, refine(zero_shot.astype(np.float64), features).astype(np.float32))
+        self.votes = self.plain.votes
+
+    def blend(self, item_ids, label_of, rejected=None) -> Blended:
+        learner = self.refined
+        if label_of:
+            rows = self.plain.rows(list(label_of))
+            columns = np.array(list(label_of.values()))
+            if _nll(self.plain.zero_shot[rows], columns) < _nll(self.refined.zero_shot[rows], columns):
+                learner = self.plain
+        return learner.blend(item_ids, label_of, rejected)
+
+
+class SelfTrained(Before):
+    """The product's learner whose ridge probe also fits (a) unlabelled items the blend is sure
+    of, each as a pseudo-label of weight `weight` (`threshold`: calibrated probability), and/or
+    (b) class-balanced weights on the confirmed items (each class weighs the same in total), so
+    that the classes the review order confirmed most often do not pull the probe's scores."""
+
+    def __init__(self, ids, features, zero_shot, *, threshold: float | None = 0.9, weight: float = 0.3,
+                 balanced: bool = False):
+        super().__init__(ids, features, zero_shot)
+        self.threshold, self.weight, self.balanced = threshold, weight, balanced
+        self.pseudo: tuple[np.ndarray, np.ndarray] | None = None  # (rows, columns)
+
+    def blend(self, item_ids, label_of, rejected=None) -> Blended:
+        self.pseudo = None
+        if self.threshold is not None and len(label_of) >= 2:
+            everything = self.item_ids[~np.isin(self.item_ids, np.fromiter(label_of, dtype=np.int64))]
+            first = super().blend(everything, label_of, rejected).probabilities
+            sure = first.max(axis=1) >= self.threshold
+            self.pseudo = (self.rows(everything[sure]), first[sure].argmax(axis=1))
+        return super().blend(item_ids, label_of, rejected)
+
+    def _ridge(self, example_rows, columns, c, weights=None, confirmed=None):
+        weights = np.ones(len(example_rows))
+        if self.balanced:
+            counts = np.bincount(columns, minlength=c)
+            weights = len(columns) / (np.count_nonzero(counts) * counts[columns])
+        if self.pseudo is None or not len(self.pseudo[0]):
+            return super()._ridge(example_rows, columns, c, weights)
+        return super()._ridge(np.concatenate([example_rows, self.pseudo[0]]),
+                              np.concatenate([columns, self.pseudo[1]]), c,
+                              np.concatenate([weights, np.full(len(self.pseudo[0]), self.weight)]),
+                              confirmed=len(example_rows))
+
+
+class LogisticProbe(Before):
+    """The product's learner with a multinomial logistic regression (scikit-learn, L2, inverse
+    strength `c`) in place of the ridge probe for the undecided items; the confirmed items keep
+    the ridge's closed-form leave-one-out scores for the guard and temperature (a refit per
+    example would cost a fit each)."""
+
+    def __init__(self, ids, features, zero_shot, *, c: float = 10.0):
+        super().__init__(ids, features, zero_shot)
+        self.c = c
+
+    def _ridge(self, example_rows, columns, c, weights=None, confirmed=None):
+        from sklearn.linear_model import LogisticRegression
+
+        scores, loo = super()._ridge(example_rows, columns, c, weights, confirmed)
+        present = np.unique(columns)
+        if len(present) < 2:
+            return scores, loo
+        model = LogisticRegression(C=self.c, max_iter=300).fit(self.votes.features[example_rows], columns)
+        log_p = np.full((len(scores), c), -30.0)
+        log_p[:, present] = model.predict_log_proba(self.votes.features)
+        return log_p / self.config.probe_scale, loo  # softmax(probe_scale * scores) = its probabilities
+
+
+def flip_view(arrays: Arrays, flipped: Arrays, zero_shot_too: bool = True) -> Arrays:
+    """Test-time augmentation: each item's features (and zero-shot probabilities) averaged with
+    those of its image mirrored left to right."""
+    def stem(path) -> str:  # the copy is stored as PNG whatever the original's format
+        return str(Path(str(path)).with_suffix(""))
+
+    row_of = {stem(p): r for r, p in enumerate(flipped.paths)}
+    missing = [str(p) for p in arrays.paths if stem(p) not in row_of]
+    if missing:
+        raise SystemExit(f"the flipped copy has no item for {missing[0]!r}: cannot align the rows")
+    rows = np.array([row_of[stem(p)] for p in arrays.paths])
+    features = (arrays.features + flipped.features[rows]) / 2
+    zero_shot = (arrays.zero_shot + flipped.zero_shot[rows]) / 2 if zero_shot_too else arrays.zero_shot
+    return replace(arrays, features=features.astype(np.float32), zero_shot=zero_shot.astype(np.float32))
+
+
 IDEAS = {  # name: (learner factory, review order)
     "product": (LiveLearner, product_order),
+    "product before self-training (tools/learn.py until issue 16's second round)": (Before, product_order),
     "spread (share 0.3, prior 1)": (Spreading, product_order),
     "spread (share 0.6, prior 0.1)": (lambda *a: Spreading(*a, share=0.6, prior=0.1), product_order),
-    "least confident first": (LiveLearner, least_confident),
-    "most entropy first": (LiveLearner, most_entropy),
-    "diverse batch (cosine <= 0.3)": (LiveLearner, diverse),
-    "cluster-margin (k-means)": (LiveLearner, cluster_margin),
+    "least confident first": (Before, least_confident),
+    "most entropy first": (Before, most_entropy),
+    "diverse batch (cosine <= 0.3)": (Before, diverse),
+    "cluster-margin (k-means)": (Before, cluster_margin),
     "signed square root features": (transformed(signed_root), product_order),
     "PCA-whitened features (256)": (transformed(pca_whitened), product_order),
-    "probe share 0.85, ridge 0.3": (lambda *a: LiveLearner(*a, BlendConfig(mix=0.85, ridge=0.3)), product_order),
+    "probe share 0.85, ridge 0.3": (lambda *a: Before(*a, replace(BEFORE, mix=0.85, ridge=0.3)), product_order),
+    # issue 16, second round (bench/results/cpu-learner-ideas-2.json)
+    "prior: EM class priors (Saerens)": (with_prior(em_priors), product_order),
+    "prior: balanced marginals (OT)": (with_prior(balanced_marginals), product_order),
+    "prior: prototypes (share 0.5, scale 20)": (with_prior(prototypes), product_order),
+    "prior: prototypes, then the likelier prior": (lambda *a: PriorChosen(*a, prototypes), product_order),
+    "prior: balanced marginals, then the likelier prior": (lambda *a: PriorChosen(*a, balanced_marginals),
+                                                           product_order),
+    "flip TTA (features and zero-shot)": (Before, product_order, "flip"),
+    "flip TTA (features only)": (Before, product_order, "flip-features"),
+    "self-training (p >= 0.9, weight 0.3)": (SelfTrained, product_order),
+    "class-balanced probe": (lambda *a: SelfTrained(*a, threshold=None, balanced=True), product_order),
 }
+for _threshold in (0.8, 0.9, 0.95):  # the constants, chosen on digits only (fashion-dev and photos-tiny held out)
+    for _weight in (0.1, 0.3, 1.0):
+        IDEAS[f"self-training (p >= {_threshold}, weight {_weight})"] = (
+            lambda *a, t=_threshold, w=_weight: SelfTrained(*a, threshold=t, weight=w), product_order)
+IDEAS["self-training (p >= 0.9, weight 0.3) and class-balanced probe"] = (
+    lambda *a: SelfTrained(*a, balanced=True), product_order)
+IDEAS["prior: prototypes, then the likelier prior, on the product (self-training, class-balanced)"] = (
+    lambda *a: PriorChosen(*a, prototypes, learner=LiveLearner), product_order)
+for _c in (1.0, 10.0, 100.0):  # chosen on digits only
+    IDEAS[f"logistic-regression probe (C {_c:g})"] = (lambda *a, c=_c: LogisticProbe(*a, c=c), product_order)
+IDEAS["prior: prototypes, then the likelier prior, and self-training (p >= 0.9, weight 0.3)"] = (
+    lambda *a: PriorChosen(*a, prototypes, learner=SelfTrained), product_order)
 
 
-def simulate(arrays: Arrays, factory, order) -> list[tuple[float, float]]:
+def simulate(arrays: Arrays, factory, order) -> tuple[list[tuple[float, float]], float]:
+    """(the curve of (share reviewed, dataset accuracy), seconds per refresh of the suggestions)."""
     learner = factory(arrays.ids, arrays.features, arrays.zero_shot)
     features = getattr(learner, "votes", None) or learner.base.votes
-    n, label_of, curve = len(arrays.ids), {}, []
+    n, label_of, curve, seconds = len(arrays.ids), {}, [], []
     while True:
         open_rows = np.array([r for r, i in enumerate(arrays.ids) if int(i) not in label_of], dtype=np.int64)
         if not len(open_rows):
-            return curve + [(1.0, 1.0)]
+            return curve + [(1.0, 1.0)], float(np.mean(seconds))
+        started = time.perf_counter()
         blended = learner.blend(arrays.ids[open_rows], label_of, None)
+        seconds.append(time.perf_counter() - started)
         right = blended.probabilities.argmax(1) == arrays.truth[open_rows]
         curve.append((len(label_of) / n, (len(label_of) + right.sum()) / n))
         if curve[-1][1] >= 0.999:
-            return curve
+            return curve, float(np.mean(seconds))
         ranked = blended.uncalibrated if blended.uncalibrated is not None else blended.probabilities
         for row in order(ranked, features.features[open_rows])[:BATCH]:
             label_of[int(arrays.ids[open_rows[row]])] = int(arrays.truth[open_rows[row]])
 
 
-def figures(curve: list[tuple[float, float]]) -> dict:
+def figures(curve: list[tuple[float, float]], zero_shot: float) -> dict:
+    """`zero_shot`: the plain zero-shot accuracy (an idea that changes the prior starts elsewhere)."""
     result = {f"actions_for_{int(t * 100)}": next((round(f, 3) for f, a in curve if a >= t), None) for t in TARGETS}
-    result["min_accuracy_vs_zero_shot"] = round(float(min(a for _, a in curve) - curve[0][1]), 4)
+    result["start_accuracy"] = round(float(curve[0][1]), 4)
+    result["min_accuracy_vs_zero_shot"] = round(float(min(a for _, a in curve) - zero_shot), 4)
     return result
 
 
@@ -202,22 +433,33 @@ def main() -> None:
     parser.add_argument("data", nargs="+", type=Path)
     parser.add_argument("--model", default="offline")
     parser.add_argument("--ideas", default="", help="comma-separated substrings of idea names (default: all)")
+    parser.add_argument("--cache", type=Path, help="keep each set's arrays here and reuse them in later runs")
     args = parser.parse_args()
     wanted = [w.strip() for w in args.ideas.split(",") if w.strip()]
     ideas = {name: idea for name, idea in IDEAS.items()
-             if name == "product" or not wanted or any(w in name for w in wanted)}
+             if name.startswith("product") or not wanted or any(w in name for w in wanted)}
     results: dict = {"model": args.model, "batch": BATCH, "datasets": {}}
     with tempfile.TemporaryDirectory(prefix="labelchat-ideas-") as tmp:
         for data in args.data:
-            arrays = embed(data, args.model, Path(tmp))
+            arrays = cached(data, args.model, Path(tmp), args.cache)
             zero_shot = float((arrays.zero_shot.argmax(1) == arrays.truth).mean())
             entry = results["datasets"][data.name] = {"items": len(arrays.ids), "zero_shot_accuracy": round(zero_shot, 4),
-                                                      "ideas": {}}
-            for name, (factory, order) in ideas.items():
-                entry["ideas"][name] = result = figures(simulate(arrays, factory, order))
-                print(f"{data.name:>14} {name:<32} " + "  ".join(
+                                                      "embed_seconds": round(arrays.seconds, 1), "ideas": {}}
+            views = {None: arrays}
+            if any(len(idea) > 2 for idea in ideas.values()):
+                flipped = cached(data, args.model, Path(tmp), args.cache, mirror_of=arrays)
+                entry["flipped_embed_seconds"] = round(flipped.seconds, 1)
+                views["flip"] = flip_view(arrays, flipped)
+                views["flip-features"] = flip_view(arrays, flipped, zero_shot_too=False)
+            for name, (factory, order, *view) in ideas.items():
+                curve, seconds = simulate(views[view[0] if view else None], factory, order)
+                entry["ideas"][name] = result = figures(curve, zero_shot)
+                result["seconds_per_refresh"] = round(seconds, 4)
+                print(f"{data.name:>14} {name:<40} " + "  ".join(
                     f"{int(t * 100)}%: {result[f'actions_for_{int(t * 100)}']}" for t in TARGETS)
-                    + f"  min-vs-zs: {result['min_accuracy_vs_zero_shot']:+.3f}", file=sys.stderr, flush=True)
+                    + f"  start: {result['start_accuracy']:.3f} (zero-shot {zero_shot:.3f})"
+                    + f"  min-vs-zs: {result['min_accuracy_vs_zero_shot']:+.3f}  {seconds:.3f}s/refresh",
+                    file=sys.stderr, flush=True)
     print(json.dumps(results))
 
 

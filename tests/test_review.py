@@ -482,6 +482,26 @@ def test_learning_from_decisions_saves_work_for_a_simulated_annotator(tmp_path, 
     assert bench.needed(static, 0.95) > bench.needed(learned, 0.95)
 
 
+def test_self_training_gets_more_photos_right_after_the_first_batch(tmp_path, photos_dir):
+    """Self-training and the class-balanced probe, on the committed photos (offline model, the
+    simulated annotator of bench/learner_ideas.py, batches of 10): after the first 10 decisions
+    the whole dataset was 95.7% right with them and 94.7% without (in batches of 20 both were
+    96.8% right after the first batch)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("learner_ideas", photos_dir.parents[1] / "bench" / "learner_ideas.py")
+    ideas = importlib.util.module_from_spec(spec)
+    sys.modules["learner_ideas"] = ideas  # its dataclasses look their module up
+    spec.loader.exec_module(ideas)
+    ideas.BATCH = 10
+    arrays = ideas.embed(photos_dir, "offline", tmp_path)
+    with_them, _ = ideas.simulate(arrays, LiveLearner, ideas.product_order)
+    without, _ = ideas.simulate(arrays, ideas.Before, ideas.product_order)
+    assert with_them[0] == without[0]  # the same zero-shot start: self-training needs decisions
+    assert with_them[1][1] > without[1][1] >= 0.94
+    assert min(accuracy for _, accuracy in with_them) >= with_them[0][1]  # never below zero-shot
+
+
 def test_label_changes_and_a_finished_project_keep_the_loop_valid(reviewer):
     reviewer.refresh()
     cards = reviewer.batch(Strategy.UNCERTAIN, 4)
