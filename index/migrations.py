@@ -250,7 +250,7 @@ def m008_best_suggestion_index(db: sqlite3.Connection) -> None:
     )
 
 
-def m010_best_by_head_index(db: sqlite3.Connection) -> None:
+def m009_best_by_head_index(db: sqlite3.Connection) -> None:
     run_statements(
         db,
         """
@@ -262,7 +262,7 @@ def m010_best_by_head_index(db: sqlite3.Connection) -> None:
     )
 
 
-def m011_review_rounds(db: sqlite3.Connection) -> None:
+def m010_review_rounds(db: sqlite3.Connection) -> None:
     run_statements(
         db,
         """
@@ -320,6 +320,6 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("decision batches", m006_decision_batches),
     ("kept labels", m007_kept_labels),
     ("best suggestion index", m008_best_suggestion_index),
-    ("best suggestion by head index", m010_best_by_head_index),
-    ("review rounds", m011_review_rounds),
+    ("best suggestion by head index", m009_best_by_head_index),
+    ("review rounds", m010_review_rounds),
 ]
