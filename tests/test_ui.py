@@ -616,3 +616,12 @@ def test_two_users_in_the_app_each_logged_as_themselves_and_reviewing_blind(brow
             assert (store.decisions(12)[-1].actor, store.state(12).label) == ("ana", "tool")
     finally:
         server.close()
+
+
+def test_an_error_in_the_browser_says_what_to_ask_for_not_a_command_to_type():
+    from index.errors import LabelNotInSetError
+    from ui.errors import in_the_browser
+
+    shown = in_the_browser(LabelNotInSetError("heron", ["fish", "tool"]))
+    assert "labelchat labels add" not in shown
+    assert shown == "'heron' is not in the label set (fish, tool). Add it first: say 'add a label called heron'."

@@ -33,7 +33,7 @@ from tools.wording import counted, plural  # noqa: E402
 
 from . import rounds_tab, views  # noqa: E402
 from .dashboard import DashboardTab  # noqa: E402
-from .errors import friendly, log, shown  # noqa: E402
+from .errors import friendly, in_the_browser, log, shown  # noqa: E402
 from .labels_tab import LabelsTab  # noqa: E402
 from .models_tab import ModelsTab  # noqa: E402
 from .next_batch import NextBatch, Prepared  # noqa: E402
@@ -300,7 +300,7 @@ def build_app(state: AppState):
                 try:
                     undone = state.project.store.undo_last(actor=request_user(login))
                 except LabelchatError as exc:  # nothing to undo: said in the panel, and acknowledged
-                    return (*render(ids, str(exc)), ack)
+                    return (*render(ids, in_the_browser(exc)), ack)
                 again = len(undone) == 1 and state.project.store.state(undone[0].item_id).status is Status.PENDING
                 return (*show_batch(order, label, span, undo_text(state.project.store, undone), learn=True,
                                     first=undone[0].item_id if again else None), ack)  # the card undone comes first
@@ -311,7 +311,7 @@ def build_app(state: AppState):
                 reviewer.decide(int(item_id), Action(kind), request.get("label") or None, actor=request_user(login))
             except LabelchatError as exc:  # the hidden card comes back, with the reason
                 log.info("decision refused: %s", exc)
-                return (*render(ids, str(exc)), ack)
+                return (*render(ids, in_the_browser(exc)), ack)
             ids = [i for i in ids if i != item_id]
             if len(ids) == PREPARE_AT:  # near the end: learn from the others, prepare the next batch meanwhile
                 state.next_batch.prepare(next_key(order, label, span), set(ids),

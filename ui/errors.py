@@ -29,7 +29,7 @@ def friendly(handler):
             try:
                 yield from handler(*args, **kwargs)
             except LabelchatError as exc:
-                raise shown(str(exc)) from None
+                raise shown(in_the_browser(exc)) from None
         return stream
 
     @functools.wraps(handler)
@@ -37,5 +37,13 @@ def friendly(handler):
         try:
             return handler(*args, **kwargs)
         except LabelchatError as exc:
-            raise shown(str(exc)) from None
+            raise shown(in_the_browser(exc)) from None
     return call
+
+
+def in_the_browser(exc: LabelchatError) -> str:
+    """The error's words for a person in the browser: advice that names a command or an option
+    is said as what to ask for or click there (prompts/advice.yaml, as the chat does)."""
+    from agent.advice import rewrite
+
+    return rewrite(str(exc), "web")

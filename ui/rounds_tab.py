@@ -10,6 +10,7 @@ import html
 
 from index.errors import LabelchatError
 
+from .errors import in_the_browser, shown
 from .people import request_user
 
 
@@ -124,7 +125,7 @@ def build(app, state) -> None:
             round_ = r.start_round(store, actor=request_user(request), size=int(count) or None,
                                    reviewer=(who or "").strip() or None, people=state_people())
         except LabelchatError as exc:
-            raise gr.Error(str(exc)) from exc
+            raise shown(in_the_browser(exc)) from None
         return (f"Started round **{round_.id}**: {round_.why}.", *next_item(request), *next_case(), *reports())
 
     def state_people():
@@ -140,7 +141,7 @@ def build(app, state) -> None:
         except r.AlreadyAnsweredError as exc:
             notice = str(exc)
         except LabelchatError as exc:
-            raise gr.Error(str(exc)) from exc
+            raise shown(in_the_browser(exc)) from None
         return (*next_item(request, notice), *next_case(), *reports())
 
     def on_undo(request: gr.Request):
@@ -150,7 +151,7 @@ def build(app, state) -> None:
         try:
             undone = r.undo_answer(store, round_.id, request_user(request))
         except LabelchatError as exc:
-            raise gr.Error(str(exc)) from exc
+            raise shown(in_the_browser(exc)) from None
         return (*next_item(request, f"Took back your answer on #{undone.item_id}."), *next_case(), *reports())
 
     def on_settle(shown, label, request: gr.Request):
@@ -161,7 +162,7 @@ def build(app, state) -> None:
         except r.AlreadyAnsweredError as exc:
             return (*next_case(str(exc)), *reports())
         except LabelchatError as exc:
-            raise gr.Error(str(exc)) from exc
+            raise shown(in_the_browser(exc)) from None
         return (*next_case(f"#{shown} settled as {label}."), *reports())
 
     review_outputs = [item_view, item_id, answer]
