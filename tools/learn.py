@@ -313,7 +313,8 @@ class LiveLearner:
         choice = self._choose(label_of, probe, c) if label_of else None
         mix, cache = (choice.mix, choice.cache) if choice else (self.config.mix, True)
         lam_used = lam if cache else np.zeros_like(lam)
-        knn = (1 - lam_used)[:, None] * zero_shot + lam_used[:, None] * shares
+        # nobody voted (a fresh project): the cache says nothing, and a million rows need no arithmetic
+        knn = zero_shot if not label_of else (1 - lam_used)[:, None] * zero_shot + lam_used[:, None] * shares
         if probe is None:
             probabilities, learned = knn, shares
         else:
@@ -322,11 +323,13 @@ class LiveLearner:
             probe_blend = trust * probe_rows + (1 - trust) * zero_shot
             probabilities = (1 - mix) * knn + mix * probe_blend
             learned = (1 - self.config.mix) * shares + self.config.mix * probe_rows
-        uncalibrated = _without_rejected(probabilities.copy(), item_ids, rejected).astype(np.float32)
         if choice is not None and choice.temperature != 1.0:
-            probabilities = _tempered(probabilities, choice.temperature)
-        probabilities = _without_rejected(probabilities, item_ids, rejected)
-        return Blended(probabilities.astype(np.float32), zero_shot.astype(np.float32), shares.astype(np.float32),
+            uncalibrated = _without_rejected(probabilities.copy(), item_ids, rejected).astype(np.float32)
+            probabilities = _without_rejected(_tempered(probabilities, choice.temperature), item_ids, rejected)
+            probabilities = probabilities.astype(np.float32)
+        else:  # no temperature: one array for both (one copy fewer of every row)
+            probabilities = uncalibrated = _without_rejected(probabilities.copy(), item_ids, rejected).astype(np.float32)
+        return Blended(probabilities, zero_shot.astype(np.float32), shares.astype(np.float32),
                        np.asarray(learned, dtype=np.float32), lam.astype(np.float32),
                        self.votes.neighbor_rows[rows], self.votes.neighbor_sims[rows], self.votes.item_ids, choice,
                        uncalibrated)
@@ -435,10 +438,14 @@ def _fit_temperature(probabilities: np.ndarray, columns: np.ndarray) -> float:
 
 def _without_rejected(probabilities: np.ndarray, item_ids, rejected: dict[int, list[int]] | None) -> np.ndarray:
     """Rejected labels get probability zero for their item; rows sum to one again."""
-    if rejected:
-        for r, item_id in enumerate(item_ids):
-            for column in rejected.get(int(item_id), ()):
-                probabilities[r, column] = 0.0
+    if rejected:  # a few items with rejections among up to a million rows: look each one up
+        ids = np.asarray(item_ids, dtype=np.int64)
+        order = np.arange(len(ids)) if np.all(ids[1:] >= ids[:-1]) else np.argsort(ids, kind="stable")
+        sorted_ids = ids[order]
+        for item_id, columns in rejected.items():
+            j = int(np.searchsorted(sorted_ids, item_id))
+            if j < len(sorted_ids) and sorted_ids[j] == item_id and len(columns):
+                probabilities[order[j], list(columns)] = 0.0
     c = probabilities.shape[1]
     sums = probabilities.sum(axis=1, keepdims=True)
     return np.divide(probabilities, sums, out=np.full_like(probabilities, 1.0 / c), where=sums > 0)
