@@ -722,6 +722,11 @@ class Store(RoundStoreMixin):
                 (model, method, created, head_key, json.dumps(rows)),
             )
 
+    def count_suggested_by(self, head_key: str, method: str) -> int:
+        """How many items' best suggestion `head_key` made by `method` (from the index alone)."""
+        return self._read("SELECT count(*) FROM suggestions WHERE head_key = ? AND method = ? AND rank = 0",
+                          (head_key, method))[0][0]
+
     def item_ids_suggested_by(self, head_key: str, method: str) -> "np.ndarray":
         """Sorted ids of the items whose best suggestion `head_key` made by `method` (e.g. plain
         zero-shot): what a review loop need not rewrite before any example exists."""

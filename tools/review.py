@@ -197,8 +197,11 @@ class Reviewer:
         elif not self.example_labels:
             # first refresh, no example yet: suggest stored this head's zero-shot for (nearly) every
             # item, and that is what the blend gives, except where a person rejected a label
-            plain = self.store.item_ids_suggested_by(self.head_key, self.method)
-            changed = ~np.isin(item_ids, plain, assume_unique=True)
+            if self.store.count_suggested_by(self.head_key, self.method) == len(item_ids) == self.store.item_count():
+                changed = np.zeros(len(item_ids), dtype=bool)  # every item, as suggest stored it: no list needed
+            else:
+                plain = self.store.item_ids_suggested_by(self.head_key, self.method)
+                changed = ~np.isin(item_ids, plain, assume_unique=True)
             changed |= np.isin(item_ids, np.fromiter(self.store.rejected_labels(), dtype=np.int64))
         return changed  # (first refresh with examples: every suggestion blends them in)
 
