@@ -33,16 +33,19 @@ MAX_MESSAGE = 4000
 class Session:
     def __init__(self, project: Project, *, brain: str = "router", yes: bool = False, session_id: str = "default",
                  model: str | None = None, device: str | None = None, audience: str = "terminal",
-                 actor: str = "chat", **brain_options):
+                 actor: str = "chat", workbench=None, **brain_options):
         """`audience`: "web" (the browser app) or "terminal" (`labelchat chat` / `run`): advice in
         messages names what to say or click there, never an option of another command. `actor`:
-        who the decisions of this conversation are logged as (the app sets it per turn)."""
+        who the decisions of this conversation are logged as (the app sets it per turn). `workbench`:
+        the tools/workbench.py Workbench to act through (the app shares its own with the review
+        panel); without one the conversation opens its own."""
         self.project = project
         self.audience = audience
         self.state = ConversationState()
         self.session_id = session_id
         self.yes = yes
-        self.ctx = AgentContext(project, model=model, device=device, conversation=self.state, actor=actor)
+        self.ctx = AgentContext(project, model=model, device=device, conversation=self.state, actor=actor,
+                                workbench=workbench)
         self.tools = build_tools(self.ctx)
         self.brain_kind = brain
         self.brain = make_brain(brain, labels=project.store.label_set().names, **brain_options)

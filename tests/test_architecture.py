@@ -120,6 +120,57 @@ def test_tools_hold_no_import_cycle():
         ". Move what both need into a module below them."
 
 
+def _store_writers() -> set[str]:
+    """The Store's public methods that change the database: those that open a write transaction
+    (`self._write()`, `self.transaction()`), or call one that does, wherever in index/ the
+    Store's table groups live."""
+    calls: dict[str, set[str]] = {}
+    for path in [*ROOT.glob("index/store*.py"), *ROOT.glob("index/store/**/*.py")]:
+        for cls in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if not isinstance(cls, ast.ClassDef):
+                continue
+            for method in cls.body:
+                if isinstance(method, ast.FunctionDef):
+                    calls.setdefault(method.name, set()).update(
+                        node.func.attr for node in ast.walk(method) if isinstance(node, ast.Call)
+                        and isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name)
+                        and node.func.value.id == "self")
+    writers = {"_write", "transaction"}
+    while True:
+        more = {name for name, called in calls.items() if called & writers} - writers
+        if not more:
+            return {name for name in writers if not name.startswith("_")} - {"transaction"}
+        writers |= more
+
+
+def _store_writes(source: str, writers: set[str]) -> list[str]:
+    """Calls like `store.set_labels(...)` or `state.project.store.undo_last(...)` in a file."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in writers:
+            receiver = node.func.value
+            name = receiver.id if isinstance(receiver, ast.Name) else getattr(receiver, "attr", "")
+            if name == "store":
+                found.append(f"line {node.lineno}: {ast.unparse(node.func)}")
+    return found
+
+
+def test_the_store_write_finder_finds_writes():
+    writers = _store_writers()
+    assert {"set_labels", "undo_last", "decide", "set_setting", "put_suggestions_many"} <= writers
+    assert not {"label_set", "status", "decisions", "get_item"} & writers
+    source = "def f(state, store):\n    state.project.store.undo_last(actor='x')\n    store.status()\n    store.add_labels([])\n"
+    assert _store_writes(source, writers) == ["line 2: state.project.store.undo_last", "line 4: store.add_labels"]
+
+
+def test_the_front_ends_change_the_project_only_through_the_workbench():
+    writers = _store_writers()
+    for path in [*(ROOT / "ui").rglob("*.py"), *(ROOT / "agent" / "tools").rglob("*.py")]:
+        writes = _store_writes(path.read_text(), writers)
+        assert not writes, (f"{path.relative_to(ROOT)} writes to the store itself ({'; '.join(writes)}): "
+                            f"call tools/workbench.py's Workbench (or a tools/ function) instead")
+
+
 @pytest.mark.parametrize("layer", LAYERS)
 def test_layers_import_only_downwards(layer):
     allowed = set(LAYERS[: LAYERS.index(layer) + 1]) | {"prompts"}

@@ -67,7 +67,7 @@ def test_one_undo_takes_back_a_bulk_accept(tmp_path, photos_dir):
     count = json.loads(accepted.stdout)["accepted"]
     assert count == 20
     undo = run("undo", "--project", "p", cwd=tmp_path)
-    assert undo.returncode == 0 and "Undid one bulk action: 20 decisions" in undo.stdout
+    assert undo.returncode == 0 and "Undid the bulk action's 20 decisions" in undo.stdout
     status = json.loads(run("status", "--json", "--project", "p", cwd=tmp_path).stdout)
     assert status["by_status"]["confirmed"] == 0 and status["by_status"]["pending"] == 20
 

@@ -96,6 +96,7 @@ def test_a_new_user_sees_a_look_of_its_own_and_says_what_plots_will_show(app, br
     text = _header(page)
     assert "labelchat" in text and folder.name in text and "0 confirmed" in text and "94 pending" in text
     assert page.locator("footer").count() == 0 or not page.locator("footer").first.is_visible()
+    page.wait_for_selector("#lc-send")  # the header can show before the tabs are drawn
     assert page.evaluate("getComputedStyle(document.querySelector('#lc-send')).backgroundColor") == "rgb(39, 79, 145)"
 
     page.get_by_role("tab", name="Dashboard").click()

@@ -24,12 +24,12 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("GRADIO_RUN_HISTORY", "False")
 
 from agent.session import Session  # noqa: E402
-from agent.tools import undo_text, worse_than_zero_shot  # noqa: E402
+from agent.tools import worse_than_zero_shot  # noqa: E402
 from index.errors import LabelchatError  # noqa: E402
 from index.project import Project  # noqa: E402
-from index.types import Action, Status  # noqa: E402
-
+from index.types import Action  # noqa: E402
 from tools.wording import counted, plural  # noqa: E402
+from tools.workbench import Workbench  # noqa: E402
 
 from . import rounds_tab, views  # noqa: E402
 from .dashboard import DashboardTab  # noqa: E402
@@ -45,13 +45,15 @@ PREPARE_AT = 2  # cards left when the next batch is prepared (ui/next_batch.py):
 
 
 class AppState:
-    """One project, one agent session and its review loop, shared by every tab of this server."""
+    """One project, its workbench (the review loop and every change) and one agent session on
+    that same workbench, shared by every tab of this server."""
 
     def __init__(self, project_dir: Path, *, brain: str, yes: bool, model: str | None, brain_options: dict):
         self.project = Project(project_dir)
+        # write_behind: a key press never waits for thousands of suggestion rows
+        self.workbench = Workbench(self.project, model=model, write_behind=True)
         self.session = Session(self.project, brain=brain, yes=yes, session_id="web", model=model, audience="web",
-                               **brain_options)
-        self.session.ctx.write_behind = True  # a key press never waits for thousands of suggestion rows
+                               workbench=self.workbench, **brain_options)
         self.lock = threading.RLock()  # one agent turn at a time
         self.cards: dict[int, object] = {}  # the shown batch's cards, so a decision re-renders without queries
         self.review_lock = threading.Lock()  # one refresh-and-choose of the review loop at a time
@@ -76,7 +78,7 @@ class AppState:
             return self._reviewer()
 
     def _reviewer(self):
-        reviewer = self.ctx.reviewer()
+        reviewer = self.workbench.reviewer()
         if reviewer is not self._settled:
             if self._settled is not None:  # the old review loop may sit in frozen cycles: free it once
                 gc.unfreeze()
@@ -131,23 +133,22 @@ class AppState:
 
     def start_training(self, kind: str, epochs: int, use_when_done: bool) -> None:
         """Train in a background thread; progress lands in `train_events`, read by a timer."""
-        from tools.training import TrainConfig, activate, train
+        from tools.training import TrainConfig
 
         if self.training is not None and self.training.is_alive():
             raise LabelchatError("A training run is already going on; wait for it or cancel it.")
-        config = TrainConfig(kind=kind, epochs=int(epochs), model=self.ctx.model)  # checks the values now
+        config = TrainConfig(kind=kind, epochs=int(epochs), model=self.workbench.model)  # checks the values now
         self.train_events, self.train_error, self.train_version, self.train_note = [], None, None, ""
         self._train_cancel = threading.Event()
 
         def work() -> None:
             try:
-                report = train(self.project, config, on_progress=self.train_events.append,
-                               should_stop=self._train_cancel.is_set)
+                report, _ = self.workbench.train(config, on_progress=self.train_events.append,
+                                                 should_stop=self._train_cancel.is_set)
                 self.train_version = report.version.name
                 if use_when_done:
-                    with self.lock:
-                        self.ctx.forget_reviewer()
-                        activate(self.project, report.version.id)
+                    with self.lock:  # not in the middle of a chat turn
+                        self.workbench.use_version(report.version.id)
                     self.train_note = worse_than_zero_shot(report.version.metrics).strip()
             except LabelchatError as exc:
                 self.train_error = str(exc)
@@ -293,22 +294,21 @@ def build_app(state: AppState):
                 request = json.loads(raw or "{}")
             except json.JSONDecodeError:
                 return gr.update(), ids, ""
-            reviewer = state.reviewer()
+            state.reviewer()  # opened (or reopened after a change) here, where the heap is frozen once
             item_id, kind = request.get("item"), request.get("action")
             ack = f'<span data-decided="{html.escape(str(item_id))}" data-t="{html.escape(str(request.get("t")))}"></span>'
             if kind == "undo":
                 try:
-                    undone = state.project.store.undo_last(actor=request_user(login))
+                    undone = state.workbench.undo(actor=request_user(login))
                 except LabelchatError as exc:  # nothing to undo: said in the panel, and acknowledged
                     return (*render(ids, in_the_browser(exc)), ack)
-                again = len(undone) == 1 and state.project.store.state(undone[0].item_id).status is Status.PENDING
-                return (*show_batch(order, label, span, undo_text(state.project.store, undone), learn=True,
-                                    first=undone[0].item_id if again else None), ack)  # the card undone comes first
+                first = undone.undone[0].item_id if undone.back_to_pending else None  # the card undone comes first
+                return (*show_batch(order, label, span, undone.text, learn=True, first=first), ack)
             if item_id not in ids:
                 notice = f"#{item_id} was already decided (maybe in another tab); nothing was counted twice."
                 return (*render(ids, notice), ack)
             try:
-                reviewer.decide(int(item_id), Action(kind), request.get("label") or None, actor=request_user(login))
+                state.workbench.decide(int(item_id), Action(kind), request.get("label"), actor=request_user(login))
             except LabelchatError as exc:  # the hidden card comes back, with the reason
                 log.info("decision refused: %s", exc)
                 return (*render(ids, in_the_browser(exc)), ack)
@@ -345,7 +345,7 @@ def build_app(state: AppState):
             if previewed != (label, float(prob)):
                 raise shown("Press Preview first, to see how many items this approves.")
             count = len(candidates(label, prob))
-            report = state.reviewer().accept_above(float(prob), label, actor=request_user(login))
+            report = state.workbench.accept_above(float(prob), label, actor=request_user(login))
             html_text, ids = show_batch(order, filter_label, span, learn=True)
             return (f"Approved **{report.accepted}** of {counted(count, 'item')} as **{label}**.", None,
                     gr.update(interactive=False), html_text, ids)

@@ -20,6 +20,7 @@ from typing import Callable
 from index.errors import LabelchatError
 from index.project import Project, default_project_dir
 from index.types import Label
+from tools.workbench import Workbench
 
 from . import format as fmt
 from .cli_chat import cmd_chat, cmd_run
@@ -439,19 +440,19 @@ def cmd_labels(args: argparse.Namespace) -> int:
     if action != "show" and not args.file and not " ".join(args.names).strip():
         raise LabelchatError(f"'labelchat labels {action}' needs labels, e.g. 'cat, dog', or --file F.")
     with open_project(args, create=action != "show") as project:
-        store = project.store
+        bench = Workbench(project)
         if args.file:
             labels = read_label_file(args.file)
         elif action != "show":
             labels = parse_label_list("\n".join(args.names) if len(args.names) > 1 else " ".join(args.names))
         if action == "set":
-            label_set = store.set_labels(labels)
+            label_set = bench.set_labels(labels)
         elif action == "add":
-            label_set = store.add_labels(labels)
+            label_set = bench.add_labels(labels)
         elif action == "remove":
-            label_set = store.remove_labels([label.name for label in labels])
+            label_set = bench.remove_labels([label.name for label in labels])
         else:
-            label_set = store.label_set()
+            label_set = project.store.label_set()
         emit(args, {"ok": True, "labels": label_set.labels, "version": label_set.version},
               fmt.format_labels(label_set))
     return EXIT_OK
@@ -536,11 +537,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_undo(args: argparse.Namespace) -> int:
     with open_project(args) as project:
-        undone = [project.store.undo(args.item, actor=actor(args))] if args.item is not None \
-            else project.store.undo_last(actor=actor(args))
-        states = [project.store.state(d.item_id) for d in undone]
-        emit(args, {"ok": True, "decision": undone[0], "state": states[0], "undone": len(undone),
-                     "decisions": undone}, fmt.format_undo(undone, states))
+        report = Workbench(project).undo(args.item, actor=actor(args))
+        emit(args, {"ok": True, "decision": report.undone[0], "state": report.states[0], "undone": len(report.undone),
+                     "decisions": list(report.undone)}, report.text)
     return EXIT_OK
 
 
@@ -621,11 +620,11 @@ def _check_writable(path: Path) -> None:
 
 
 def cmd_model(args: argparse.Namespace) -> int:
-    from tools.models import DEFAULT_SPEC, MODEL_SETTING, parse_spec, resolve_spec
+    from tools.models import DEFAULT_SPEC, MODEL_SETTING, resolve_spec
 
     with open_project(args, create=bool(args.spec)) as project:
         if args.spec:
-            project.store.set_setting(MODEL_SETTING, str(parse_spec(args.spec)))
+            Workbench(project).set_model(args.spec)
         spec, implied = resolve_spec(None, project.store.get_setting(MODEL_SETTING))
         note = " (the default; falls back to offline when CLIP weights cannot be had)" if implied else ""
         emit(args, {"ok": True, "model": spec, "default": DEFAULT_SPEC, "implied": implied},
@@ -677,7 +676,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                     f"folder, or reinstall labelchat (its package ships them in ui/demo_photos)."
                 )
             names = sorted(p.name for p in source.iterdir() if p.is_dir() and not p.name.startswith("."))
-            project.store.set_labels([Label(name) for name in names])
+            Workbench(project).set_labels([Label(name) for name in names])
             with progress_bar(args, "img") as progress:
                 ingest(project, [str(source)], IngestOptions(), on_progress=progress)
         with progress_bar(args, "img") as progress:

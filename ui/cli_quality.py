@@ -8,7 +8,7 @@ from typing import Callable
 from tools.wording import counted
 
 from .cli_common import EXIT_OK, emit, open_project, positive_int
-from .cli_review import reviewer_for
+from .cli_review import workbench_for
 
 
 def add_commands(command: Callable[..., argparse.ArgumentParser], model_options: Callable) -> None:
@@ -25,7 +25,7 @@ def cmd_suspects(args: argparse.Namespace) -> int:
     from tools.quality.suspects import find_suspects
 
     with open_project(args) as project:
-        reviewer = reviewer_for(args, project)
+        reviewer = workbench_for(args, project).reviewer()
         report = find_suspects(project, reviewer.model, limit=args.limit)
     value = {"ok": True, "suspects": [{"item_id": s.item_id, "label": s.label, "likely_label": s.likely_label,
                                        "score": s.score} for s in report.suspects],
@@ -51,7 +51,7 @@ def cmd_health(args: argparse.Namespace) -> int:
     from tools.quality.health import dataset_health
 
     with open_project(args) as project:
-        report = dataset_health(reviewer_for(args, project))
+        report = dataset_health(workbench_for(args, project).reviewer())
     emit(args, {"ok": True, "items": report.items, "counts": report.counts,
                 "exact_duplicates": [{"item_id": i, "sources": n} for i, n in report.exact_duplicates],
                 "duplicates": report.duplicates, "outliers": report.outliers, "poor_images": report.poor_images},

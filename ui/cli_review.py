@@ -9,56 +9,61 @@ import sys
 from index.errors import LabelchatError, NothingToUndoError
 from index.project import Project
 from tools.wording import counted
+from tools.workbench import Workbench
 
 from . import format as fmt
 from .cli_common import EXIT_OK, actor, emit, fail, notice, open_project, progress_bar
 
 
-def reviewer_for(args: argparse.Namespace, project: Project):
-    from tools.review import Reviewer
-
+def workbench_for(args: argparse.Namespace, project: Project) -> Workbench:
+    """The project's workbench with its review loop open (scoring what is not scored yet, with
+    a progress bar), on the model the options name."""
     with progress_bar(args, "img") as progress:
-        return Reviewer(project, model=args.model, device=args.device, template_set=args.templates,
-                        on_notice=notice, on_progress=progress)
+        bench = Workbench(project, model=args.model, device=args.device, template_set=args.templates,
+                          on_notice=notice, on_progress=progress)
+        bench.reviewer()
+    return bench
 
 
 def cmd_review(args: argparse.Namespace) -> int:
     with open_project(args) as project:
-        reviewer = reviewer_for(args, project)
+        bench = workbench_for(args, project)
+        reviewer = bench.reviewer()
         cards = reviewer.batch(args.strategy, args.size, label=args.label)
         if not args.answer:
             emit(args, {"ok": True, "cards": cards}, fmt.format_cards(cards, reviewer.labels))
             return EXIT_OK
-        decided = _answer_cards(reviewer, cards, actor(args))
-        refresh = reviewer.refresh()
+        decided = _answer_cards(bench, cards, actor(args))
+        refresh = bench.refresh()
         emit(args, {"ok": True, "decided": decided, "refresh": refresh},
               f"{counted(decided, 'decision')} saved; suggestions of {counted(refresh.written, 'item')} updated.")
     return EXIT_OK
 
 
-def _answer_cards(reviewer, cards, who: str) -> int:
+def _answer_cards(bench: Workbench, cards, who: str) -> int:
     """Ask for one answer per card on stdin; each decision is saved before the next card.
     'u' takes back this session's newest decision and asks again about its card (never a
     decision made before the session). Returns how many of its decisions are still in effect."""
     from index.types import Action
 
-    start = reviewer.store.decision_mark()
+    start = bench.store.decision_mark()
+    labels = bench.reviewer().labels
     queue = list(cards)
     by_id = {card.item.id: card for card in cards}
     decided: list[int] = []  # item ids, in the order they were decided
     while queue:
         card = queue[0]
-        action = _ask(card, reviewer.labels)
+        action = _ask(card, labels)
         if action is None or action[0] == "quit":
             break
         if action[0] == "undo":
-            undone = [item_id for item_id in _undo_newest(reviewer, start, who) if item_id in decided]
+            undone = [item_id for item_id in _undo_newest(bench, start, who) if item_id in decided]
             for item_id in undone:
                 decided.remove(item_id)
             queue[:0] = [by_id[item_id] for item_id in undone]
             continue
         try:
-            reviewer.decide(card.item.id, Action(action[0]), action[1], actor=who)
+            bench.decide(card.item.id, Action(action[0]), action[1], actor=who)
         except LabelchatError as exc:
             print(f"  {exc}", file=sys.stderr)
             continue
@@ -81,16 +86,15 @@ def _ask(card, labels: list[str]) -> tuple[str, str | None] | None:
         print(f"  not understood: {answer.strip()!r}", file=sys.stderr)
 
 
-def _undo_newest(reviewer, since: int, who: str) -> list[int]:
+def _undo_newest(bench: Workbench, since: int, who: str) -> list[int]:
     """Undo the newest decision made after the mark `since`; the items it undid."""
     try:
-        undone = reviewer.store.undo_last(actor=who, since=since)
+        report = bench.undo(actor=who, since=since)
     except NothingToUndoError:
         print("  nothing to undo", file=sys.stderr)
         return []
-    states = [reviewer.store.state(d.item_id) for d in undone]
-    print(f"  {fmt.format_undo(undone, states)}", file=sys.stderr)
-    return [d.item_id for d in undone]
+    print(f"  {report.text}", file=sys.stderr)
+    return [d.item_id for d in report.undone]
 
 
 def cmd_decide(args: argparse.Namespace) -> int:
@@ -98,21 +102,21 @@ def cmd_decide(args: argparse.Namespace) -> int:
 
     action = Action(args.command)
     with open_project(args) as project:
-        reviewer = reviewer_for(args, project)
+        bench = workbench_for(args, project)
         if getattr(args, "min_prob", None) is not None:
             if args.items:
                 raise LabelchatError("Give item ids or --min-prob, not both.")
-            report = reviewer.accept_above(args.min_prob, args.label)
+            report = bench.accept_above(args.min_prob, args.label, actor=actor(args))
             text = f"Accepted {counted(report.accepted, 'item')}" + (f" suggested as {args.label}" if args.label else "") + \
                 f" with probability >= {args.min_prob}. 'labelchat undo' takes them all back."
             value = {"ok": True, "accepted": report.accepted}
         else:
             if not args.items:
                 raise LabelchatError(f"Give the ids of the items to {action.value}, e.g. labelchat {action.value} 12 13.")
-            decisions = reviewer.decide_many(args.items, action, args.label, actor=actor(args))  # all or none; one undo
-            text = "\n".join(fmt.format_decision(d, d.label) for d in decisions)
+            decisions = bench.decide_many(args.items, action, args.label, actor=actor(args))  # all or none; one undo
+            text = "\n".join(fmt.format_decision(d) for d in decisions)
             value = {"ok": True, "decisions": decisions}
-        value["refresh"] = reviewer.refresh()
+        value["refresh"] = bench.refresh()
         emit(args, value, text)
     return EXIT_OK
 
@@ -121,10 +125,10 @@ def cmd_correct(args: argparse.Namespace) -> int:
     from index.types import Action
 
     with open_project(args) as project:
-        reviewer = reviewer_for(args, project)
-        decision = reviewer.decide(args.item, Action.CORRECT, args.label, actor=actor(args))
-        refresh = reviewer.refresh()
-        emit(args, {"ok": True, "decision": decision, "refresh": refresh}, fmt.format_decision(decision, args.label))
+        bench = workbench_for(args, project)
+        decision = bench.decide(args.item, Action.CORRECT, args.label, actor=actor(args))
+        refresh = bench.refresh()
+        emit(args, {"ok": True, "decision": decision, "refresh": refresh}, fmt.format_decision(decision))
     return EXIT_OK
 
 
@@ -132,14 +136,15 @@ def cmd_auto_accept(args: argparse.Namespace) -> int:
     from tools.review import DEFAULT_MIN_PRECISION, finish_auto_accept, plan_auto_accept
 
     with open_project(args) as project:
-        reviewer = reviewer_for(args, project)
+        bench = workbench_for(args, project)
+        reviewer = bench.reviewer()
         plan = plan_auto_accept(reviewer, args.min_prob, label=args.label, audit_size=args.audit, seed=args.seed)
         print(f"{len(plan.candidates)} pending items have a suggestion with probability >= {args.min_prob}.",
               file=sys.stderr)
         suggested = {i: project.store.suggestions(i)[0].label for i in plan.audit}
         if plan.audit:
             print(f"Check these {len(plan.audit)} random ones first:", file=sys.stderr)
-            _answer_cards(reviewer, [reviewer.card(i) for i in plan.audit], actor(args))
+            _answer_cards(bench, [reviewer.card(i) for i in plan.audit], actor(args))
         minimum = DEFAULT_MIN_PRECISION if args.min_precision is None else args.min_precision
         report = finish_auto_accept(reviewer, plan, suggested, min_precision=minimum)
         reviewer.refresh()
@@ -156,7 +161,7 @@ def cmd_similar(args: argparse.Namespace) -> int:
     filters = {"confirmed_only": args.confirmed, "label": args.label,
                "status": Status(args.status) if args.status else None}
     with open_project(args) as project:
-        reviewer = reviewer_for(args, project)
+        reviewer = workbench_for(args, project).reviewer()
         if args.text:
             found = reviewer.similar_to_text(args.text, args.k, **filters)
         elif args.image:

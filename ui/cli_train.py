@@ -49,7 +49,8 @@ def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from tools.training import TrainConfig, TrainingCancelled, activate, request_cancel, train
+    from tools.training import TrainConfig, TrainingCancelled, request_cancel
+    from tools.workbench import Workbench
 
     with open_project(args) as project:
         if args.cancel:
@@ -61,13 +62,14 @@ def cmd_train(args: argparse.Namespace) -> int:
                              seed=args.seed, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
         with _train_progress(args) as progress, graceful_stop() as stop:
             try:
-                report = train(project, config, resume=args.resume, on_progress=progress, should_stop=stop)
+                bench = Workbench(project, device=None if args.device == "auto" else args.device)
+                report, activation = bench.train(config, activate=args.activate, resume=args.resume,
+                                                 on_progress=progress, should_stop=stop)
             except TrainingCancelled as exc:
                 emit(args, {"ok": False, "cancelled": True, "job": exc.job_id, "error": str(exc)}, str(exc))
                 return EXIT_INTERRUPTED
         text = format_train_report(report)
-        if args.activate:
-            activation = activate(project, report.version.id, device=None if args.device == "auto" else args.device)
+        if activation is not None:
             text += f"\nActivated {report.version.name}: re-scored {activation.rescored} items."
         else:
             text += f"\nUse it for suggestions: labelchat models activate {report.version.name}"
@@ -111,7 +113,8 @@ def _train_progress(args: argparse.Namespace):
 def cmd_models(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from tools.training import activate, export_version, import_version
+    from tools.training import export_version, import_version
+    from tools.workbench import Workbench
 
     action, rest = args.action, list(args.args)
     with open_project(args) as project:
@@ -128,8 +131,8 @@ def cmd_models(args: argparse.Namespace) -> int:
             emit(args, {"ok": True, "versions": [a, b]}, format_compare(a, b))
         elif action == "activate":
             need_args(action, rest, 1, "one version, or 'base'")
-            version = None if rest[0] in ("base", "zero-shot", "none") else find_version(project, rest[0])
-            done = activate(project, version.id if version else None, device=args.device)
+            done = Workbench(project, device=args.device).use_version(rest[0])
+            version = done.version
             name = version.name if version else "zero-shot (no trained version)"
             emit(args, {"ok": True, "active": version.name if version else None, "rescored": done.rescored},
                   f"Active: {name}. Re-scored {done.rescored} items in {done.seconds:.1f} s.")
@@ -172,11 +175,9 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 
 def find_version(project: Project, ref: str) -> ModelVersion:
-    for version in project.store.model_versions():
-        if ref in (str(version.id), version.name):
-            return version
-    names = ", ".join(v.name for v in project.store.model_versions()) or "none yet (labelchat train)"
-    raise LabelchatError(f"No model version {ref!r}; the versions are: {names}.")
+    from tools.workbench import Workbench
+
+    return Workbench(project).find_version(ref)
 
 
 def need_args(action: str, args: list[str], count: int, usage: str) -> None:

@@ -6,7 +6,6 @@ import dataclasses
 import errno
 import json
 import os
-from collections import Counter
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -155,23 +154,9 @@ def format_labels(label_set) -> str:
     return "\n".join(lines)
 
 
-def format_decision(decision, item_label: str | None) -> str:
-    if decision.action.value == "undo":
-        return (
-            f"Undid decision {decision.undoes} on item {decision.item_id}; "
-            f"it is now {item_label or 'unlabelled'}."
-        )
+def format_decision(decision) -> str:
+    """A decision just made (an undo is worded by tools/workbench.py's UndoReport)."""
     return f"Item {decision.item_id}: {decision.action.value} {decision.label or ''}".rstrip()
-
-
-def format_undo(undone: list, states: list) -> str:
-    """What one undo took back: a decision, or all of a bulk action's (with the items' states)."""
-    if len(undone) == 1:
-        return format_decision(undone[0], states[0].label)
-    now_as = Counter(state.label or state.status.value for state in states)
-    ids = ", ".join(str(d.item_id) for d in undone[:10]) + (", ..." if len(undone) > 10 else "")
-    return (f"Undid one bulk action: {counted(len(undone), 'decision')} (items {ids}); they are now "
-            + ", ".join(f"{what} {n}" for what, n in now_as.most_common()) + ".")
 
 
 def format_suggest(report, counts: StatusCounts, remaining: int | None = None) -> str:

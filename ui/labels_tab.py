@@ -83,11 +83,11 @@ class LabelsTab:
             raise shown("Click an image first.")
         if not other:
             raise shown(f"Choose the right label for #{item_id} first.")
-        self.state.reviewer().decide(int(item_id), Action.CORRECT, other, actor=request_user(login))
+        self.state.workbench.decide(int(item_id), Action.CORRECT, other, actor=request_user(login))
         return self.show(label, f"#{item_id} is now **{other}**.")
 
     def on_reject(self, item_id, label, login):
         if item_id is None:
             raise shown("Click an image first.")
-        self.state.reviewer().decide(int(item_id), Action.REJECT, label, actor=request_user(login))
+        self.state.workbench.decide(int(item_id), Action.REJECT, label, actor=request_user(login))
         return self.show(label, f"Rejected **{label}** for #{item_id}: it is no longer confirmed (undo takes it back).")

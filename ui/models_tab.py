@@ -85,14 +85,11 @@ class ModelsTab:
         return (text, gr.Timer(active=running), *self.view(None if running else state.train_version or name))
 
     def on_use(self, name, zero_shot=False):
-        from tools.training import activate
-
         state = self.state
         if not name and not zero_shot:
             raise shown("Choose a version first (train one if the list is empty).")
         version = None if zero_shot else next(v for v in state.project.store.model_versions() if v.name == name)
-        with state.lock:
-            state.ctx.forget_reviewer()
-            done = activate(state.project, version.id if version else None)
+        with state.lock:  # not in the middle of a chat turn
+            done = state.workbench.use_version(version.id if version else None)
         return (f"Suggestions now come from **{version.name if version else 'zero-shot'}**: re-scored "
                 f"{counted(done.rescored, 'item')}.", *self.view(name))
