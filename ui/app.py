@@ -1,7 +1,9 @@
 """The browser app: chat, a keyboard-first review panel, and a dashboard, on one project.
 
-Each callback calls one function of the agent or the review loop and renders
-its typed result with ui/views.py. Every decision is written to the store
+One module a tab (ui/chat_tab.py, review_tab.py, models_tab.py, labels_tab.py,
+dashboard.py, rounds_tab.py); each callback calls one function of the agent or of
+the project's workbench (tools/workbench.py, shared by the chat and the panels) and
+renders its typed result with ui/views.py. Every decision is written to the store
 before the panel changes; the store serialises writes from several tabs.
 Binds 127.0.0.1 unless told otherwise, never shares publicly, sends nothing
 to other hosts (analytics and run history off, system fonts).
@@ -10,8 +12,6 @@ to other hosts (analytics and run history off, system fonts).
 from __future__ import annotations
 
 import gc
-import html
-import json
 import os
 import threading
 from pathlib import Path
@@ -27,21 +27,19 @@ from agent.session import Session  # noqa: E402
 from agent.tools import worse_than_zero_shot  # noqa: E402
 from index.errors import LabelchatError  # noqa: E402
 from index.project import Project  # noqa: E402
-from index.types import Action  # noqa: E402
-from tools.wording import counted, plural  # noqa: E402
 from tools.workbench import Workbench  # noqa: E402
 
 from . import rounds_tab, views  # noqa: E402
+from .chat_tab import ChatTab  # noqa: E402
 from .dashboard import DashboardTab  # noqa: E402
-from .errors import friendly, in_the_browser, log, shown  # noqa: E402
+from .errors import friendly  # noqa: E402
 from .labels_tab import LabelsTab  # noqa: E402
 from .models_tab import ModelsTab  # noqa: E402
-from .next_batch import NextBatch, Prepared  # noqa: E402
-from .people import credentials, request_user, with_request  # noqa: E402
+from .next_batch import NextBatch  # noqa: E402
+from .people import credentials  # noqa: E402
+from .review_tab import ReviewTab  # noqa: E402
 
 ASSETS = Path(__file__).parent / "assets"
-BATCH = 12
-PREPARE_AT = 2  # cards left when the next batch is prepared (ui/next_batch.py): time to finish first
 
 
 class AppState:
@@ -178,220 +176,26 @@ class AppState:
 
 
 def build_app(state: AppState):
+    """The page: a header with the project's counts, then one tab a module (ui/*_tab.py, ui/dashboard.py)."""
     import gradio as gr
 
     with gr.Blocks(title=f"labelchat · {state.project.name}") as app:
         header = gr.HTML(header_html(state), elem_id="lc-header")
-        with gr.Tab("Chat"):
-            chat = gr.Chatbot(value=[], height=520, label="Conversation", elem_id="lc-chat")
-            with gr.Row():
-                message = gr.Textbox(placeholder="e.g. label them · show me the 20 least certain · help",
-                                     show_label=False, scale=8, elem_id="lc-message")
-                send = gr.Button("Send", variant="primary", scale=1, elem_id="lc-send")
-                stop = gr.Button("Stop", scale=1)
-            upload = gr.File(label="Add images (files or a zip)", file_count="multiple")
-            open_ids = gr.Textbox(elem_id="lc-open-ids", elem_classes=["lc-hidden"], show_label=False)
-            open_go = gr.Button("open", elem_id="lc-open", elem_classes=["lc-hidden"])
-        with gr.Tab("Review", elem_id="lc-review-tab"):
-            with gr.Row():
-                strategy = gr.Dropdown(["uncertain", "balanced", "confident", "random", "suspect"], value="uncertain",
-                                       label="Order", scale=1)
-                label_filter = gr.Dropdown([""], value="", label="Suggested label", scale=1)
-                prob_range = gr.Textbox(value="0-1", label="Probability range", scale=1, elem_id="lc-range")
-                search = gr.Textbox(placeholder="search, e.g. red sneakers", label="Find (CLIP models)", scale=2,
-                                    elem_id="lc-search")
-                next_batch = gr.Button("Next batch", elem_id="lc-next")
-            with gr.Row():
-                bulk_label = gr.Dropdown([""], value="", label="Approve all of label", scale=1, elem_id="lc-bulk-label")
-                bulk_prob = gr.Slider(0.05, 1.0, value=0.9, step=0.01, label="with probability at least", scale=2,
-                                      elem_id="lc-bulk-prob")
-                bulk_preview = gr.Button("Preview", elem_id="lc-bulk-preview")
-                # live only once a preview counted what it approves
-                bulk_go = gr.Button("Approve them", variant="primary", elem_id="lc-bulk-go", interactive=False)
-            bulk_info = gr.Markdown(elem_id="lc-bulk-info")
-            bulk_previewed = gr.State(None)  # (label, threshold) of the preview shown
-            cards_html = gr.HTML(elem_id="lc-review")
-            batch_state = gr.State([])
-            action = gr.Textbox(elem_id="lc-action", elem_classes=["lc-hidden"], show_label=False)
-            act = gr.Button("act", elem_id="lc-act", elem_classes=["lc-hidden"])
-            ack = gr.HTML(elem_id="lc-ack", elem_classes=["lc-hidden"])  # which decision was saved last
+        chat = ChatTab(app, state)
+        review = ReviewTab(app, state, chat)
         models = ModelsTab(state)
         labels = LabelsTab(state)
         dashboard = DashboardTab(state)
         with gr.Tab("Rounds", elem_id="lc-rounds-tab"):  # review rounds and the quality report (ui/rounds_tab.py)
             rounds_tab.build(app, state)
-
-        @with_request
-        def respond(text, history, login):
-            history = list(history or []) + [{"role": "user", "content": text}]
-            yield history, ""
-            for step in state.turn(text, request_user(login)):
-                history = views.step_to_messages(step, history, state.image_url)
-                yield history, ""
-
-        def welcome(history):
-            return history or [{"role": "assistant", "content": state.session.welcome()}]
-
-        def on_open(raw):
-            """A set shown in the chat, as cards in the Review panel (those still there)."""
-            ids = [int(i) for i in (raw or "").split(",") if i.strip().isdigit()]
-            cards = state.cards_for(ids)
-            return show(cards, f"The {counted(len(cards), 'image')} shown in the chat")
-
-        @with_request
-        def on_upload(files, history, login):
-            if not files:
-                return history
-            paths = [getattr(f, "name", f) for f in files]
-            return list(respond("add " + " ".join(str(p) for p in paths), history, login))[-1][0]
-
-        def show_batch(order, label, span="0-1", notice="", *, learn=False, first=None):
-            """Choose and render a batch; with `learn`, refresh the suggestions from the decisions first;
-            `first`: an item whose card leads the batch (the one just undone)."""
-            state.next_batch.drop()
-            cards = choose_batch(order, label, span, learn=learn)
-            if first is not None:
-                lead = next((c for c in cards if c.item.id == first), None) or state.reviewer().card(first)
-                cards = [lead] + [c for c in cards if c.item.id != first][: BATCH - 1]
-            return show(cards, notice, filtered=views.filter_text(label, *views.parse_range(span)))
-
-        def choose_batch(order, label, span, *, learn, left_out=frozenset()):
-            low, high = views.parse_range(span)
-            with state.review_lock:
-                reviewer = state.reviewer()
-                if learn:
-                    reviewer.refresh()
-                return reviewer.batch(order, BATCH, label=label or None, min_prob=low, max_prob=high, exclude=left_out)
-
-        def prepare_next(order, label, span, left_out) -> Prepared:
-            cards = choose_batch(order, label, span, learn=True, left_out=left_out)
-            filtered = views.filter_text(label, *views.parse_range(span))
-            return Prepared(views.render_cards(cards, state.project.store.label_set().names, state.image_url,
-                                               filtered=filtered), cards)
-
-        def show(cards, notice="", html_text=None, filtered=""):
-            state.cards = {c.item.id: c for c in cards}
-            if html_text is None:
-                labels = state.project.store.label_set().names
-                html_text = views.render_cards(cards, labels, state.image_url, notice=notice, filtered=filtered)
-            return html_text, [c.item.id for c in cards]
-
-        def next_key(order, label, span):
-            """What a prepared next batch must have been prepared for."""
-            return order, label, span, tuple(state.project.store.label_set().names), id(state.reviewer())
-
-        def on_search(text, order, label, span):
-            if not text.strip():
-                return show_batch(order, label, span)
-            return show(state.reviewer().search_cards(text), f"Matches for {text!r}")
-
-        @with_request
-        def on_action(raw, ids, order, label, span, login):
-            """One decision. The browser hides the card at once (app.js) and waits for the ack;
-            the panel is sent again only at a batch's end, after an undo or when something went
-            wrong: Gradio's front end slowed down with every large HTML update (measured)."""
-            try:
-                request = json.loads(raw or "{}")
-            except json.JSONDecodeError:
-                return gr.update(), ids, ""
-            state.reviewer()  # opened (or reopened after a change) here, where the heap is frozen once
-            item_id, kind = request.get("item"), request.get("action")
-            ack = f'<span data-decided="{html.escape(str(item_id))}" data-t="{html.escape(str(request.get("t")))}"></span>'
-            if kind == "undo":
-                try:
-                    undone = state.workbench.undo(actor=request_user(login))
-                except LabelchatError as exc:  # nothing to undo: said in the panel, and acknowledged
-                    return (*render(ids, in_the_browser(exc)), ack)
-                first = undone.undone[0].item_id if undone.back_to_pending else None  # the card undone comes first
-                return (*show_batch(order, label, span, undone.text, learn=True, first=first), ack)
-            if item_id not in ids:
-                notice = f"#{item_id} was already decided (maybe in another tab); nothing was counted twice."
-                return (*render(ids, notice), ack)
-            try:
-                state.workbench.decide(int(item_id), Action(kind), request.get("label"), actor=request_user(login))
-            except LabelchatError as exc:  # the hidden card comes back, with the reason
-                log.info("decision refused: %s", exc)
-                return (*render(ids, in_the_browser(exc)), ack)
-            ids = [i for i in ids if i != item_id]
-            if len(ids) == PREPARE_AT:  # near the end: learn from the others, prepare the next batch meanwhile
-                state.next_batch.prepare(next_key(order, label, span), set(ids),
-                                         lambda left_out: prepare_next(order, label, span, left_out))
-            if not ids:  # the batch is done: show the next one, learnt from it
-                prepared = state.next_batch.take(next_key(order, label, span))
-                if prepared is not None:
-                    return (*show(prepared.cards, html_text=prepared.html), ack)
-                return (*show_batch(order, label, span, learn=True), ack)
-            return gr.update(), ids, ack
-
-        def render(ids, notice):
-            labels = state.project.store.label_set().names
-            return views.render_cards(state.cards_for(ids), labels, state.image_url, notice=notice), ids
-
-        def candidates(label, prob):
-            if not label:
-                raise shown("Choose the label to approve.")
-            return state.reviewer().candidates(float(prob), label)
-
-        def on_preview(label, prob):
-            """The count a person sees before approving; 'Approve them' acts only on what was previewed."""
-            found = candidates(label, prob)
-            text = f"**{len(found)}** pending {plural(len(found), 'item')} suggested as **{label}** with probability ≥ {prob:.2f}."
-            if found:
-                text += " Press **Approve them** to approve them (U in the panel, or 'undo' in the chat, takes them back)."
-            return text, (label, float(prob)), gr.update(interactive=bool(found))
-
-        @with_request
-        def on_bulk(previewed, label, prob, order, filter_label, span, login):
-            if previewed != (label, float(prob)):
-                raise shown("Press Preview first, to see how many items this approves.")
-            count = len(candidates(label, prob))
-            report = state.workbench.accept_above(float(prob), label, actor=request_user(login))
-            html_text, ids = show_batch(order, filter_label, span, learn=True)
-            return (f"Approved **{report.accepted}** of {counted(count, 'item')} as **{label}**.", None,
-                    gr.update(interactive=False), html_text, ids)
-
-        def label_choices():
-            names = [""] + state.project.store.label_set().names
-            return gr.update(choices=names), gr.update(choices=names)
-
-        turn = send.click(friendly(respond), [message, chat], [chat, message], api_name="chat")
-        submitted = message.submit(friendly(respond), [message, chat], [chat, message], api_visibility="private")
-        stop.click(None, cancels=[turn, submitted])
-        uploaded = upload.upload(friendly(on_upload), [upload, chat], chat)
-        open_go.click(friendly(on_open), open_ids, [cards_html, batch_state])
-        app.load(welcome, chat, chat)
-        filters = [strategy, label_filter, prob_range]
-        show_batch_shown = friendly(show_batch)
-        next_batch.click(show_batch_shown, filters, [cards_html, batch_state], api_name="batch")
-        strategy.change(show_batch_shown, filters, [cards_html, batch_state])
-        label_filter.change(show_batch_shown, filters, [cards_html, batch_state])
-        prob_range.submit(show_batch_shown, filters, [cards_html, batch_state])
-        search.submit(friendly(on_search), [search, *filters], [cards_html, batch_state])
-        # Decisions skip the queue (a direct request) and show no progress overlay: the
-        # card must go at once. trigger_mode "multiple": fast key presses are not dropped.
-        act.click(friendly(on_action), [action, batch_state, *filters], [cards_html, batch_state, ack], queue=False,
-                  show_progress="hidden", trigger_mode="multiple")
-        # One queue for the bulk controls, in the order pressed: a preview's clearing (a changed
-        # label or threshold) could otherwise land after the preview that followed it.
-        bulk_queue = dict(concurrency_id="bulk", concurrency_limit=1)
-        bulk_preview.click(friendly(on_preview), [bulk_label, bulk_prob], [bulk_info, bulk_previewed, bulk_go],
-                           **bulk_queue)
-        bulked = bulk_go.click(friendly(on_bulk), [bulk_previewed, bulk_label, bulk_prob, *filters],
-                               [bulk_info, bulk_previewed, bulk_go, cards_html, batch_state], **bulk_queue)
-        for bulk_input in (bulk_label, bulk_prob):  # a preview counts for the label and threshold it was made for
-            bulk_input.change(lambda: ("", None, gr.update(interactive=False)), None,
-                              [bulk_info, bulk_previewed, bulk_go], show_progress="hidden", **bulk_queue)
         # The header's counts after anything that decides, adds or trains. After a decision it
         # follows the acknowledgement (never delays it); fast key presses update it once.
         counts = lambda: header_html(state)  # noqa: E731
-        ack.change(counts, None, header, show_progress="hidden", trigger_mode="always_last")
-        for event in (turn, submitted, uploaded, bulked, models.tick, *models.used, *labels.decided):
+        review.ack.change(counts, None, header, show_progress="hidden", trigger_mode="always_last")
+        for event in (*chat.changed, review.bulked, models.tick, *models.used, *labels.decided):
             event.then(counts, None, header, show_progress="hidden")
         dashboard.refresh.click(counts, None, header, show_progress="hidden")
         app.load(models.view, None, models.outputs)
-        app.load(label_choices, None, [label_filter, bulk_label])
-        app.load(lambda: gr.update(visible=state.can_search_text()), None, search)  # CLIP models only
-        app.load(show_batch_shown, filters, [cards_html, batch_state])
         app.load(friendly(dashboard.values), None, dashboard.outputs)
         app.load(counts, None, header)
     return app
