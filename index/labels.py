@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from pathlib import Path
 
-from .errors import InvalidLabelError
+from .errors import InvalidLabelError, LabelchatError
 from .types import Label
 
 MAX_LABEL_LENGTH = 100
@@ -107,3 +108,26 @@ def refuse_duplicates(names: list[str]) -> None:
                 f"The labels '{other}' and '{name}' differ only in case: on macOS and Windows their "
                 f"export folders would be one folder. Keep one of them.")
         seen[name.casefold()] = name
+
+
+def read_label_file(path: str) -> list[Label]:
+    """Labels from a file: one a line ('name = description' keeps its description, commas and
+    all), or several on a line separated by commas or semicolons; '#' lines and blank lines are
+    skipped."""
+    try:
+        text = Path(path).expanduser().read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise LabelchatError(f"The label file {path} is not UTF-8 text ({exc.reason} at byte {exc.start}).") from None
+    entries = [line.strip() for line in text.splitlines()]
+    entries = [entry for entry in entries if entry and not entry.startswith("#")]
+    labels = []
+    for entry in entries:
+        if "=" in entry:
+            name, _, description = entry.partition("=")
+            labels.append(Label(validate_label_name(name.strip()), description.strip() or None))
+        else:
+            labels += parse_label_list(entry)
+    if not labels:
+        raise LabelchatError(f"No labels in {path}: write one a line, e.g. 'cat' or 'tabby = a striped cat'.")
+    refuse_duplicates([label.name for label in labels])
+    return labels

@@ -429,7 +429,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_labels(args: argparse.Namespace) -> int:
-    from index.labels import parse_label_list
+    from index.labels import parse_label_list, read_label_file
 
     action = args.action or ("set" if args.file else "show")  # bare 'labels --file F' sets them
     if args.file and args.names:
@@ -456,31 +456,6 @@ def cmd_labels(args: argparse.Namespace) -> int:
         emit(args, {"ok": True, "labels": label_set.labels, "version": label_set.version},
               fmt.format_labels(label_set))
     return EXIT_OK
-
-
-def read_label_file(path: str) -> list[Label]:
-    """Labels from a file: one a line ('name = description' keeps its description, commas and
-    all), or several on a line separated by commas or semicolons; '#' lines and blank lines are
-    skipped."""
-    from index.labels import parse_label_list, refuse_duplicates, validate_label_name
-
-    try:
-        text = Path(path).expanduser().read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise LabelchatError(f"The label file {path} is not UTF-8 text ({exc.reason} at byte {exc.start}).") from None
-    entries = [line.strip() for line in text.splitlines()]
-    entries = [entry for entry in entries if entry and not entry.startswith("#")]
-    labels = []
-    for entry in entries:
-        if "=" in entry:
-            name, _, description = entry.partition("=")
-            labels.append(Label(validate_label_name(name.strip()), description.strip() or None))
-        else:
-            labels += parse_label_list(entry)
-    if not labels:
-        raise LabelchatError(f"No labels in {path}: write one a line, e.g. 'cat' or 'tabby = a striped cat'.")
-    refuse_duplicates([label.name for label in labels])
-    return labels
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -587,7 +562,7 @@ def cmd_suggest(args: argparse.Namespace) -> int:
 
 
 def cmd_prelabel(args: argparse.Namespace) -> int:
-    from index.labels import parse_label_list
+    from index.labels import parse_label_list, read_label_file
     from tools.ingest import IngestOptions
     from tools.prelabel import format_predictions, prelabel
 

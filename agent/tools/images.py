@@ -13,6 +13,7 @@ from .context import AgentContext
 
 def tools(ctx: AgentContext) -> list[BaseTool]:
     bench = ctx.workbench
+
     @tool(parse_docstring=True, response_format="content_and_artifact")
     def add_images(sources: list[str], labels_from_folders: bool = False) -> tuple[str, Any]:
         """Add images to the project from folders, files, zip archives, URL lists or URLs.

@@ -14,6 +14,7 @@ from .context import AgentContext
 def tools(ctx: AgentContext) -> list[BaseTool]:
     store = ctx.project.store  # for reading: changes go through ctx.workbench
     bench = ctx.workbench
+
     @tool(parse_docstring=True, response_format="content_and_artifact")
     def set_labels(labels: list[str]) -> tuple[str, Any]:
         """Replace the label set.

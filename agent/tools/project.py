@@ -13,6 +13,7 @@ from .context import AgentContext
 
 def tools(ctx: AgentContext) -> list[BaseTool]:
     store = ctx.project.store  # for reading: changes go through ctx.workbench
+
     @tool(parse_docstring=True, response_format="content_and_artifact")
     def export_dataset(out_dir: str, format: Literal["imagefolder", "csv", "jsonl", "coco", "hf"] = "imagefolder",
                        include: Literal["confirmed", "suggested"] = "confirmed",

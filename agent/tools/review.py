@@ -16,6 +16,7 @@ from .context import AgentContext
 def tools(ctx: AgentContext) -> list[BaseTool]:
     store = ctx.project.store  # for reading: changes go through ctx.workbench
     bench = ctx.workbench
+
     @tool(parse_docstring=True, response_format="content_and_artifact")
     def suggest_labels() -> tuple[str, Any]:
         """Suggest a label for every image (zero-shot, improved by confirmed examples)."""

@@ -13,7 +13,8 @@ from .models import _percent
 
 
 def tools(ctx: AgentContext) -> list[BaseTool]:
-    store = ctx.project.store
+    store = ctx.project.store  # for reading: changes go through ctx.workbench (or tools/rounds.py)
+
     @tool(parse_docstring=True, response_format="content_and_artifact")
     def start_review_round(size: int | None = None, reviewer: str | None = None) -> tuple[str, Any]:
         """Start a review round: a sample of confirmed images, stratified by label, for a second person to label blind.
