@@ -49,13 +49,13 @@ def test_new_project_is_wal_and_at_the_latest_schema(project):
 def test_opening_an_older_project_applies_new_migrations_and_keeps_data(tmp_path, monkeypatch):
     folder = tmp_path / "p"
     every = list(migrations.MIGRATIONS)
-    monkeypatch.setattr("index.store.MIGRATIONS", every[:1])  # a project made by the first release
+    monkeypatch.setattr("index.store.base.MIGRATIONS", every[:1])  # a project made by the first release
     with Project(folder) as project:
         project.store.set_labels([Label("cat")])
         (a, _) = _add(project.store, 2)
         project.store.decide_many([(a, Action.ACCEPT, "cat")], actor="user", auto=False)  # reads no newer column
         assert project.store.schema_version == 1
-    monkeypatch.setattr("index.store.MIGRATIONS", every)
+    monkeypatch.setattr("index.store.base.MIGRATIONS", every)
     with Project(folder) as project:
         assert project.store.schema_version == len(every)
         assert project.store.item_count() == 2
@@ -238,7 +238,7 @@ def test_suggestions_are_replaced_and_counted_for_undecided_items(store):
 def test_a_bulk_write_larger_than_one_statement_stores_every_row(store, monkeypatch):
     """put_suggestions_many splits its rows across statements (a million items' rows are more
     than SQLite takes in one text): every item keeps all its ranks, old rows are replaced."""
-    import index.store as store_module
+    import index.store.suggestions as store_module
 
     monkeypatch.setattr(store_module, "JSON_ROWS", 3)
     ids = _add(store, 7)

@@ -18,7 +18,7 @@ from typing import Sequence
 
 from index.errors import LabelchatError
 from index.store import Store
-from index.store_rounds import ADJUDICATE, REVIEW, AlreadyAnsweredError, Round, RoundAnswer, RoundItem
+from index.store.rounds import ADJUDICATE, REVIEW, AlreadyAnsweredError, Round, RoundAnswer, RoundItem
 
 __all__ = ["AlreadyAnsweredError", "Round", "RoundAnswer", "RoundItem", "RoundReport", "Disagreement",
            "sample_size", "stratified_sample", "start_round", "record_audit", "NOT_THIS_LABEL", "current_round", "next_to_review", "review_item",

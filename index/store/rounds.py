@@ -1,4 +1,4 @@
-"""The SQL of review rounds (tables of migration m011), mixed into `Store`.
+"""The SQL of review rounds: the rounds, round_items and round_answers tables (migration m011), mixed into `Store`.
 
 A round is a sample of confirmed items, each kept with the label and the person in effect when
 it was drawn. A second person's blind label and an adjudicator's verdict are answers; one answer
@@ -13,8 +13,9 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Sequence
 
-from .errors import LabelchatError, NothingToUndoError
-from .types import Action
+from ..errors import LabelchatError, NothingToUndoError
+from ..types import Action
+from .base import now
 
 REVIEW, ADJUDICATE = "review", "adjudicate"
 
@@ -66,8 +67,6 @@ class RoundStoreMixin:
     def create_round(self, rows: Sequence[tuple[int, str, str]], *, reviewer: str | None, size: int, why: str,
                      created_by: str) -> Round:
         """A new open round of (item id, first label, first actor) rows, in their order."""
-        from .store import now
-
         with self._write() as db:
             round_id = db.execute(
                 "INSERT INTO rounds(reviewer, size, why, created_by, created_at) VALUES (?, ?, ?, ?, ?)",
@@ -83,8 +82,6 @@ class RoundStoreMixin:
                      why: str, created_by: str) -> Round:
         """An auto-accept's audit as a closed round of kind 'audit', in one transaction: (item id,
         suggested label) rows, and (item id, the person's label, who) answers."""
-        from .store import now
-
         with self._write() as db:
             created = now()
             round_id = db.execute(
@@ -131,8 +128,6 @@ class RoundStoreMixin:
                           change_label: bool = False) -> RoundAnswer:
         """Record one answer; with `change_label` (an adjudication that differs from the item's
         label) also a `correct` decision by `actor`, in the same transaction."""
-        from .store import now
-
         with self._write() as db:
             status = db.execute("SELECT status FROM rounds WHERE id = ?", (round_id,)).fetchone()
             if status is None or status[0] != "open":
@@ -163,8 +158,6 @@ class RoundStoreMixin:
 
     def undo_round_answer(self, round_id: int, actor: str) -> RoundAnswer:
         """Take back `actor`'s newest answer in effect in this round (and the decision it made)."""
-        from .store import now
-
         with self._write() as db:
             row = db.execute("SELECT * FROM round_answers WHERE round_id = ? AND actor = ? AND undone_at IS NULL"
                              " ORDER BY id DESC LIMIT 1", (round_id, actor)).fetchone()
@@ -184,8 +177,6 @@ class RoundStoreMixin:
         return self._round_answer(row["id"])
 
     def close_round(self, round_id: int, actor: str) -> Round:
-        from .store import now
-
         self.get_round(round_id)
         with self._write() as db:
             db.execute("UPDATE rounds SET status = 'closed', closed_by = ?, closed_at = ? WHERE id = ? AND"
