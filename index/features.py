@@ -141,15 +141,18 @@ class FeatureFile:
             self._append_at(self.ids_path, n * ID_BYTES, np.asarray(item_ids, dtype=np.int64).tobytes())
 
     def compact(self) -> int:
-        """Rewrite the file with one row per item, in id order; returns the rows dropped."""
+        """Rewrite the file with one row per item, in id order, unless it is so already (then
+        `read` gives a memory map, not a copy); returns the rows dropped. Called after each
+        embedding run and shard merge, whose rows may come out of order or twice."""
         with self._locked():
             dim = self.dim()
             if not dim:
                 return 0
-            before = self._complete_rows(dim)
-            ids, rows = self._read(None)
-            if len(ids) == before:
+            every, pick, _ = self._rows()
+            if len(pick) == len(every) and np.array_equal(pick, np.arange(len(every))):
                 return 0
+            before = len(every)
+            ids, rows = self._read(None)
             for path, data in ((self.rows_path, np.ascontiguousarray(rows).tobytes()), (self.ids_path, ids.tobytes())):
                 temporary = path.with_suffix(path.suffix + ".tmp")
                 temporary.write_bytes(data)

@@ -46,6 +46,34 @@ def test_an_item_written_again_keeps_its_last_vector_and_compact_drops_the_old_r
     assert again_ids.tolist() == [1, 2, 3] and np.array_equal(again, rows) and isinstance(again, np.memmap)
 
 
+def test_rows_written_out_of_order_are_put_in_order_once_so_reads_map_the_file_again(tmp_path):
+    features = FeatureFile(tmp_path, MODEL)
+    vectors = unit_rows(4, seed=4)
+    features.append([3, 4], vectors[2:])  # as shards of a Ray run may arrive
+    features.append([1, 2], vectors[:2])
+    ids, rows = features.read()
+    assert ids.tolist() == [1, 2, 3, 4] and not isinstance(rows, np.memmap)  # a copy, each read
+    assert features.compact() == 0  # nothing dropped, but reordered
+    ids, rows = features.read()
+    assert isinstance(rows, np.memmap) and np.abs(rows.astype(np.float32) - vectors).max() < 1e-3
+    size = features.rows_path.stat().st_mtime_ns
+    assert features.compact() == 0 and features.rows_path.stat().st_mtime_ns == size  # in order: left alone
+
+
+def test_an_embedding_run_leaves_the_feature_file_in_order(project, photos_dir):
+    from tools.embed import embed_items
+    from tools.ingest import ingest
+    from tools.models import load_backend
+
+    ingest(project, [str(photos_dir)])
+    ids = [item.id for item in project.store.items()]
+    backend = load_backend(MODEL, "cpu")
+    embed_items(project, backend, ids[len(ids) // 2:])
+    embed_items(project, backend, ids[: len(ids) // 2])  # the earlier ids after the later ones
+    read_ids, rows = project.store.embeddings(MODEL, dtype=None)
+    assert read_ids.tolist() == sorted(ids) and isinstance(rows, np.memmap)
+
+
 def test_a_crash_between_rows_and_ids_loses_only_the_unfinished_write(tmp_path):
     features = FeatureFile(tmp_path, MODEL)
     vectors = unit_rows(4, seed=3)

@@ -92,6 +92,8 @@ def embed_items(
             if stop():
                 report.cancelled = True
                 break
+    if report.embedded:
+        store.compact_embeddings(backend.spec)  # a retried or re-embedded item left rows out of order
     report.seconds = time.perf_counter() - started
     precision = getattr(getattr(backend, "precision", None), "dtype", None)
     report.precision = str(precision).replace("torch.", "") if precision is not None else "float32"

@@ -280,6 +280,8 @@ def embed_with_ray(
                 f"embedded before that are kept; run the same command again to do the rest."
             ) from exc
     report.embedded += merge_shards(project)  # shards written after the last one reported (a stopped run)
+    if report.embedded:
+        store.compact_embeddings(backend.spec)  # shards arrive in any order: rows in id order again
     report.seconds = time.perf_counter() - started
     return report
 

@@ -22,6 +22,11 @@ class EmbeddingsMixin:
         if vectors:
             self._features(model).append(list(vectors), np.stack([np.asarray(v) for v in vectors.values()]))
 
+    def compact_embeddings(self, model: str) -> int:
+        """One row per item in id order again, after a run that wrote rows out of order or
+        twice (index/features.py `compact`); the rows dropped."""
+        return self._features(model).compact()
+
     def embedding_count(self, model: str) -> int:
         return len(self._features(model).ids())
 
