@@ -23,12 +23,12 @@ from index.project import Project
 from index.types import Action, Decision, Item, ItemState, Status, Suggestion
 from index.vectors import VectorIndex
 
-from .learn import BlendConfig, Blended, LiveLearner
-from .ranked_rows import ranked_rows
-from .models.base import head_from_bytes, probabilities_in_parts
-from .rounds import record_audit
-from .writebehind import SuggestionWriter
-from .zeroshot import DEFAULT_TEMPLATES, SuggestReport, check_label_set, head_key, suggest, templates
+from ..learn import BlendConfig, Blended, LiveLearner
+from ..ranked_rows import ranked_rows
+from ..models.base import head_from_bytes, probabilities_in_parts
+from ..rounds import record_audit
+from ..writebehind import SuggestionWriter
+from ..zeroshot import DEFAULT_TEMPLATES, SuggestReport, check_label_set, head_key, suggest, templates
 
 NEAR_DUPLICATE_COSINE = 0.97  # two items this similar are not shown in the same batch
 CHANGED = 1e-3  # a suggestion whose probabilities moved less than this is not rewritten
@@ -255,7 +255,7 @@ class Reviewer:
 
     def _suspect_cards(self, size: int, label: str | None, shown: set[int]) -> list[Card]:
         """Confirmed items flagged as likely wrong, most suspicious first: accept keeps the label."""
-        from .quality.suspects import find_suspects
+        from ..quality.suspects import find_suspects
 
         found = [s for s in find_suspects(self.project, self.model).suspects
                  if s.item_id not in shown and (label is None or s.label == label)][:size]
@@ -363,7 +363,7 @@ class Reviewer:
     @property
     def backend(self):
         """The model itself, loaded only for searches by text or image."""
-        from .training.versions import backend_for_features
+        from ..training.versions import backend_for_features
 
         return backend_for_features(self.project, self.model, self.device)
 

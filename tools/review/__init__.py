@@ -1,0 +1,29 @@
+"""The review loop: batches to look at, decisions, and suggestions that improve with each one.
+
+A package, one module per concern; every name below stays importable as `from tools.review import X`.
+"""
+
+from .loop import (
+    CHANGED,
+    DEFAULT_MIN_PRECISION,
+    NEAR_DUPLICATE_COSINE,
+    ORDER_LIMIT,
+    WRITE_CHUNK,
+    AuditPlan,
+    AutoAcceptReport,
+    BulkReport,
+    Card,
+    Neighbor,
+    RefreshReport,
+    Reviewer,
+    Strategy,
+    _audit_refusal,
+    _capped,
+    _order,
+    _rows_of,
+    _spread_over_labels,
+    finish_auto_accept,
+    plan_auto_accept,
+    suggest_with_examples,
+    wilson_interval,
+)
