@@ -6,8 +6,6 @@ A package, one module per concern; every name below stays importable as `from to
 from .loop import (
     CHANGED,
     DEFAULT_MIN_PRECISION,
-    NEAR_DUPLICATE_COSINE,
-    ORDER_LIMIT,
     WRITE_CHUNK,
     AuditPlan,
     AutoAcceptReport,
@@ -16,14 +14,19 @@ from .loop import (
     Neighbor,
     RefreshReport,
     Reviewer,
-    Strategy,
     _audit_refusal,
-    _capped,
-    _order,
     _rows_of,
-    _spread_over_labels,
     finish_auto_accept,
     plan_auto_accept,
     suggest_with_examples,
     wilson_interval,
+)
+from .ordering import (
+    NEAR_DUPLICATE_COSINE,
+    ORDER_LIMIT,
+    Strategy,
+    _capped,
+    _order,
+    _spread_over_labels,
+    without_near_duplicates,
 )
