@@ -3,23 +3,25 @@
 A package, one module per concern; every name below stays importable as `from tools.review import X`.
 """
 
-from .loop import (
-    CHANGED,
+from .audit import (
     DEFAULT_MIN_PRECISION,
-    WRITE_CHUNK,
     AuditPlan,
     AutoAcceptReport,
+    _audit_refusal,
+    finish_auto_accept,
+    plan_auto_accept,
+    wilson_interval,
+)
+from .loop import (
+    CHANGED,
+    WRITE_CHUNK,
     BulkReport,
     Card,
     Neighbor,
     RefreshReport,
     Reviewer,
-    _audit_refusal,
     _rows_of,
-    finish_auto_accept,
-    plan_auto_accept,
     suggest_with_examples,
-    wilson_interval,
 )
 from .ordering import (
     NEAR_DUPLICATE_COSINE,
