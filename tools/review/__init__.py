@@ -1,6 +1,9 @@
 """The review loop: batches to look at, decisions, and suggestions that improve with each one.
 
-A package, one module per concern; every name below stays importable as `from tools.review import X`.
+One module per concern: `loop` (the `Reviewer`: refresh, batches, cards, decisions), `ordering`
+(which open items a batch shows, in what order), `search` (similarity search, a mixin of the
+`Reviewer`) and `audit` (auto-accept after a person checks a sample). Every name below stays
+importable as `from tools.review import X`.
 """
 
 from .audit import (
@@ -17,7 +20,6 @@ from .loop import (
     WRITE_CHUNK,
     BulkReport,
     Card,
-    Neighbor,
     RefreshReport,
     Reviewer,
     _rows_of,
@@ -32,3 +34,4 @@ from .ordering import (
     _spread_over_labels,
     without_near_duplicates,
 )
+from .search import Neighbor, SimilaritySearch
