@@ -5,15 +5,14 @@ zero-shot probabilities in memory, plus each item's nearest confirmed
 examples (`ExampleVotes`). After decisions, `refresh()` recomputes every
 undecided item's suggestions from those arrays (matrix products, nothing is
 re-encoded) and stores the ones that changed, with the reasons.
+
+Which items a batch holds, in what order, is tools/review/ordering.py; the searches by
+similarity the reviewer inherits are tools/review/search.py.
 """
 
 from __future__ import annotations
 
-import math
-import random
-from collections import Counter, deque
 from dataclasses import dataclass
-from enum import Enum
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
@@ -23,32 +22,16 @@ from index.project import Project
 from index.types import Action, Decision, Item, ItemState, Status, Suggestion
 from index.vectors import VectorIndex
 
-from .learn import BlendConfig, Blended, LiveLearner
-from .ranked_rows import ranked_rows
-from .models.base import head_from_bytes, probabilities_in_parts
-from .rounds import record_audit
-from .writebehind import SuggestionWriter
-from .zeroshot import DEFAULT_TEMPLATES, SuggestReport, check_label_set, head_key, suggest, templates
+from ..learn import BlendConfig, Blended, LiveLearner
+from ..ranked_rows import ranked_rows
+from ..models.base import head_from_bytes, probabilities_in_parts
+from ..writebehind import SuggestionWriter
+from ..zeroshot import DEFAULT_TEMPLATES, SuggestReport, check_label_set, head_key, suggest, templates
+from .ordering import ORDER_LIMIT, Strategy, _order, without_near_duplicates
+from .search import Neighbor, SimilaritySearch
 
-NEAR_DUPLICATE_COSINE = 0.97  # two items this similar are not shown in the same batch
 CHANGED = 1e-3  # a suggestion whose probabilities moved less than this is not rewritten
-ORDER_LIMIT = 5000  # batches are drawn from this many of the least certain items
 WRITE_CHUNK = 20_000  # suggestions stored per transaction by a refresh without a writer thread
-
-
-class Strategy(str, Enum):
-    UNCERTAIN = "uncertain"  # smallest margin between the two best labels first
-    BALANCED = "balanced"  # round-robin over suggested labels, least certain first
-    CONFIDENT = "confident"  # most confident first: for fast bulk approval
-    RANDOM = "random"  # for auditing
-    SUSPECT = "suspect"  # confirmed items whose labels look wrong (tools/quality/suspects.py)
-
-
-@dataclass(frozen=True)
-class Neighbor:
-    item_id: int
-    label: str
-    similarity: float
 
 
 @dataclass(frozen=True)
@@ -77,7 +60,7 @@ class BulkReport:
     min_prob: float
 
 
-class Reviewer:
+class Reviewer(SimilaritySearch):
     def __init__(
         self,
         project: Project,
@@ -250,30 +233,17 @@ class Reviewer:
         # `size` as spreading thousands, in a fraction of the time (a key press waits for it)
         limit = max(400, 40 * size) if strategy is Strategy.UNCERTAIN else ORDER_LIMIT
         order = _order(strategy, ranked, seed, limit)
-        chosen = self._without_near_duplicates(ids[order], size)
+        chosen = without_near_duplicates(ids[order], size, self.item_ids, self.features)
         return [self.card(int(i)) for i in chosen]
 
     def _suspect_cards(self, size: int, label: str | None, shown: set[int]) -> list[Card]:
         """Confirmed items flagged as likely wrong, most suspicious first: accept keeps the label."""
-        from .quality.suspects import find_suspects
+        from ..quality.suspects import find_suspects
 
         found = [s for s in find_suspects(self.project, self.model).suspects
                  if s.item_id not in shown and (label is None or s.label == label)][:size]
         self.suspects.update(s.item_id for s in found)
         return [self.card(s.item_id) for s in found]
-
-    def _without_near_duplicates(self, ordered_ids: np.ndarray, size: int) -> list[int]:
-        chosen: list[int] = []
-        vectors = np.empty((size, self.features.shape[1]), dtype=self.features.dtype)
-        for item_id, row in zip(ordered_ids, np.searchsorted(self.item_ids, ordered_ids)):
-            vector = self.features[row]
-            if chosen and float(np.max(vectors[: len(chosen)] @ vector)) >= NEAR_DUPLICATE_COSINE:
-                continue
-            vectors[len(chosen)] = vector
-            chosen.append(int(item_id))
-            if len(chosen) == size:
-                break
-        return chosen
 
     def card(self, item_id: int, k: int = 5) -> Card:
         return Card(
@@ -283,109 +253,10 @@ class Reviewer:
             tuple(self._nearest_examples(item_id, k)),
         )
 
-    def _nearest_examples(self, item_id: int, k: int) -> list[Neighbor]:
-        """The k most similar confirmed items that are close enough to explain a suggestion.
-
-        Found through the in-memory example neighbours (centred features) when they are known,
-        but shown on the scale that `similar` uses (cosine of the features as indexed), most
-        similar first, and only those above `similarity_floor()`: a neighbour no closer than a
-        random pair of this project's images explains nothing."""
-        found: list[Neighbor] = []
-        if self.current is not None and item_id in self.votes.row_of and self.example_labels:
-            row = self.votes.row_of[item_id]
-            ids = [int(i) for i, s in zip(self.votes.neighbor_ids_of(row), self.votes.neighbor_sims[row])
-                   if i >= 0 and np.isfinite(s) and int(i) in self.example_labels]
-            if ids:
-                found = [Neighbor(i, self.example_labels[i], s) for i, s in self._indexed_similarity(item_id, ids)]
-        if not found:
-            found = self.similar(item_id, k, confirmed_only=True)
-        floor = self.similarity_floor()
-        return sorted((n for n in found if n.similarity >= floor), key=lambda n: -n.similarity)[:k]
-
-    def _indexed_similarity(self, item_id: int, others: list[int]) -> list[tuple[int, float]]:
-        """Cosine similarity of `item_id` to each of `others`, on the features as indexed (not centred)."""
-        ids, vectors = self.store.embeddings(self.model, [item_id, *others])
-        vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        row_of = {int(i): r for r, i in enumerate(ids)}
-        if item_id not in row_of:
-            return []
-        mine = vectors[row_of[item_id]]
-        return [(i, float(vectors[row_of[i]] @ mine)) for i in others if i in row_of]
-
-    def similarity_floor(self, sample: int = 400, quantile: float = 0.9) -> float:
-        """How similar two images of this project must be to count as alike: the `quantile` of
-        the similarities of random pairs (on the indexed scale), measured once per reviewer."""
-        if self._floor is None:
-            rng = np.random.default_rng(0)
-            chosen = rng.choice(self.item_ids, min(sample, len(self.item_ids)), replace=False)
-            _, vectors = self.store.embeddings(self.model, [int(i) for i in chosen])
-            vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-            sims = vectors @ vectors.T
-            pairs = sims[np.triu_indices(len(vectors), k=1)]
-            self._floor = float(np.quantile(pairs, quantile)) if len(pairs) else -1.0
-        return self._floor
-
-    def similar(self, item_id: int, k: int = 10, *, confirmed_only: bool = False,
-                label: str | None = None, status: Status | None = None) -> list[Neighbor]:
-        """The k items most like `item_id` (cosine similarity of features), with their labels."""
-        if item_id not in self.votes.row_of:
-            self.store.get_item(item_id)  # raises UnknownItemError for a wrong id
-            raise LabelchatError(f"Item {item_id} has no features for {self.model} (it could not be decoded).")
-        _, vector = self.store.embeddings(self.model, [item_id])  # as indexed: not centred
-        return self.similar_to_vector(vector[0], k, exclude=item_id,
-                                      confirmed_only=confirmed_only, label=label, status=status)
-
-    def similar_to_vector(self, vector: np.ndarray, k: int = 10, *, exclude: int | None = None,
-                          confirmed_only: bool = False, label: str | None = None,
-                          status: Status | None = None) -> list[Neighbor]:
-        """Nearest items through the project's FAISS index, filtered by status and confirmed label."""
-        among = None
-        if confirmed_only or label is not None:
-            status = Status.CONFIRMED
-        if status is not None:
-            among = self.store.item_ids_where(status=status, label=label)
-            if not among:
-                return []
-        sims, ids = self.index().search(vector[None, :], k + (exclude is not None), among=among)
-        found = [(int(i), float(s)) for i, s in zip(ids[0], sims[0]) if i >= 0 and i != exclude][:k]
-        labels = self.store.labels_of([i for i, _ in found])
-        return [Neighbor(i, labels.get(i) or "", s) for i, s in found]
-
-    def index(self) -> VectorIndex:
-        """The FAISS index of this model's features (rebuilt from the store when stale)."""
-        if self._index is None:
-            self._index = VectorIndex.open(
-                self.project.vectors_dir, self.model, self.item_ids,
-                lambda: self.store.embeddings(self.model, dtype=None),
-            )
-        return self._index
-
-    @property
-    def backend(self):
-        """The model itself, loaded only for searches by text or image."""
-        from .training.versions import backend_for_features
-
-        return backend_for_features(self.project, self.model, self.device)
-
     def search_cards(self, text: str, k: int = 12) -> list[Card]:
         """Undecided items that match a text (CLIP models), as cards to review."""
         found = self.similar_to_text(text, k, status=Status.PENDING)
         return [self.card(n.item_id) for n in found]
-
-    def similar_to_text(self, text: str, k: int = 10, **filters) -> list[Neighbor]:
-        encode = getattr(self.backend, "encode_texts", None)
-        if encode is None:
-            raise LabelchatError(
-                f"Search by text needs a CLIP model; {self.model} cannot compare text with images. "
-                f"Use --model openclip:... or hf:..."
-            )
-        return self.similar_to_vector(encode([text])[0], k, **filters)
-
-    def similar_to_image(self, image, k: int = 10, **filters) -> list[Neighbor]:
-        import torch
-
-        features = self.backend.encode_images(torch.stack([self.backend.preprocess(image.convert("RGB"))]))
-        return self.similar_to_vector(features[0], k, **filters)
 
     # -- decisions --------------------------------------------------------------------
 
@@ -474,155 +345,6 @@ def suggest_with_examples(project: Project, *, model: str | None = None, device:
     refreshed = reviewer.refresh()
     report.examples, report.refreshed, report.blend = refreshed.examples, refreshed.items, refreshed.blend
     return report
-
-
-def _order(strategy: Strategy, probabilities: np.ndarray, seed: int | None, limit: int = ORDER_LIMIT) -> np.ndarray:
-    n = len(probabilities)
-    if not n:
-        return np.zeros(0, dtype=np.int64)
-    top2 = -np.sort(-probabilities, axis=1)[:, :2]
-    margin = top2[:, 0] - (top2[:, 1] if probabilities.shape[1] > 1 else 0)
-    if strategy is Strategy.CONFIDENT:
-        return np.argsort(-top2[:, 0], kind="stable")
-    if strategy is Strategy.RANDOM:
-        return np.random.default_rng(seed).permutation(n)
-    by_margin = np.argsort(margin, kind="stable")[:limit]
-    if strategy is Strategy.UNCERTAIN:
-        return _spread_over_labels(by_margin, probabilities.argmax(axis=1), cap_share=0.5)
-    return _spread_over_labels(by_margin, probabilities.argmax(axis=1), cap_share=None)
-
-
-def _spread_over_labels(order: np.ndarray, predicted: np.ndarray, cap_share: float | None) -> np.ndarray:
-    """Interleave the order across suggested labels, so no batch is all one class.
-
-    cap_share None: strict round-robin over labels (class-balanced). Otherwise
-    uncertainty order, except that one label may not take more than that share
-    of any 20 consecutive places.
-    """
-    queues: dict[int, list[int]] = {}
-    for index in order:
-        queues.setdefault(int(predicted[index]), []).append(int(index))
-    if cap_share is None:
-        result, lists = [], [q for q in queues.values()]
-        while any(lists):
-            for q in lists:
-                if q:
-                    result.append(q.pop(0))
-        return np.array(result, dtype=np.int64)
-    return _capped(order, predicted, cap=max(1, math.ceil(20 * cap_share)), window=20)
-
-
-def _capped(order: np.ndarray, predicted: np.ndarray, cap: int, window: int) -> np.ndarray:
-    """The order, except that no label takes more than `cap` of any `window` consecutive places
-    (when every label with items left is at its cap, the earliest item goes next anyway)."""
-    queues: dict[int, deque] = {}
-    for position, index in enumerate(order):
-        queues.setdefault(int(predicted[index]), deque()).append((position, int(index)))
-    recent: deque = deque()
-    counts: Counter = Counter()
-    result = []
-    while queues:
-        allowed = [label for label in queues if counts[label] < cap] or list(queues)
-        label = min(allowed, key=lambda l: queues[l][0][0])
-        result.append(queues[label].popleft()[1])
-        if not queues[label]:
-            del queues[label]
-        recent.append(label)
-        counts[label] += 1
-        if len(recent) >= window:
-            counts[recent.popleft()] -= 1
-    return np.array(result, dtype=np.int64)
-
-
-# -- auto-accept with an audit ----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AuditPlan:
-    min_prob: float
-    label: str | None
-    candidates: tuple[int, ...]  # items that would be accepted
-    audit: tuple[int, ...]  # a random sample of them for a person to check first
-
-
-DEFAULT_MIN_PRECISION = 0.9  # what an audit must show before the rest is accepted unseen
-
-
-@dataclass(frozen=True)
-class AutoAcceptReport:
-    accepted: int
-    audited: int  # audit cards accepted, corrected or rejected (skips tell nothing)
-    audit_correct: int
-    precision: float | None  # estimated precision of the accepted labels
-    precision_low: float | None  # 95% Wilson interval
-    precision_high: float | None
-    unanswered: int = 0  # audit cards left without a decision
-    refused: str = ""  # why the rest was not accepted; "" when it was
-    candidates: int = 0  # pending items that reached the probability when the audit was planned
-
-
-def plan_auto_accept(reviewer: Reviewer, min_prob: float, *, label: str | None = None,
-                     audit_size: int = 20, seed: int | None = None) -> AuditPlan:
-    candidates = [item_id for item_id, _, _ in reviewer.candidates(min_prob, label)]
-    rng = random.Random(seed)
-    audit = rng.sample(candidates, min(audit_size, len(candidates)))
-    return AuditPlan(min_prob, label, tuple(candidates), tuple(audit))
-
-
-def finish_auto_accept(reviewer: Reviewer, plan: AuditPlan, suggested: dict[int, str], *,
-                       min_precision: float = DEFAULT_MIN_PRECISION) -> AutoAcceptReport:
-    """Score the audit from the decisions a person made on it, then accept the rest, but only
-    if every audit card was answered and the audit was right at least `min_precision` of the
-    time; else nothing more is accepted and `refused` says why (the audit's decisions stay).
-
-    `suggested` holds the label each audit item was suggested when it was shown.
-    Decisions made here are marked automatic (actor "auto-accept") so they can
-    be told apart, and undone, later.
-    """
-    store = reviewer.store
-    audited = correct = unanswered = 0
-    for item_id in plan.audit:
-        state = store.state(item_id)
-        unanswered += state.status is Status.PENDING
-        if state.status in (Status.CONFIRMED, Status.REJECTED):
-            audited += 1
-            correct += state.status is Status.CONFIRMED and state.label == suggested.get(item_id)
-    low, high = wilson_interval(correct, audited)
-    precision = correct / audited if audited else None
-    record_audit(store, plan.audit, suggested, plan.min_prob)  # the measure of these labels, for the quality report
-    refused = _audit_refusal(len(plan.audit), unanswered, audited, correct, min_precision)
-    rest = []
-    if not refused:
-        still = {item_id: l for item_id, l, _ in reviewer.candidates(plan.min_prob, plan.label)}
-        rest = [(i, Action.ACCEPT, still[i]) for i in plan.candidates if i in still and i not in plan.audit]
-        store.decide_many(rest, actor="auto-accept", auto=True)
-    return AutoAcceptReport(len(rest), audited, correct, precision, low, high, unanswered, refused,
-                            len(plan.candidates))
-
-
-def _audit_refusal(cards: int, unanswered: int, audited: int, correct: int, min_precision: float) -> str:
-    """Why an audit does not let the rest be accepted unseen ('' when it does; none asked for: --audit 0)."""
-    if not cards:
-        return ""
-    if unanswered:
-        return (f"the audit was not finished ({unanswered} of {cards} cards unanswered); run auto-accept "
-                f"again for a new audit")
-    if not audited:
-        return "every audit card was skipped, so the audit says nothing about the rest; run it again"
-    if correct < min_precision * audited:
-        return (f"the audit was right {correct} of {audited} times ({correct / audited:.1%}), below the "
-                f"{min_precision:.0%} asked for (--min-precision); raise --min-prob, or review these by hand")
-    return ""
-
-
-def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float | None, float | None]:
-    if trials == 0:
-        return None, None
-    p = successes / trials
-    denominator = 1 + z * z / trials
-    centre = (p + z * z / (2 * trials)) / denominator
-    spread = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
-    return max(0.0, centre - spread), min(1.0, centre + spread)
 
 
 def _rows_of(known_ids: np.ndarray, item_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
