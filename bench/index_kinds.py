@@ -57,15 +57,6 @@ def _recall(found: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean([len(set(f.tolist()) & set(t.tolist())) / 10 for f, t in zip(found, truth)]))
 
 
-def _latency(index, queries: np.ndarray) -> tuple[float, float]:
-    times = []
-    for q in queries:
-        started = time.perf_counter()
-        index.search(q[None, :], 10)
-        times.append(time.perf_counter() - started)
-    return float(np.percentile(times, 50) * 1000), float(np.percentile(times, 95) * 1000)
-
-
 def _size_mib(faiss, index) -> float:
     return round(len(faiss.serialize_index(index)) / 2**20, 1)
 
@@ -88,7 +79,7 @@ def _tune(faiss, index, knob: str, queries: np.ndarray, truth: np.ndarray, targe
 
 def measure(n: int, dim: int, target: float) -> dict:
     import faiss
-    from review_speed import synthetic
+    from review_speed import query_latency, synthetic
 
     x, _ = synthetic(n, dim, 10, seed=1)
     rng = np.random.default_rng(2)
@@ -97,7 +88,7 @@ def measure(n: int, dim: int, target: float) -> dict:
     exact = faiss.IndexFlatIP(dim)
     exact.add(x)
     result = {"exact": {"build_s": round(time.perf_counter() - started, 2), "index_mib": _size_mib(faiss, exact)}}
-    result["exact"]["p50_ms"], result["exact"]["p95_ms"] = (round(v, 2) for v in _latency(exact, queries))
+    result["exact"]["p50_ms"], result["exact"]["p95_ms"] = (round(v, 2) for v in query_latency(exact, queries))
     truth = exact.search(queries, 10)[1]
     for name, (make, knob) in kinds(faiss, n, dim).items():
         started = time.perf_counter()
@@ -107,7 +98,7 @@ def measure(n: int, dim: int, target: float) -> dict:
         index.add(x)
         built = round(time.perf_counter() - started, 2)
         value, recall = _tune(faiss, index, knob, queries, truth, target)
-        p50, p95 = _latency(index, queries)
+        p50, p95 = query_latency(index, queries)  # any object with .search(q, k)
         size = _size_mib(faiss, index)
         result[name] = {"build_s": built, knob: value, "recall_at_10": round(recall, 4), "p50_ms": round(p50, 2),
                         "p95_ms": round(p95, 2), "index_mib": size,
