@@ -92,3 +92,19 @@ def test_who_scores_goes_from_zero_shot_to_a_trained_version_and_back(bench):
     assert plain.scoring().version is not None  # a refused switch changes nothing
     assert plain.use_version("zero-shot").version is None and plain.scoring().name == "zero-shot"
     assert plain.use_version(report.version.name.split("-")[0]).version.id == report.version.id
+
+
+def test_the_chat_says_a_chosen_version_is_not_used_once_the_labels_changed(bench):
+    from agent.tools import AgentContext, build_tools
+    from tools.training import TrainConfig
+
+    for i, item in enumerate(_pending(bench, 30)):
+        bench.decide(item, Action.CORRECT, LABELS[i % len(LABELS)], actor="ana")
+    report, _ = bench.train(TrainConfig(kind="probe", holdout=0.2), activate=True)
+    plain = Workbench(bench.project)  # no --model: the project's choice counts
+    versions = next(t for t in build_tools(AgentContext(bench.project, workbench=plain)) if t.name == "model_versions")
+    assert f"{report.version.name} (in use)" in versions.invoke({})
+    plain.add_labels([Label("bird")])  # the version knows five labels, the project six
+    assert plain.scoring().name == "zero-shot"
+    said = versions.invoke({})
+    assert "chosen, but not in use: its labels or features no longer match" in said and "(in use)" not in said

@@ -113,10 +113,6 @@ class Workbench:
             reviewer.write_behind()
         return reviewer
 
-    @property
-    def reviewer_is_open(self) -> bool:
-        return self._reviewer is not None
-
     def forget_reviewer(self) -> None:
         """Drop the review loop (after its unwritten suggestions are stored, so they cannot land
         on top of newer ones): the next `reviewer()` builds one on the project as it is now."""

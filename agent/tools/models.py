@@ -62,11 +62,21 @@ def tools(ctx: AgentContext) -> list[BaseTool]:
         versions = store.model_versions()
         if not versions:
             return "No trained models yet. Confirm some labels, then say 'train a model'.", versions
-        parts = [f"{v.name}{' (in use)' if v.active else ''}: {_percent(v.metrics.get('accuracy'))} "
+        in_use = bench.scoring().version  # not an active version whose labels changed, nor with --model
+        why = "a --model was given" if bench.model else "its labels or features no longer match the project's"
+        parts = [f"{v.name}{_use_note(v, in_use, why)}: {_percent(v.metrics.get('accuracy'))} "
                  f"vs zero-shot {_percent(v.metrics.get('zero_shot_accuracy'))}" for v in versions]
         return "Model versions: " + "; ".join(parts) + ".", versions
 
     return [train_model, use_model, model_versions]
+
+
+def _use_note(version, in_use, why: str) -> str:
+    if in_use is not None and version.id == in_use.id:
+        return " (in use)"
+    if version.active:
+        return f" (chosen, but not in use: {why}; suggestions are zero-shot)"
+    return ""
 
 
 def worse_than_zero_shot(metrics: dict) -> str:
