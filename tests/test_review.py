@@ -178,6 +178,32 @@ def test_incremental_updates_match_a_fresh_start():
         assert set(a) == set(b)
 
 
+def test_before_any_example_the_blend_is_zero_shot_and_makes_no_copy_of_every_feature():
+    x, y = _clusters(n_per=20, classes=3, seed=6)
+    ids = np.arange(len(x)) + 100
+    zero_shot = np.random.default_rng(6).dirichlet(np.ones(3), len(x))
+    learner = LiveLearner(ids, x.astype(np.float16), zero_shot)
+    blended = learner.blend(ids[::-1], {}, rejected={int(ids[3]): [int(zero_shot[3].argmax())]})
+    expected = zero_shot[::-1].copy()
+    assert np.allclose(blended.zero_shot, expected, atol=1e-6)  # the zero-shot part keeps the rejected label
+    expected[-4, zero_shot[3].argmax()] = 0
+    expected /= expected.sum(axis=1, keepdims=True)
+    assert np.allclose(blended.probabilities, expected, atol=1e-6)
+    assert (blended.neighbor_rows == -1).all() and not learner.votes.has_centred_copy
+    few = learner.votes.rows_features(np.array([0, 7, 59]))  # a batch's rows, centred without the copy
+    learner.blend(ids[2:], {int(ids[0]): 0, int(ids[1]): 0})  # the first examples make it
+    assert learner.votes.has_centred_copy
+    assert np.allclose(few, learner.votes.features[[0, 7, 59]], atol=1e-3)
+
+
+def test_the_least_certain_first_is_the_stable_order_without_a_full_sort():
+    from tools.review.ordering import _smallest
+
+    values = np.random.default_rng(2).integers(0, 50, 5000).astype(np.float32)  # many ties
+    for limit in (1, 20, 800, 5000, 9000):
+        assert np.array_equal(_smallest(values, limit), np.argsort(values, kind="stable")[:limit])
+
+
 # -- the review loop on real photos ---------------------------------------------------------
 
 

@@ -182,14 +182,74 @@ class ExampleVotes:
         features = np.asarray(features)
         if not np.all(order[1:] > order[:-1]):  # the store reads them sorted: no copy then
             features = features[order]
-        centred = features.astype(np.float32)  # the one float32 copy, centred and normalised in place
-        if len(features) > 1:
-            centred -= features.mean(axis=0, dtype=np.float64).astype(np.float32)
-        self.features = normalize(centred, in_place=True)
-        n = len(self.item_ids)
-        self.neighbor_rows = np.full((n, config.k), -1, dtype=np.int32)  # -1: no neighbour
-        self.neighbor_sims = np.full((n, config.k), -np.inf, dtype=np.float32)
+        # Kept as given (float16, memory-mapped) until an example needs the centred copy: opening
+        # a fresh project of a million items then reads no feature (bench/scale.py reviewer_open_s).
+        self._raw = features
+        self._features: np.ndarray | None = None
+        self._mean: np.ndarray | None = None
+        self._neighbor_rows: np.ndarray | None = None
+        self._neighbor_sims: np.ndarray | None = None
         self.examples: set[int] = set()
+
+    @property
+    def features(self) -> np.ndarray:
+        """Every item's features, centred (the project's mean removed) and unit length, float32:
+        the one copy, made on first use."""
+        if self._features is None:
+            centred = self._raw.astype(np.float32)
+            if len(centred) > 1:
+                centred -= self.mean
+            self._features = normalize(centred, in_place=True)
+            self._raw = self._features  # the float16 view is no longer needed
+        return self._features
+
+    @property
+    def has_centred_copy(self) -> bool:
+        return self._features is not None
+
+    @property
+    def mean(self) -> np.ndarray:
+        """The project's mean feature (what centring removes)."""
+        if self._mean is None:
+            self._mean = (self._raw.mean(axis=0, dtype=np.float64).astype(np.float32) if len(self._raw) > 1
+                          else np.zeros(self._raw.shape[1:], dtype=np.float32))
+        return self._mean
+
+    def rows_features(self, rows) -> np.ndarray:
+        """`features[rows]` without making the centred copy of every item's (a batch's few rows)."""
+        if self._features is not None:
+            return self._features[rows]
+        picked = np.asarray(self._raw[rows], dtype=np.float32)
+        if len(self._raw) > 1:
+            picked = picked - self.mean
+        return normalize(picked, in_place=True)
+
+    @property
+    def neighbor_rows(self) -> np.ndarray:
+        """(N, k) each item's nearest examples as rows, -1 where fewer exist: a read-only view
+        until the first example (no million-row array filled for a fresh project)."""
+        if self._neighbor_rows is None:
+            return np.broadcast_to(np.int32(-1), (len(self.item_ids), self.config.k))
+        return self._neighbor_rows
+
+    @property
+    def neighbor_sims(self) -> np.ndarray:
+        if self._neighbor_sims is None:
+            return np.broadcast_to(np.float32(-np.inf), (len(self.item_ids), self.config.k))
+        return self._neighbor_sims
+
+    def neighbors_at(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(neighbour rows, similarities) of these rows; views, not copies, before any example."""
+        if self._neighbor_rows is None:
+            shape = (len(rows), self.config.k)
+            return np.broadcast_to(np.int32(-1), shape), np.broadcast_to(np.float32(-np.inf), shape)
+        return self._neighbor_rows[rows], self._neighbor_sims[rows]
+
+    def _writable_neighbors(self) -> None:
+        if self._neighbor_rows is None:
+            n = len(self.item_ids)
+            self._neighbor_rows = np.full((n, self.config.k), -1, dtype=np.int32)
+            self._neighbor_sims = np.full((n, self.config.k), -np.inf, dtype=np.float32)
 
     @property
     def neighbor_ids(self) -> np.ndarray:
@@ -214,6 +274,7 @@ class ExampleVotes:
         """Compare the new examples with every item; only rows where one of them is closer than
         the farthest kept neighbour change (after the first few batches, a minority)."""
         rows = self.row_of.rows(np.array(ids, dtype=np.int64))[0]  # every one known: see set_examples
+        self._writable_neighbors()
         sims = self.features @ self.features[rows].T  # (N, new)
         sims[rows, np.arange(len(rows))] = -np.inf  # an example never votes for itself
         touched = np.flatnonzero(sims.max(axis=1) > self.neighbor_sims.min(axis=1))
@@ -229,6 +290,7 @@ class ExampleVotes:
     def _remove(self, ids: set[int]) -> None:
         self.examples -= ids
         gone = self.row_of.rows(np.fromiter(ids, dtype=np.int64, count=len(ids)))[0]
+        self._writable_neighbors()
         affected = np.flatnonzero(np.isin(self.neighbor_rows, gone).any(axis=1))
         if not len(affected):
             return
@@ -305,6 +367,8 @@ class LiveLearner:
                pseudo: tuple[np.ndarray, np.ndarray] | None) -> Blended:
         """`blend`, the probe also fitted on `pseudo` (rows, label columns) if given."""
         rows = self.rows(item_ids)
+        if not label_of:
+            return self._zero_shot_only(item_ids, rows, rejected)
         zero_shot = self.zero_shot[rows]
         c = zero_shot.shape[1]
         shares, total = self.votes.vote_shares(rows, label_of, c)
@@ -331,8 +395,18 @@ class LiveLearner:
             probabilities = uncalibrated = _without_rejected(probabilities.copy(), item_ids, rejected).astype(np.float32)
         return Blended(probabilities, zero_shot.astype(np.float32), shares.astype(np.float32),
                        np.asarray(learned, dtype=np.float32), lam.astype(np.float32),
-                       self.votes.neighbor_rows[rows], self.votes.neighbor_sims[rows], self.votes.item_ids, choice,
-                       uncalibrated)
+                       *self.votes.neighbors_at(rows), self.votes.item_ids, choice, uncalibrated)
+
+    def _zero_shot_only(self, item_ids: np.ndarray, rows: np.ndarray,
+                        rejected: dict[int, list[int]] | None) -> Blended:
+        """The blend before any example: zero-shot as it is, in one float32 copy (a fresh project
+        of a million items took 0.65 s of float64 copies here, for the same numbers)."""
+        every_row = len(rows) == len(self.item_ids) and np.array_equal(rows, np.arange(len(rows)))
+        zero_shot = (self.zero_shot if every_row else self.zero_shot[rows]).astype(np.float32)
+        probabilities = _without_rejected(zero_shot.copy(), item_ids, rejected) if rejected else zero_shot
+        nothing = np.zeros(zero_shot.shape, dtype=np.float32)  # never touched: no memory used
+        return Blended(probabilities, zero_shot, nothing, nothing, np.zeros(len(rows), dtype=np.float32),
+                       *self.votes.neighbors_at(rows), self.votes.item_ids, None, probabilities)
 
     def _probe(self, label_of: dict[int, int], c: int, pseudo: tuple[np.ndarray, np.ndarray] | None = None):
         """(ridge scores of every item (N, C), with the examples' rows left out of fold; each

@@ -155,11 +155,22 @@ class ResidualHead(ZeroShotHead):
 
 def probabilities_in_parts(head: ZeroShotHead, features: np.ndarray, part: int = 65_536) -> np.ndarray:
     """`head.probabilities` of a large (float16, memory-mapped) matrix, a part at a time, so
-    that no float32 copy of all of it is made (a million 2,496-number rows: 10 GB)."""
+    that no float32 copy of all of it is made (a million 2,496-number rows: 10 GB). Parts run
+    on a thread per core: numpy lets go of the interpreter lock for each (a million rows of
+    128 numbers on 2 cores: 0.65 s instead of 0.95 s)."""
     if len(features) <= part:
         return head.probabilities(np.asarray(features, dtype=np.float32))
-    return np.concatenate([head.probabilities(np.asarray(features[start : start + part], dtype=np.float32))
-                           for start in range(0, len(features), part)])
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    out = np.empty((len(features), len(head.labels)), dtype=np.float32)
+
+    def one(start: int) -> None:
+        out[start : start + part] = head.probabilities(np.asarray(features[start : start + part], dtype=np.float32))
+
+    with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
+        list(pool.map(one, range(0, len(features), part)))
+    return out
 
 
 _HEAD_TYPES = {"LinearHead": LinearHead, "BridgeHead": BridgeHead, "ResidualHead": ResidualHead}

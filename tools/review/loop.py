@@ -91,7 +91,6 @@ class Reviewer(SimilaritySearch):
         del features  # the learner keeps them centred and normalised
         self.votes = self.learner.votes
         self.config = config
-        self.features = self.votes.features  # normalised, sorted like votes.item_ids
         self.zero_shot = self.learner.zero_shot
         self.item_ids = self.votes.item_ids
         self.current: Blended | None = None
@@ -101,6 +100,11 @@ class Reviewer(SimilaritySearch):
         self._floor: float | None = None  # see similarity_floor()
         self.writer: SuggestionWriter | None = None  # set by write_behind(): rows stored from a thread
         self.suspects: set[int] = set()  # confirmed items shown as suspects: accepting one keeps its label
+
+    @property
+    def features(self) -> np.ndarray:
+        """Every item's features, centred and normalised, sorted like `item_ids` (made on first use)."""
+        return self.votes.features
 
     def write_behind(self) -> None:
         """Store refreshed suggestions from a background thread (the browser app: a key press
@@ -216,7 +220,10 @@ class Reviewer(SimilaritySearch):
         open_ids = self.store.open_item_ids()
         if exclude:
             open_ids = open_ids[~np.isin(open_ids, np.fromiter(exclude, dtype=np.int64))]
-        open_rows = np.flatnonzero(np.isin(self.current_ids, open_ids, assume_unique=True))
+        if np.array_equal(open_ids, self.current_ids):  # nothing skipped or set aside: every row, no copy
+            open_rows = slice(None)
+        else:
+            open_rows = np.flatnonzero(np.isin(self.current_ids, open_ids, assume_unique=True))
         probabilities = self.current.probabilities[open_rows]
         ranked = self.current.uncalibrated if self.current.uncalibrated is not None else self.current.probabilities
         ranked = ranked[open_rows]
@@ -226,14 +233,15 @@ class Reviewer(SimilaritySearch):
                 raise LabelNotInSetError(label, self.labels)
             keep = probabilities.argmax(axis=1) == self.column[label]
             probabilities, ranked, ids = probabilities[keep], ranked[keep], ids[keep]
-        best = probabilities.max(axis=1)
-        in_range = (best >= min_prob) & (best <= max_prob)
-        ranked, ids = ranked[in_range], ids[in_range]
+        if min_prob > 0 or max_prob < 1:  # (a million rows copied for no filter took a tenth of a second)
+            best = probabilities.max(axis=1)
+            in_range = (best >= min_prob) & (best <= max_prob)
+            ranked, ids = ranked[in_range], ids[in_range]
         # uncertain: spreading the 40 x size least certain over labels gives the same first
         # `size` as spreading thousands, in a fraction of the time (a key press waits for it)
         limit = max(400, 40 * size) if strategy is Strategy.UNCERTAIN else ORDER_LIMIT
         order = _order(strategy, ranked, seed, limit)
-        chosen = without_near_duplicates(ids[order], size, self.item_ids, self.features)
+        chosen = without_near_duplicates(ids[order], size, self.item_ids, self.votes.rows_features)
         return [self.card(int(i)) for i in chosen]
 
     def _suspect_cards(self, size: int, label: str | None, shown: set[int]) -> list[Card]:

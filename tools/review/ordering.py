@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections import Counter, deque
 from enum import Enum
+from typing import Callable
 
 import numpy as np
 
@@ -35,10 +36,19 @@ def _order(strategy: Strategy, probabilities: np.ndarray, seed: int | None, limi
         return np.argsort(-top2[:, 0], kind="stable")
     if strategy is Strategy.RANDOM:
         return np.random.default_rng(seed).permutation(n)
-    by_margin = np.argsort(margin, kind="stable")[:limit]
+    by_margin = _smallest(margin, limit)
     if strategy is Strategy.UNCERTAIN:
         return _spread_over_labels(by_margin, probabilities.argmax(axis=1), cap_share=0.5)
     return _spread_over_labels(by_margin, probabilities.argmax(axis=1), cap_share=None)
+
+
+def _smallest(values: np.ndarray, limit: int) -> np.ndarray:
+    """`np.argsort(values, kind="stable")[:limit]`, without sorting all of a million values."""
+    if limit >= len(values):
+        return np.argsort(values, kind="stable")
+    kth = np.partition(values, limit)[limit]
+    candidates = np.flatnonzero(values <= kth)  # ties at the cut are resolved by position, as a stable sort does
+    return candidates[np.lexsort((candidates, values[candidates]))][:limit]
 
 
 def _spread_over_labels(order: np.ndarray, predicted: np.ndarray, cap_share: float | None) -> np.ndarray:
@@ -84,17 +94,23 @@ def _capped(order: np.ndarray, predicted: np.ndarray, cap: int, window: int) -> 
 
 
 def without_near_duplicates(ordered_ids: np.ndarray, size: int, item_ids: np.ndarray,
-                            features: np.ndarray) -> list[int]:
+                            features_of: Callable[[np.ndarray], np.ndarray]) -> list[int]:
     """The first `size` of `ordered_ids`, skipping any within NEAR_DUPLICATE_COSINE of one already
-    chosen (`features`: normalised, one row per id of the sorted `item_ids`)."""
+    chosen. `features_of(rows)`: normalised features of those rows of the sorted `item_ids`
+    (asked a few rows at a time: a batch never needs every item's)."""
     chosen: list[int] = []
-    vectors = np.empty((size, features.shape[1]), dtype=features.dtype)
-    for item_id, row in zip(ordered_ids, np.searchsorted(item_ids, ordered_ids)):
-        vector = features[row]
-        if chosen and float(np.max(vectors[: len(chosen)] @ vector)) >= NEAR_DUPLICATE_COSINE:
-            continue
-        vectors[len(chosen)] = vector
-        chosen.append(int(item_id))
-        if len(chosen) == size:
-            break
+    vectors: np.ndarray | None = None
+    step = max(2 * size, 8)
+    for start in range(0, len(ordered_ids), step):
+        part = ordered_ids[start : start + step]
+        part_vectors = features_of(np.searchsorted(item_ids, part))
+        if vectors is None:
+            vectors = np.empty((size, part_vectors.shape[1]), dtype=part_vectors.dtype)
+        for item_id, vector in zip(part, part_vectors):
+            if chosen and float(np.max(vectors[: len(chosen)] @ vector)) >= NEAR_DUPLICATE_COSINE:
+                continue
+            vectors[len(chosen)] = vector
+            chosen.append(int(item_id))
+            if len(chosen) == size:
+                return chosen
     return chosen
