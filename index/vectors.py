@@ -8,8 +8,13 @@ removing items is incremental.
 
 On disk: vectors/<model-slug>.faiss and .json (what it holds), each written
 to a temporary file and renamed into place. A missing, unreadable or stale
-file (its ids differ from the store's) is rebuilt from the store: the store
-is the source of truth.
+file is rebuilt from the store: the store is the source of truth. One whose ids
+differ from the store's (the project grew or lost items) is caught up instead:
+only the new items are added and the gone ones removed. When the project has
+more than doubled (or halved) since the index was trained, or crossed
+APPROXIMATE_FROM, it is rebuilt: in a background thread where the caller asks
+(the app, which keeps answering from the caught-up index meanwhile; at a
+million items a build takes tens of seconds), else before `open` returns.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import math
 import os
 import re
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,6 +38,7 @@ BLAS_THRESHOLD = 16  # faiss's default (128000) made batched flat queries ~7x sl
 RECALL_SAMPLE = 200
 EXACT_AMONG = 20_000  # filtered searches among at most this many items scan every IVF list (~15 ms at 2,496-d)
 MIN_RECALL = 0.95
+REBUILD_GROWTH = 2.0  # rebuilt once the project has grown (or shrunk) this many times since the build
 
 
 def _faiss():
@@ -75,6 +82,7 @@ class IndexInfo:
     recall_at_10: float | None = None  # approximate indexes: measured when built
     nprobe: int | None = None
     built_seconds: float = 0.0
+    trained_count: int | None = None  # items when it was built (None: an index from before this field)
 
 
 class VectorIndex:
@@ -82,6 +90,9 @@ class VectorIndex:
         self.index = index
         self.info = info
         self.folder = folder
+        self.rebuilding: threading.Thread | None = None  # a background rebuild, while one runs
+        self.rebuild_error: str | None = None  # why the last background rebuild failed
+        self._swap = threading.Lock()
 
     # -- building and loading ---------------------------------------------------
 
@@ -102,19 +113,76 @@ class VectorIndex:
                 index.add_with_ids(vectors, ids)
             kind = "flat"
         info = IndexInfo(model, kind, len(ids), dim, ids_digest(ids), recall, nprobe,
-                         round(time.perf_counter() - started, 3))
+                         round(time.perf_counter() - started, 3), trained_count=len(ids))
         built = cls(index, info, Path(folder))
         built.save()
         return built
 
     @classmethod
-    def open(cls, folder: Path, model: str, ids: np.ndarray, vectors_fn) -> "VectorIndex":
-        """The saved index if it matches the store's ids, else one rebuilt from `vectors_fn()`."""
+    def open(cls, folder: Path, model: str, ids: np.ndarray, vectors_fn, *,
+             background: bool = False) -> "VectorIndex":
+        """The saved index if it matches the store's ids; else the saved one caught up with them
+        (new items added, gone ones removed), rebuilt first if the project outgrew it (in a
+        background thread with `background`); else one built from `vectors_fn()`, which gives
+        (sorted item ids, vectors) of every item."""
+        ids = np.asarray(ids, dtype=np.int64)
         loaded = cls._load(Path(folder), model)
         if loaded is not None and loaded.info.ids_digest == ids_digest(ids) and loaded.info.count == len(ids):
             return loaded
+        if loaded is not None and (background or not _outgrown(loaded.info, len(ids))):
+            if loaded.catch_up(ids, vectors_fn):
+                if _outgrown(loaded.info, len(ids)):
+                    loaded.rebuild_in_background(vectors_fn)
+                return loaded
         stored_ids, vectors = vectors_fn()
         return cls.build(folder, model, stored_ids, vectors)
+
+    def catch_up(self, ids: np.ndarray, vectors_fn) -> bool:
+        """Add the items of `ids` the index lacks and remove those it holds but `ids` does not;
+        False (nothing changed) when the new vectors do not fit it (another dimension)."""
+        held = self.ids()
+        new = np.setdiff1d(ids, held, assume_unique=True)
+        gone = np.setdiff1d(held, ids, assume_unique=True)
+        vectors = None
+        if len(new):
+            stored_ids, stored = vectors_fn()
+            if not len(stored_ids):
+                return False
+            rows = np.minimum(np.searchsorted(stored_ids, new), len(stored_ids) - 1)
+            found = stored_ids[rows] == new  # (the store lacks an id asked for: left out, as a build would)
+            new, vectors = new[found], np.asarray(stored[rows[found]], dtype=np.float32)
+            if self.info.dim and len(new) and vectors.shape[1] != self.info.dim:
+                return False
+        if len(gone):
+            self.remove(gone)
+        if vectors is not None and len(new):
+            self.add(new, vectors)
+        self.save()
+        return True
+
+    def rebuild_in_background(self, vectors_fn) -> None:
+        """Build the index afresh from `vectors_fn()` in a thread and answer from it once built;
+        until then this one (caught up) answers. `wait()` waits for it."""
+        if self.rebuilding is not None and self.rebuilding.is_alive():
+            return
+
+        def rebuild() -> None:
+            try:
+                stored_ids, vectors = vectors_fn()
+                built = VectorIndex.build(self.folder, self.info.model, stored_ids, vectors)
+            except Exception as error:  # (a full disk): the caught-up index keeps answering; the next open tries again
+                self.rebuild_error = f"{type(error).__name__}: {error}"
+                return
+            with self._swap:
+                self.index, self.info = built.index, built.info
+
+        self.rebuilding = threading.Thread(target=rebuild, name="labelchat-index-rebuild", daemon=True)
+        self.rebuilding.start()
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait for a background rebuild, if one runs."""
+        if self.rebuilding is not None:
+            self.rebuilding.join(timeout)
 
     @classmethod
     def _load(cls, folder: Path, model: str) -> "VectorIndex | None":
@@ -171,7 +239,7 @@ class VectorIndex:
         ids = self.ids()
         self.info = IndexInfo(
             self.info.model, self.info.kind, len(ids), self.index.d, ids_digest(ids),
-            self.info.recall_at_10, self.info.nprobe, self.info.built_seconds,
+            self.info.recall_at_10, self.info.nprobe, self.info.built_seconds, self.info.trained_count,
         )
 
     def ids(self) -> np.ndarray:
@@ -198,18 +266,20 @@ class VectorIndex:
         `among` restricts the search to those item ids (e.g. the confirmed ones).
         """
         faiss = _faiss()
+        with self._swap:  # a background rebuild swaps both at once
+            index, info = self.index, self.info
         queries = normalize(np.atleast_2d(queries))
-        if not self.index.ntotal:
+        if not index.ntotal:
             return np.zeros((len(queries), k), np.float32), -np.ones((len(queries), k), np.int64)
         params = None
         if among is not None:
             selector = faiss.IDSelectorBatch(np.asarray(among, dtype=np.int64))
             params = faiss.SearchParameters(sel=selector)
-            if self.info.kind == "ivf":
-                nlist = faiss.extract_index_ivf(self.index).nlist
-                nprobe = filtered_nprobe(self.info.nprobe or 1, nlist, self.info.count, len(set(among)))
+            if info.kind == "ivf":
+                nlist = faiss.extract_index_ivf(index).nlist
+                nprobe = filtered_nprobe(info.nprobe or 1, nlist, info.count, len(set(among)))
                 params = faiss.SearchParametersIVF(sel=selector, nprobe=nprobe)
-        similarities, ids = self.index.search(queries, k, params=params)
+        similarities, ids = index.search(queries, k, params=params)
         return similarities, ids
 
 
@@ -226,6 +296,19 @@ def filtered_nprobe(nprobe: int, nlist: int, count: int, among: int) -> int:
     if among <= EXACT_AMONG:
         return nlist
     return int(min(nlist, max(nprobe, math.ceil(nprobe * count / max(1, among)))))
+
+
+def _outgrown(info: IndexInfo, count: int) -> bool:
+    """Whether an index of `info` should be rebuilt to hold `count` items: the project crossed
+    APPROXIMATE_FROM (flat against IVF), or has grown or shrunk REBUILD_GROWTH times since the
+    IVF's lists were trained (their centres no longer fit, and nprobe was measured for another
+    size)."""
+    if (count >= APPROXIMATE_FROM) != (info.kind == "ivf"):
+        return True
+    if info.kind != "ivf":
+        return False
+    trained = info.trained_count or info.count
+    return not trained / REBUILD_GROWTH <= count <= trained * REBUILD_GROWTH
 
 
 def _paths(folder: Path, model: str) -> tuple[Path, Path]:

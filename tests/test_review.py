@@ -55,6 +55,51 @@ def test_index_is_saved_reopened_and_rebuilt_when_stale_or_corrupt(tmp_path):
     assert not list(tmp_path.glob(".tmp-*"))  # atomic writes leave nothing behind
 
 
+def test_an_index_catches_up_with_a_growing_project_and_is_rebuilt_once_outgrown(tmp_path, monkeypatch):
+    monkeypatch.setattr(vectors, "APPROXIMATE_FROM", 1000)
+    x, _ = _clusters(n_per=400, classes=8, dim=32)  # 3,200 vectors
+    ids = np.arange(len(x)) + 1
+    first = VectorIndex.build(tmp_path, "m", ids[:1200], x[:1200])
+    assert first.info.kind == "ivf" and first.info.trained_count == 1200
+    asked = []
+
+    def from_store():
+        asked.append(1)
+        return ids, x
+
+    grown = VectorIndex.open(tmp_path, "m", ids[:2000], from_store)  # grew 1.7x, 12 removed below
+    assert grown.info.trained_count == 1200 and grown.info.count == 2000  # caught up, not retrained
+    _, found = grown.search(x[1500:1505], 1)
+    assert list(found[:, 0]) == list(ids[1500:1505])  # the new items are found
+    again = VectorIndex.open(tmp_path, "m", ids[12:2000], from_store)
+    assert again.info.count == 1988 and 1 not in set(again.ids())
+    assert VectorIndex.open(tmp_path, "m", ids[12:2000], from_store).info == again.info  # saved as caught up
+
+    outgrown = VectorIndex.open(tmp_path, "m", ids, from_store, background=True)  # 2.7x the trained 1,200
+    assert outgrown.info.count == len(ids)  # answers at once, every item in
+    outgrown.wait(60)
+    assert outgrown.info.trained_count == len(ids) and outgrown.rebuild_error is None
+    assert outgrown.info.recall_at_10 >= vectors.MIN_RECALL
+    assert VectorIndex.open(tmp_path, "m", ids, from_store).info == outgrown.info  # the rebuild was saved
+
+    small = VectorIndex.open(tmp_path, "m", ids[:500], lambda: (ids[:500], x[:500]))  # below: flat, at once
+    assert small.info.kind == "flat" and small.info.count == 500
+
+
+def test_an_index_from_before_the_catch_up_still_opens(tmp_path):
+    import json
+
+    x, _ = _clusters()
+    ids = np.arange(len(x))
+    VectorIndex.build(tmp_path, "m", ids, x)
+    info_file = next(tmp_path.glob("*.json"))
+    old = json.loads(info_file.read_text())
+    del old["trained_count"]
+    info_file.write_text(json.dumps(old))
+    reopened = VectorIndex.open(tmp_path, "m", ids, lambda: pytest.fail("rebuilt an index that was current"))
+    assert reopened.info.count == len(ids)
+
+
 def test_index_adds_removes_and_filters(tmp_path):
     x, _ = _clusters()
     index = VectorIndex.build(tmp_path, "m", np.arange(100), x[:100])

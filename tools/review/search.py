@@ -111,11 +111,13 @@ class SimilaritySearch:
         return [Neighbor(i, labels.get(i) or "", s) for i, s in found]
 
     def index(self) -> VectorIndex:
-        """The FAISS index of this model's features (rebuilt from the store when stale)."""
+        """The FAISS index of this model's features (caught up with the store, or rebuilt, when
+        stale; the app, which stores suggestions from a thread, rebuilds in the background too)."""
         if self._index is None:
             self._index = VectorIndex.open(
                 self.project.vectors_dir, self.model, self.item_ids,
                 lambda: self.store.embeddings(self.model, dtype=None),
+                background=getattr(self, "writer", None) is not None,
             )
         return self._index
 
