@@ -1,6 +1,6 @@
 """Labelling efficiency: how many human actions a dataset needs, through the real review loop.
 
-    python bench/labelling.py DATA [DATA ...] [--model offline] [--batch 20]
+    python bench/labelling.py DATA [DATA ...] [--model offline] [--batch 20] [--panel]
 
 DATA is any folder laid out as <label>/<image>; the folder names are the
 truth, known only to a simulated annotator. For every review strategy the
@@ -8,7 +8,10 @@ annotator takes one batch at a time from `Reviewer.batch`, accepts each
 suggestion that is right and corrects each that is wrong (one action per
 item), and the suggestions refresh after every batch. After each batch the
 dataset's accuracy is measured: confirmed labels plus the current best
-suggestion of every other item. Two baselines: labelling by hand (an
+suggestion of every other item. `--panel` reviews as the browser app's review
+panel does: batches of 12 cards, the next one chosen (the suggestions
+refreshed) while the last 2 cards are still to answer, so it learns from all
+decisions but those two (ui/review_tab.py BATCH and PREPARE_AT). Two baselines: labelling by hand (an
 unlabelled item counts as wrong) and reviewing zero-shot suggestions in
 random order with no learning.
 
@@ -82,35 +85,42 @@ class Run:
 
 
 def simulate(project: Project, truth: dict[int, str], strategy: Strategy, batch: int, model: str,
-             learn: bool = True) -> Run:
+             learn: bool = True, lag: int = 0) -> Run:
+    """`lag`: cards of each batch still unanswered when the next batch is chosen (the panel's
+    PREPARE_AT; 0: the next batch waits for every answer)."""
     reviewer = Reviewer(project, model=model)
     run = Run()
     timed_refresh(reviewer, run)
     n, actions = len(truth), 0
     run.curve.append((0.0, dataset_accuracy(project, truth)))
-    while True:
-        cards = reviewer.batch(strategy, batch, seed=actions)
-        if not cards:
-            break
-        for card in cards:
-            right = truth[card.item.id]
-            suggested = card.suggestions[0].label if card.suggestions else None
-            if card.suggestions:
-                run.shown.append((card.suggestions[0].score, suggested == right))
-            if suggested == right:
-                reviewer.decide(card.item.id, Action.ACCEPT, right, actor="simulated")
-            else:
-                reviewer.decide(card.item.id, Action.CORRECT, right, actor="simulated")
-        actions += len(cards)
+    cards = reviewer.batch(strategy, batch, seed=actions)
+    while cards:
+        early, late = (cards[:-lag], cards[-lag:]) if lag and len(cards) > lag else (cards, [])
+        answer(reviewer, early, truth, run)
         if learn:
             timed_refresh(reviewer, run)
+        upcoming = reviewer.batch(strategy, batch, seed=actions + len(cards), exclude=[c.item.id for c in late])
+        answer(reviewer, late, truth, run)
+        actions += len(cards)
         pending = pending_suggestions(project, truth)
         if pending:
             run.pending_errors.append(calibration_error(pending))
         run.curve.append((actions / n, dataset_accuracy(project, truth)))
         if run.curve[-1][1] >= 0.999:
             break
+        cards = upcoming
     return run
+
+
+def answer(reviewer: Reviewer, cards, truth: dict[int, str], run: Run) -> None:
+    """The simulated annotator: accept each right suggestion, correct each wrong one."""
+    for card in cards:
+        right = truth[card.item.id]
+        suggested = card.suggestions[0].label if card.suggestions else None
+        if card.suggestions:
+            run.shown.append((card.suggestions[0].score, suggested == right))
+        action = Action.ACCEPT if suggested == right else Action.CORRECT
+        reviewer.decide(card.item.id, action, right, actor="simulated")
 
 
 def timed_refresh(reviewer: Reviewer, run: Run) -> None:
@@ -152,7 +162,7 @@ def needed(curve: list[tuple[float, float]], target: float) -> float | None:
     return None
 
 
-def run(data: Path, model: str, batch: int, scratch: Path, strategies: list[str]) -> dict:
+def run(data: Path, model: str, batch: int, scratch: Path, strategies: list[str], lag: int = 0) -> dict:
     results = {}
     runs = [(s, Strategy(s), True) for s in strategies if s != STATIC]
     if STATIC in strategies:
@@ -161,7 +171,7 @@ def run(data: Path, model: str, batch: int, scratch: Path, strategies: list[str]
     for name, strategy, learn in runs:
         started = time.perf_counter()
         project, truth = build_project(scratch / f"{data.name}-{name[:8]}-{time.monotonic_ns()}", data)
-        outcome = simulate(project, truth, strategy, batch, model, learn)
+        outcome = simulate(project, truth, strategy, batch, model, learn, lag)
         curve = outcome.curve
         zero_shot_accuracy = curve[0][1]
         result = {f"actions_for_{int(t * 100)}": needed(curve, t) for t in TARGETS}
@@ -189,6 +199,9 @@ def main() -> None:
     parser.add_argument("data", nargs="+", type=Path)
     parser.add_argument("--model", default="offline")
     parser.add_argument("--batch", type=int, default=20)
+    parser.add_argument("--panel", action="store_true",
+                        help="review as the app's panel does: its batch size, the next batch chosen before the "
+                             "last cards are answered (overrides --batch)")
     parser.add_argument("--curves", action="store_true", help="keep the full curves in the JSON line")
     parser.add_argument("--strategies", default=",".join(STRATEGIES),
                         help=f"comma-separated, of: {', '.join(STRATEGIES)} ({STATIC}: zero-shot in random order, "
@@ -198,10 +211,15 @@ def main() -> None:
     unknown = [s for s in strategies if s not in STRATEGIES]
     if unknown:
         parser.error(f"unknown strategy {unknown[0]!r}; choose from {', '.join(STRATEGIES)}")
-    figures = {"model": args.model, "batch": args.batch, "datasets": {}}
+    lag = 0
+    if args.panel:
+        from ui.review_tab import BATCH, PREPARE_AT
+
+        args.batch, lag = BATCH, PREPARE_AT
+    figures = {"model": args.model, "batch": args.batch, "lag": lag, "datasets": {}}
     with tempfile.TemporaryDirectory(prefix="labelchat-bench-") as tmp:
         for data in args.data:
-            figures["datasets"][data.name] = run(data, args.model, args.batch, Path(tmp), strategies)
+            figures["datasets"][data.name] = run(data, args.model, args.batch, Path(tmp), strategies, lag)
     if not args.curves:
         for dataset in figures["datasets"].values():
             for result in dataset["strategies"].values():

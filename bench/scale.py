@@ -17,6 +17,8 @@ memory is its own):
   does after a batch);
 - a k=10 similar-items query: p50 / p95 over 300 queries, exact and approximate (IVF), with the
   approximate index's recall@10 against exact search (`bench/review_speed.py`'s measurement);
+- the project's own similarity index after the project grew by 1%: caught up (the new
+  vectors added) against built again from every vector, in the same run;
 - the process's peak resident memory.
 
 Ends with one JSON line: the figures per size and each figure's ratio to the smallest size's
@@ -181,6 +183,7 @@ def measure(folder: Path, n: int, dim: int, labels: int) -> dict:
         # the product's peak, before the baseline below builds n x 5 Suggestion objects
         figures["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         figures.update(_store_all(reviewer, project))
+        figures.update(_index_growth(project, Path(tempfile.mkdtemp(prefix="labelchat-scale-index-"))))
     figures.update(_features_read(folder))  # after the peak too: the baseline holds a second copy
     return figures
 
@@ -217,6 +220,28 @@ def _store_all(reviewer, project) -> dict:
     reviewer.store_rows(ids, current, every_row, examples)
     figures["store_all_arrays_s"] = round(time.perf_counter() - started, 4)
     figures["store_all_speedup"] = round(figures["store_all_per_item_s"] / figures["store_all_arrays_s"], 2)
+    return figures
+
+
+def _index_growth(project, folder: Path) -> dict:
+    """Opening the similarity index after the project grew by 1%: caught up with the new
+    items (the product) against built again from every vector (before), same vectors."""
+    import shutil
+
+    from index.vectors import VectorIndex
+
+    ids, vectors = project.store.embeddings(SPEC, dtype=None)
+    before = ids[: int(len(ids) * 0.99)]
+    VectorIndex.build(folder, SPEC, before, vectors[: len(before)])
+    started = time.perf_counter()
+    caught_up = VectorIndex.open(folder, SPEC, ids, lambda: (ids, vectors))
+    figures = {"index_catch_up_s": round(time.perf_counter() - started, 3)}
+    started = time.perf_counter()
+    rebuilt = VectorIndex.build(folder, SPEC, ids, vectors)
+    figures["index_rebuild_s"] = round(time.perf_counter() - started, 3)
+    figures["index_catch_up_speedup"] = round(figures["index_rebuild_s"] / max(figures["index_catch_up_s"], 1e-6), 1)
+    figures["index_catch_up_count_ok"] = caught_up.info.count == rebuilt.info.count
+    shutil.rmtree(folder, ignore_errors=True)
     return figures
 
 
