@@ -123,9 +123,12 @@ def test_a_project_that_kept_its_vectors_in_sqlite_moves_them_out_once(tmp_path)
 
 
 def test_probabilities_in_parts_are_the_head_s_probabilities():
-    from tools.models.base import LinearHead, l2_normalize, probabilities_in_parts
+    from tools.models.base import BridgeHead, LinearHead, l2_normalize, probabilities_in_parts
 
     head = LinearHead(("a", "b", "c"), l2_normalize(unit_rows(3, seed=5)), 30.0)
     features = unit_rows(50, seed=6).astype(np.float16)
     whole = head.probabilities(features.astype(np.float32))
-    assert np.allclose(probabilities_in_parts(head, features, part=7), whole, atol=1e-6)
+    in_parts = probabilities_in_parts(head, features, part=7)  # 8 parts, on threads
+    assert np.allclose(in_parts, whole, atol=1e-6) and in_parts.dtype == whole.dtype
+    bridge = BridgeHead(("a", "b"), unit_rows(4, seed=7), np.zeros(4), np.full((4, 2), 0.5))
+    assert probabilities_in_parts(bridge, features[:, :8], part=7).dtype == bridge.probabilities(features[:, :8]).dtype

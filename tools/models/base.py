@@ -163,13 +163,18 @@ def probabilities_in_parts(head: ZeroShotHead, features: np.ndarray, part: int =
     import os
     from concurrent.futures import ThreadPoolExecutor
 
-    out = np.empty((len(features), len(head.labels)), dtype=np.float32)
+    def one(start: int) -> np.ndarray:
+        return head.probabilities(np.asarray(features[start : start + part], dtype=np.float32))
 
-    def one(start: int) -> None:
-        out[start : start + part] = head.probabilities(np.asarray(features[start : start + part], dtype=np.float32))
+    first = one(0)
+    out = np.empty((len(features), first.shape[1]), dtype=first.dtype)  # the head's own precision
+    out[:part] = first
+
+    def into(start: int) -> None:
+        out[start : start + part] = one(start)
 
     with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
-        list(pool.map(one, range(0, len(features), part)))
+        list(pool.map(into, range(part, len(features), part)))
     return out
 
 
