@@ -46,6 +46,23 @@ def test_the_histogram_is_the_same_when_opened_and_after_refresh_with_no_decisio
         state.project.close()
 
 
+def test_the_app_builds_its_review_loop_as_it_starts_and_the_first_page_uses_that_one(project, photos_dir):
+    from ui.app import AppState
+
+    ingest(project, [str(photos_dir)])
+    state = AppState(project.folder, brain="router", yes=False, model="openclip:tiny/random", brain_options={})
+    try:
+        state.warm_up().join(60)  # no labels yet: nothing to build, nothing raised
+        assert state.workbench._reviewer is None and "label" in state.warm_up_error.lower()
+        project.store.set_labels([Label(n) for n in LABELS])
+        state.warm_up().join(120)
+        built = state.workbench._reviewer
+        assert built is not None and state.warm_up_error is None
+        assert state.reviewer() is built  # the page's call finds it built
+    finally:
+        state.project.close()
+
+
 def _decision(id_, item, action, at, label="fish", undoes=None):
     return Decision(id_, item, Action(action), label, "web", False, f"2026-12-07T{at}.000+00:00", undoes)
 

@@ -85,6 +85,22 @@ class AppState:
             self._settled = reviewer
         return reviewer
 
+    def warm_up(self) -> threading.Thread:
+        """Build the review loop in the background as the server starts, so the first page only
+        chooses a batch (a million items: the loop takes 0.6 s to open, its first batch 0.7 s).
+        A page that asks before it is built waits for this build, not a second one. A project
+        that cannot review yet (no labels) is left as it is: the page says why."""
+        def work() -> None:
+            try:
+                self.reviewer()
+            except Exception as error:  # noqa: BLE001 - the page's own call reports it, worded for people
+                self.warm_up_error = f"{type(error).__name__}: {error}"
+
+        self.warm_up_error: str | None = None
+        thread = threading.Thread(target=work, daemon=True, name="labelchat-warm-up")
+        thread.start()
+        return thread
+
     def can_search_text(self) -> bool:
         """Whether the model compares text with images (CLIP does; the offline model does not)."""
         return callable(getattr(self.reviewer().backend, "encode_texts", None))
@@ -235,6 +251,7 @@ def launch(project_dir: Path, *, host: str = "127.0.0.1", port: int | None = Non
     state = AppState(Path(project_dir), brain=brain, yes=yes, model=model, brain_options=brain_options or {})
     state.people = list(users)  # who may review a round
     app = build_app(state)
+    state.warm_up()
     app.queue(default_concurrency_limit=4)
     _, local_url, _ = app.launch(
         server_name=host, server_port=port, auth=list(users.items()) or None, share=share, prevent_thread_lock=not block,
