@@ -50,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from labelling import TARGETS, build_project  # noqa: E402
-from tools.learn import BlendConfig, Blended, LiveLearner, _nll, _softmax  # noqa: E402
+from tools.learn import BlendConfig, Blended, LiveLearner, _nll, _softmax, balanced_weights  # noqa: E402
 from tools.review import Reviewer, Strategy, _order, _spread_over_labels  # noqa: E402
 
 BATCH = 20
@@ -320,8 +320,7 @@ class SelfTrained(Before):
     def _ridge(self, example_rows, columns, c, weights=None, confirmed=None):
         weights = np.ones(len(example_rows))
         if self.balanced:
-            counts = np.bincount(columns, minlength=c)
-            weights = len(columns) / (np.count_nonzero(counts) * counts[columns])
+            weights = balanced_weights(columns, c)
         if self.pseudo is None or not len(self.pseudo[0]):
             return super()._ridge(example_rows, columns, c, weights)
         return super()._ridge(np.concatenate([example_rows, self.pseudo[0]]),
@@ -372,7 +371,7 @@ class LeaveOneOutTuned(LiveLearner):
             rows, columns = self.rows(example_ids), np.array([label_of[int(i)] for i in example_ids])
             c = self.zero_shot.shape[1]
             counts = np.bincount(columns, minlength=c)
-            weights = len(columns) / (np.count_nonzero(counts) * counts[columns])
+            weights = balanced_weights(columns, c)
             trust = (counts / (counts + self.config.trust))[None, :]
             losses = {}
             for ridge in self.RIDGES:

@@ -129,11 +129,11 @@ class VectorIndex:
         loaded = cls._load(Path(folder), model)
         if loaded is not None and loaded.info.ids_digest == ids_digest(ids) and loaded.info.count == len(ids):
             return loaded
-        if loaded is not None and (background or not _outgrown(loaded.info, len(ids))):
-            if loaded.catch_up(ids, vectors_fn):
-                if _outgrown(loaded.info, len(ids)):
-                    loaded.rebuild_in_background(vectors_fn)
-                return loaded
+        outgrown = loaded is not None and _outgrown(loaded.info, len(ids))
+        if loaded is not None and (background or not outgrown) and loaded.catch_up(ids, vectors_fn):
+            if outgrown:
+                loaded.rebuild_in_background(vectors_fn)
+            return loaded
         stored_ids, vectors = vectors_fn()
         return cls.build(folder, model, stored_ids, vectors)
 

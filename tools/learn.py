@@ -228,22 +228,22 @@ class ExampleVotes:
     def neighbor_rows(self) -> np.ndarray:
         """(N, k) each item's nearest examples as rows, -1 where fewer exist: a read-only view
         until the first example (no million-row array filled for a fresh project)."""
-        if self._neighbor_rows is None:
-            return np.broadcast_to(np.int32(-1), (len(self.item_ids), self.config.k))
-        return self._neighbor_rows
+        return self._neighbor_rows if self._neighbor_rows is not None else self._no_neighbors(len(self.item_ids))[0]
 
     @property
     def neighbor_sims(self) -> np.ndarray:
-        if self._neighbor_sims is None:
-            return np.broadcast_to(np.float32(-np.inf), (len(self.item_ids), self.config.k))
-        return self._neighbor_sims
+        return self._neighbor_sims if self._neighbor_sims is not None else self._no_neighbors(len(self.item_ids))[1]
 
     def neighbors_at(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(neighbour rows, similarities) of these rows; views, not copies, before any example."""
         if self._neighbor_rows is None:
-            shape = (len(rows), self.config.k)
-            return np.broadcast_to(np.int32(-1), shape), np.broadcast_to(np.float32(-np.inf), shape)
+            return self._no_neighbors(len(rows))
         return self._neighbor_rows[rows], self._neighbor_sims[rows]
+
+    def _no_neighbors(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Read-only (n, k) views of "no neighbour": row -1, similarity -inf (no memory used)."""
+        shape = (n, self.config.k)
+        return np.broadcast_to(np.int32(-1), shape), np.broadcast_to(np.float32(-np.inf), shape)
 
     def _writable_neighbors(self) -> None:
         if self._neighbor_rows is None:
@@ -418,8 +418,7 @@ class LiveLearner:
         example_rows = self.rows(example_ids)
         columns = np.array([label_of[int(i)] for i in example_ids])
         counts = np.bincount(columns, minlength=c)
-        weights = (len(columns) / (np.count_nonzero(counts) * counts[columns]) if self.config.balanced_probe
-                   else np.ones(len(columns)))
+        weights = balanced_weights(columns, c) if self.config.balanced_probe else np.ones(len(columns))
         if pseudo is not None and len(pseudo[0]):
             weights = np.concatenate([weights, np.full(len(pseudo[0]), self.config.pseudo_weight)])
             scores, loo = self._ridge(np.concatenate([example_rows, pseudo[0]]), np.concatenate([columns, pseudo[1]]),
@@ -489,6 +488,13 @@ class LiveLearner:
         temperature = _fit_temperature(blended(*best), columns)
         return BlendChoice(*best, examples=len(columns), loss=candidates[best], default_loss=candidates[default],
                            temperature=temperature)
+
+
+def balanced_weights(columns: np.ndarray, c: int) -> np.ndarray:
+    """Each example's weight so that every class present weighs the same in total (the mean
+    weight stays 1): the review order confirms confusable classes most."""
+    counts = np.bincount(columns, minlength=c)
+    return len(columns) / (np.count_nonzero(counts) * counts[columns])
 
 
 def _nll(probabilities: np.ndarray, columns: np.ndarray) -> float:

@@ -65,6 +65,7 @@ class AppState:
         self.train_version: str | None = None
         self.train_note = ""  # a warning about the new version, for the Models tab
         self._train_cancel: threading.Event | None = None
+        self.warm_up_error: str | None = None  # why the review loop could not be built as the server started
 
     def reviewer(self):
         """The review loop. A new one (the first, or after a model change) freezes the heap:
@@ -96,7 +97,7 @@ class AppState:
             except Exception as error:  # noqa: BLE001 - the page's own call reports it, worded for people
                 self.warm_up_error = f"{type(error).__name__}: {error}"
 
-        self.warm_up_error: str | None = None
+        self.warm_up_error = None
         thread = threading.Thread(target=work, daemon=True, name="labelchat-warm-up")
         thread.start()
         return thread

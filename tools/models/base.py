@@ -9,6 +9,7 @@ set, prompts and model. Nothing here imports torch at import time.
 from __future__ import annotations
 
 import io
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
@@ -160,7 +161,6 @@ def probabilities_in_parts(head: ZeroShotHead, features: np.ndarray, part: int =
     128 numbers on 2 cores: 0.65 s instead of 0.95 s)."""
     if len(features) <= part:
         return head.probabilities(np.asarray(features, dtype=np.float32))
-    import os
     from concurrent.futures import ThreadPoolExecutor
 
     def one(start: int) -> np.ndarray:
