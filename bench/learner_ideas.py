@@ -1,6 +1,6 @@
 """Ideas for a stronger live learner or review order, each measured against the product's.
 
-    python bench/learner_ideas.py DATA [DATA ...] [--model offline] [--ideas spread,diverse] [--cache DIR] [--repeats N]
+    python bench/learner_ideas.py DATA [DATA ...] [--model offline] [--ideas spread,diverse] [--cache DIR] [--repeats N] [--batch 20]
 
 Issue 16 asked for label spreading over the kNN graph of all items, other
 review orders (least confidence, entropy, diverse batches), and other feature
@@ -532,14 +532,17 @@ def figures(curve: list[tuple[float, float]], zero_shot: float) -> dict:
 
 
 def main() -> None:
+    global BATCH
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data", nargs="+", type=Path)
     parser.add_argument("--model", default="offline")
     parser.add_argument("--ideas", default="", help="comma-separated substrings of idea names (default: all)")
     parser.add_argument("--cache", type=Path, help="keep each set's arrays here and reuse them in later runs")
+    parser.add_argument("--batch", type=int, default=BATCH, help="items per review batch (default %(default)s)")
     parser.add_argument("--repeats", type=int, default=0,
                         help="also replay each idea on this many random 80%% subsets of each set (mean figures)")
     args = parser.parse_args()
+    BATCH = args.batch  # the review orders and the replay read it
     wanted = [w.strip() for w in args.ideas.split(",") if w.strip()]
     ideas = {name: idea for name, idea in IDEAS.items()
              if name.startswith("product") or not wanted or any(w in name for w in wanted)}
