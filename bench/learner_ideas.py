@@ -1,6 +1,6 @@
 """Ideas for a stronger live learner or review order, each measured against the product's.
 
-    python bench/learner_ideas.py DATA [DATA ...] [--model offline] [--ideas spread,diverse] [--cache DIR] [--repeats N] [--batch 20]
+    python bench/learner_ideas.py DATA [DATA ...] [--model offline] [--ideas spread,diverse] [--cache DIR] [--repeats N] [--batch 20] [--references]
 
 Issue 16 asked for label spreading over the kNN graph of all items, other
 review orders (least confidence, entropy, diverse batches), and other feature
@@ -27,6 +27,13 @@ batch of the most typical item of each of 20 k-means clusters (TypiClust, Hacohe
 2022) before the margin order. One batch of 20 moves a figure by 0.02 of fashion-dev's items, so
 `--repeats N` also replays every idea on N random 80% subsets of each set and reports the
 mean figures: an idea must win on them too.
+
+`--references` adds reference points that no idea is: the product's learner reviewed in a perfect
+order (every wrong suggestion first, so every action is a correction; not a lower bound, see
+`WrongFirst`), a logistic regression that
+has seen 80% of the labels (5-fold) reviewed by its margins, and how often the blend, a logistic
+regression and an RBF SVM fitted on the same confirmed items are right on the open ones after
+2, 5, 8, 11 and 14 batches: where a better order, and where a better learner, would save actions.
 
 Prints one line per idea and data set on stderr (the share of items needed
 for 90/95/98% dataset accuracy and the lowest accuracy relative to zero-shot),
@@ -425,6 +432,75 @@ class TypicalFirst:
         return np.array(chosen + rest, dtype=np.int64)
 
 
+# -- reference points, not ideas (--references): what no review order, and no learner on these features, beats --
+
+class WrongFirst:
+    """The product's learner reviewed in a perfect order: every wrong suggestion first, smallest
+    margin first among them, so every action is a correction. A reference, not a lower bound:
+    a learner taught only by its mistakes sees a skewed sample of the data, and the product's
+    order (which also confirms right suggestions near the boundaries) can need fewer actions."""
+
+    sees_truth = True  # `simulate` passes which open rows' suggestions are wrong
+
+    def __call__(self, p: np.ndarray, features: np.ndarray, wrong: np.ndarray) -> np.ndarray:
+        top2 = -np.sort(-p, axis=1)[:, :2]
+        by_margin = np.argsort(top2[:, 0] - top2[:, 1], kind="stable")
+        return np.concatenate([by_margin[wrong[by_margin]], by_margin[~wrong[by_margin]]])
+
+
+def cross_validated_curve(arrays: Arrays, folds: int = 5) -> list[tuple[float, float]]:
+    """A classifier that has seen 80% of the labels: each item's probabilities from a logistic
+    regression (C 10, chosen on digits) fitted on the other folds' items, centred and normalised
+    features; the items then reviewed smallest margin first, in batches, and nothing learnt from
+    them. What these features allow a learner that knows most of the answers already."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    x = _centred(arrays.features.astype(np.float64))
+    folds = max(2, min(folds, int(np.bincount(arrays.truth).max())))
+    splits = StratifiedKFold(folds, shuffle=True, random_state=0)
+    p = cross_val_predict(LogisticRegression(C=10.0, max_iter=3000), x, arrays.truth, cv=splits,
+                          method="predict_proba")
+    classes = np.unique(arrays.truth)  # columns of p: only the labels the truth uses
+    predicted = classes[p.argmax(1)]
+    top2 = -np.sort(-p, axis=1)[:, :2]
+    by_margin = np.argsort(top2[:, 0] - top2[:, 1], kind="stable")
+    wrong = (predicted != arrays.truth)[by_margin]
+    n = len(arrays.truth)
+    return [(k / n, 1 - wrong[k:].sum() / n) for k in range(0, n + 1, BATCH)]
+
+
+def learners_on_the_same_items(arrays: Arrays, stages: tuple[int, ...] = (2, 5, 8, 11, 14)) -> list[dict]:
+    """The product's replay, stopped after each of `stages` batches: how often the blend, and a
+    logistic regression (C 10) and an RBF SVM (C 3) fitted on the same confirmed items, are
+    right on the open items. Tells whether a better learner would find more of the errors."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.svm import SVC
+
+    learner = LiveLearner(arrays.ids, arrays.features, arrays.zero_shot)
+    x = learner.votes.features
+    label_of: dict[int, int] = {}
+    found = []
+    for batches in range(max(stages) + 1):
+        open_rows = np.flatnonzero(~np.isin(arrays.ids, np.fromiter(label_of, dtype=np.int64)))
+        if len(open_rows) < BATCH:
+            break
+        blended = learner.blend(arrays.ids[open_rows], label_of, None)
+        truth = arrays.truth[open_rows]
+        if batches in stages and len(set(label_of.values())) > 1:
+            examples = learner.rows(np.fromiter(label_of, dtype=np.int64))
+            columns = np.fromiter(label_of.values(), dtype=np.int64)
+            row = {"reviewed": len(label_of), "blend": float((blended.probabilities.argmax(1) == truth).mean())}
+            for name, model in (("logistic_regression", LogisticRegression(C=10.0, max_iter=3000)),
+                                ("rbf_svm", SVC(C=3.0))):
+                model.fit(x[examples], columns)
+                row[name] = float((model.predict(x[open_rows]) == truth).mean())
+            found.append({key: round(value, 3) if isinstance(value, float) else value for key, value in row.items()})
+        for r in product_order(blended.uncalibrated, x[open_rows])[:BATCH]:
+            label_of[int(arrays.ids[open_rows[r]])] = int(arrays.truth[open_rows[r]])
+    return found
+
+
 def flip_view(arrays: Arrays, flipped: Arrays, zero_shot_too: bool = True) -> Arrays:
     """Test-time augmentation: each item's features (and zero-shot probabilities) averaged with
     those of its image mirrored left to right."""
@@ -502,7 +578,9 @@ def simulate(arrays: Arrays, factory, order) -> tuple[list[tuple[float, float]],
             return curve, float(np.mean(seconds))
         ranked = blended.uncalibrated if blended.uncalibrated is not None else blended.probabilities
         choose = order.first_round if not label_of and hasattr(order, "first_round") else order
-        for row in choose(ranked, features.features[open_rows])[:BATCH]:
+        seen = (choose(ranked, features.features[open_rows], ~right) if getattr(choose, "sees_truth", False)
+                else choose(ranked, features.features[open_rows]))
+        for row in seen[:BATCH]:
             label_of[int(arrays.ids[open_rows[row]])] = int(arrays.truth[open_rows[row]])
 
 
@@ -531,6 +609,22 @@ def figures(curve: list[tuple[float, float]], zero_shot: float) -> dict:
     return result
 
 
+PERFECT_ORDER = "reference: the product's learner, every wrong suggestion first (every action a correction)"
+SEEN_80 = "reference: logistic regression that saw 80% of the labels, margin order, learns nothing more"
+
+
+def report(data: str, name: str, result: dict, zero_shot: float, seconds: float | None = None,
+           repeats: int = 0) -> None:
+    """One line on stderr: the share of items needed for each target, and the lowest accuracy."""
+    targets = "  ".join(f"{int(t * 100)}%: {result[f'actions_for_{int(t * 100)}']}" for t in TARGETS)
+    subsets = (" (subsets: " + " / ".join(f"{result['subsets_mean'][f'actions_for_{int(t * 100)}']:.3f}"
+                                         for t in TARGETS) + ")") if repeats else ""
+    print(f"{data:>14} {name:<40} {targets}{subsets}"
+          f"  start: {result['start_accuracy']:.3f} (zero-shot {zero_shot:.3f})"
+          f"  min-vs-zs: {result['min_accuracy_vs_zero_shot']:+.3f}"
+          + (f"  {seconds:.3f}s/refresh" if seconds is not None else ""), file=sys.stderr, flush=True)
+
+
 def main() -> None:
     global BATCH
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -539,6 +633,9 @@ def main() -> None:
     parser.add_argument("--ideas", default="", help="comma-separated substrings of idea names (default: all)")
     parser.add_argument("--cache", type=Path, help="keep each set's arrays here and reuse them in later runs")
     parser.add_argument("--batch", type=int, default=BATCH, help="items per review batch (default %(default)s)")
+    parser.add_argument("--references", action="store_true",
+                        help="also print two reference points: the product's learner in a perfect review order, "
+                             "and a classifier that has seen 80%% of the labels")
     parser.add_argument("--repeats", type=int, default=0,
                         help="also replay each idea on this many random 80%% subsets of each set (mean figures)")
     args = parser.parse_args()
@@ -566,13 +663,19 @@ def main() -> None:
                 result["seconds_per_refresh"] = round(seconds, 4)
                 if args.repeats:
                     result["subsets_mean"] = subsets_mean(chosen_view, factory, order, args.repeats)
-                print(f"{data.name:>14} {name:<40} " + "  ".join(
-                    f"{int(t * 100)}%: {result[f'actions_for_{int(t * 100)}']}" for t in TARGETS)
-                    + (" (subsets: " + " / ".join(f"{result['subsets_mean'][f'actions_for_{int(t * 100)}']:.3f}"
-                                                  for t in TARGETS) + ")" if args.repeats else "")
-                    + f"  start: {result['start_accuracy']:.3f} (zero-shot {zero_shot:.3f})"
-                    + f"  min-vs-zs: {result['min_accuracy_vs_zero_shot']:+.3f}  {seconds:.3f}s/refresh",
-                    file=sys.stderr, flush=True)
+                report(data.name, name, result, zero_shot, seconds, args.repeats)
+            if args.references:
+                entry["references"] = references = {}
+                curve, _ = simulate(arrays, LiveLearner, WrongFirst())
+                references[PERFECT_ORDER] = figures(curve, zero_shot)
+                references[SEEN_80] = figures(cross_validated_curve(arrays), zero_shot)
+                for name, result in references.items():
+                    report(data.name, name, result, zero_shot)
+                entry["learners_on_the_same_items"] = same = learners_on_the_same_items(arrays)
+                for row in same:
+                    print(f"{data.name:>14} right on the open items after {row['reviewed']} reviews: "
+                          f"blend {row['blend']:.3f}, logistic regression {row['logistic_regression']:.3f}, "
+                          f"RBF SVM {row['rbf_svm']:.3f}", file=sys.stderr, flush=True)
     print(json.dumps(results))
 
 
