@@ -86,6 +86,23 @@ def test_an_index_catches_up_with_a_growing_project_and_is_rebuilt_once_outgrown
     assert small.info.kind == "flat" and small.info.count == 500
 
 
+def test_a_failed_background_rebuild_keeps_the_index_and_says_why(reviewer):
+    reviewer.refresh()
+    assert reviewer.index_problem() is None  # not opened yet: nothing to report
+    index = reviewer.index()
+    before = index.info
+
+    def full_disk():
+        raise OSError(28, "No space left on device")
+
+    index.rebuild_in_background(full_disk)
+    index.wait(60)
+    assert index.info == before and index.rebuild_error  # the index as it was keeps answering
+    assert reviewer.similar(reviewer.item_ids[0], 3)
+    problem = reviewer.index_problem()
+    assert "could not be rebuilt" in problem and "No space left on device" in problem and "disk space" in problem
+
+
 def test_an_index_from_before_the_catch_up_still_opens(tmp_path):
     import json
 

@@ -93,6 +93,7 @@ class ReviewTab:
         if first is not None:
             lead = next((c for c in cards if c.item.id == first), None) or self.state.reviewer().card(first)
             cards = [lead] + [c for c in cards if c.item.id != first][: BATCH - 1]
+        notice = notice or self.state.reviewer().index_problem() or ""
         return self.show(cards, notice, filtered=views.filter_text(label, *views.parse_range(span)))
 
     def choose_batch(self, order, label, span, *, learn, left_out=frozenset()):

@@ -121,6 +121,16 @@ class SimilaritySearch:
             )
         return self._index
 
+    def index_problem(self) -> str | None:
+        """Why the similarity index could not be rebuilt in the background, for people; None when
+        nothing failed (or the index was not opened yet)."""
+        index = self._index
+        if index is None or index.rebuild_error is None:
+            return None
+        return (f"The similarity index could not be rebuilt ({index.rebuild_error}). Similar images still "
+                "come from the index as it was, with the new images added; the next review session tries "
+                "the rebuild again (free some disk space if it is full).")
+
     @property
     def backend(self):
         """The model itself, loaded only for searches by text or image."""
