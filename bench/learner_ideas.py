@@ -28,6 +28,12 @@ batch of the most typical item of each of 20 k-means clusters (TypiClust, Hacohe
 `--repeats N` also replays every idea on N random 80% subsets of each set and reports the
 mean figures: an idea must win on them too.
 
+A fourth round (bench/results/cpu-learner-ideas-4.json) measured, against the product's learner
+as it was then (probe trust 3), the probe trusted sooner (trust 0.3 to 2), 8 or 32 voting
+neighbours, votes that count sooner, a larger probe share, momentum (each refresh averaged with
+the last), the margin order without or with a tighter cap per label, and an order that learns
+which labels' confident suggestions turn out wrong. Trust 1, chosen on digits, is in the product.
+
 `--references` adds reference points that no idea is: the product's learner reviewed in a perfect
 order (every wrong suggestion first, so every action is a correction; not a lower bound, see
 `WrongFirst`), a logistic regression that
@@ -63,7 +69,7 @@ from tools.review import Reviewer, Strategy, _order, _spread_over_labels  # noqa
 BATCH = 20
 # The learner as it was before self-training and the class-balanced probe landed: every idea
 # below was measured against it (and is built on it), so that its figures can be reproduced.
-BEFORE = BlendConfig(pseudo_threshold=None, balanced_probe=False)
+BEFORE = BlendConfig(pseudo_threshold=None, balanced_probe=False, trust=3.0)  # (trust: 1 since the fourth round)
 
 
 class Before(LiveLearner):
@@ -432,6 +438,75 @@ class TypicalFirst:
         return np.array(chosen + rest, dtype=np.int64)
 
 
+# -- fourth round: against the product's learner until then (trust 3) ----------------------------
+
+UNTIL_FOURTH = BlendConfig(trust=3.0)  # the product's learner before the fourth round
+
+
+def with_config(**changes):
+    return lambda ids, features, zero_shot: LiveLearner(ids, features, zero_shot, replace(UNTIL_FOURTH, **changes))
+
+
+class Momentum(LiveLearner):
+    """Each refresh's probabilities averaged with the previous refresh's (share `keep` of the old):
+    fewer suggestions that flip to a wrong label after one batch, at the cost of slower learning."""
+
+    keep = 0.5
+
+    def __init__(self, ids, features, zero_shot, config: BlendConfig = UNTIL_FOURTH):
+        super().__init__(ids, features, zero_shot, config)
+        self.previous: np.ndarray | None = None
+
+    def blend(self, item_ids, label_of, rejected) -> Blended:
+        blended = super().blend(self.item_ids, label_of, rejected)
+        p = blended.uncalibrated.astype(np.float64)
+        if self.previous is not None and label_of:
+            p = (1 - self.keep) * p + self.keep * self.previous
+        self.previous = p
+        rows = self.rows(item_ids)
+        return replace(blended, probabilities=p[rows].astype(np.float32), uncalibrated=p[rows].astype(np.float32))
+
+
+def momentum(keep: float):
+    return type(f"Momentum{keep:g}", (Momentum,), {"keep": keep})
+
+
+def margin_order(cap_share: float | None):
+    """Smallest margin first, one label capped at `cap_share` of any 20 places (1: no cap)."""
+    def order(p: np.ndarray, features: np.ndarray) -> np.ndarray:
+        top2 = -np.sort(-p, axis=1)[:, :2]
+        by_margin = np.argsort(top2[:, 0] - top2[:, 1], kind="stable")[: max(400, 40 * BATCH)]
+        return by_margin if cap_share == 1 else _spread_over_labels(by_margin, p.argmax(1), cap_share=cap_share)
+    return order
+
+
+class ConfusionAware:
+    """From the 60th review on, the items ranked by how likely their suggestion is wrong, by a
+    logistic regression on (margin, suggested label) fitted to the reviews so far (was the
+    suggestion wrong when it was reviewed?): a label whose confident suggestions turned out wrong
+    gets its other suggestions reviewed sooner. Of `wrong` it reads only the rows it sends to
+    review (what the annotator's answers reveal)."""
+
+    sees_truth = True
+
+    def __init__(self, start: int = 60):
+        self.start, self.seen, self.was_wrong = start, [], []
+
+    def __call__(self, p: np.ndarray, features: np.ndarray, wrong: np.ndarray) -> np.ndarray:
+        top2 = -np.sort(-p, axis=1)[:, :2]
+        described = np.column_stack([top2[:, 0] - top2[:, 1], np.eye(p.shape[1])[p.argmax(1)]])
+        order = product_order(p, features)
+        if len(self.seen) >= self.start and 0 < sum(self.was_wrong) < len(self.was_wrong):
+            from sklearn.linear_model import LogisticRegression
+
+            model = LogisticRegression(C=1.0, max_iter=1000).fit(np.array(self.seen), np.array(self.was_wrong))
+            order = np.argsort(-model.predict_proba(described)[:, 1], kind="stable")
+        for row in order[:BATCH]:
+            self.seen.append(described[row])
+            self.was_wrong.append(int(wrong[row]))
+        return order
+
+
 # -- reference points, not ideas (--references): what no review order, and no learner on these features, beats --
 
 class WrongFirst:
@@ -517,7 +592,7 @@ def flip_view(arrays: Arrays, flipped: Arrays, zero_shot_too: bool = True) -> Ar
     return replace(arrays, features=features.astype(np.float32), zero_shot=zero_shot.astype(np.float32))
 
 
-IDEAS = {  # name: (learner factory, review order)
+IDEAS = {  # name: (learner factory, review order, [view])
     "product": (LiveLearner, product_order),
     "product before self-training (tools/learn.py until issue 16's second round)": (Before, product_order),
     "spread (share 0.3, prior 1)": (Spreading, product_order),
@@ -558,10 +633,26 @@ IDEAS["probe ridge and scale by leave-one-out"] = (LeaveOneOutTuned, product_ord
 for _beta in (0.5, 1.0, 2.0):  # chosen on digits only
     IDEAS[f"density-weighted margin (beta {_beta:g})"] = (LiveLearner, density_weighted(_beta))
 IDEAS["typical first batch (TypiClust), then margin"] = (LiveLearner, TypicalFirst())
+# fourth round: against the product until then (trust 3); bench/results/cpu-learner-ideas-4.json
+IDEAS["product until the fourth round (probe trust 3)"] = (with_config(), product_order)
+for _trust in (0.3, 0.5, 1.0, 2.0):  # chosen on digits only: 1, in the product since
+    IDEAS[f"probe trusted sooner (trust {_trust:g})"] = (with_config(trust=_trust), product_order)
+IDEAS["votes of 8 neighbours"] = (with_config(k=8), product_order)
+IDEAS["votes of 32 neighbours"] = (with_config(k=32), product_order)
+IDEAS["votes count sooner (tau 0.5)"] = (with_config(tau=0.5), product_order)
+IDEAS["probe share 0.85"] = (with_config(mix=0.85), product_order)
+IDEAS["probe trust 1 and share 0.85"] = (with_config(trust=1.0, mix=0.85), product_order)
+for _keep in (0.3, 0.5):
+    IDEAS[f"momentum (keep {_keep:g} of the last refresh)"] = (momentum(_keep), product_order)
+IDEAS["margin order, no cap per label"] = (with_config(), margin_order(1))
+IDEAS["margin order, one label at most 0.3 of a batch"] = (with_config(), margin_order(0.3))
+IDEAS["confusion-aware order (logistic regression on margin and label)"] = (with_config(), "confusion-aware")
 
 
 def simulate(arrays: Arrays, factory, order) -> tuple[list[tuple[float, float]], float]:
     """(the curve of (share reviewed, dataset accuracy), seconds per refresh of the suggestions)."""
+    if order == "confusion-aware":  # it learns from the replay's reviews: a fresh one for each
+        order = ConfusionAware()
     learner = factory(arrays.ids, arrays.features, arrays.zero_shot)
     features = getattr(learner, "votes", None) or learner.base.votes
     n, label_of, curve, seconds = len(arrays.ids), {}, [], []

@@ -68,7 +68,8 @@ class BlendConfig:
     mix: float = 0.7  # share of the ridge probe in the final probabilities
     ridge: float = 1.0  # L2 regularisation of the probe
     probe_scale: float = 10.0  # inverse temperature of the probe's scores
-    trust: float = 3.0  # examples of a class at which its probe and zero-shot count equally
+    trust: float = 1.0  # examples of a class at which its probe and zero-shot count equally (was 3 until
+    # bench/learner_ideas.py's fourth round: 1, chosen on digits, saved a batch at 95% or 98% on every set)
     guard_after: int = 20  # examples from which the guard may choose another blend
     guard_margin: float = 0.05  # how much lower (nats per example) another blend's loss must be
     pseudo_threshold: float | None = 0.9  # self-training: undecided items this sure of a label also fit the probe
