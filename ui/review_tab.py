@@ -107,7 +107,9 @@ class ReviewTab:
     def prepare_next(self, order, label, span, left_out) -> Prepared:
         cards = self.choose_batch(order, label, span, learn=True, left_out=left_out)
         filtered = views.filter_text(label, *views.parse_range(span))
-        return Prepared(views.render_cards(cards, self._labels(), self.state.image_url, filtered=filtered), cards)
+        notice = self.state.reviewer().index_problem() or ""
+        return Prepared(views.render_cards(cards, self._labels(), self.state.image_url, notice=notice,
+                                           filtered=filtered), cards)
 
     def show(self, cards, notice="", html_text=None, filtered=""):
         self.state.cards = {c.item.id: c for c in cards}
