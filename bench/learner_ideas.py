@@ -34,10 +34,9 @@ neighbours, votes that count sooner, a larger probe share, momentum (each refres
 the last), the margin order without or with a tighter cap per label, and an order that learns
 which labels' confident suggestions turn out wrong. Trust 1, chosen on digits, is in the product.
 
-`--references` adds reference points that no idea is: the product's learner reviewed in a perfect
-order (every wrong suggestion first, so every action is a correction; not a lower bound, see
-`WrongFirst`), a logistic regression that
-has seen 80% of the labels (5-fold) reviewed by its margins, and how often the blend, a logistic
+`--references` adds reference points that no idea is: the product's learner reviewed with every
+wrong suggestion first, so every action is a correction (not a lower bound, see `WrongFirst`), a
+logistic regression that has seen 80% of the labels (5-fold) reviewed by its margins, and how often the blend, a logistic
 regression and an RBF SVM fitted on the same confirmed items are right on the open ones after
 2, 5, 8, 11 and 14 batches: where a better order, and where a better learner, would save actions.
 
@@ -507,10 +506,10 @@ class ConfusionAware:
         return order
 
 
-# -- reference points, not ideas (--references): what no review order, and no learner on these features, beats --
+# -- reference points, not ideas (--references): where a better order, or a better learner, would save actions --
 
 class WrongFirst:
-    """The product's learner reviewed in a perfect order: every wrong suggestion first, smallest
+    """The product's learner reviewed with every wrong suggestion first, smallest
     margin first among them, so every action is a correction. A reference, not a lower bound:
     a learner taught only by its mistakes sees a skewed sample of the data, and the product's
     order (which also confirms right suggestions near the boundaries) can need fewer actions."""
@@ -725,8 +724,8 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, help="keep each set's arrays here and reuse them in later runs")
     parser.add_argument("--batch", type=int, default=BATCH, help="items per review batch (default %(default)s)")
     parser.add_argument("--references", action="store_true",
-                        help="also print two reference points: the product's learner in a perfect review order, "
-                             "and a classifier that has seen 80%% of the labels")
+                        help="also print reference points: the product's learner with every action a correction, "
+                             "a classifier that has seen 80%% of the labels, and other learners on the same items")
     parser.add_argument("--repeats", type=int, default=0,
                         help="also replay each idea on this many random 80%% subsets of each set (mean figures)")
     args = parser.parse_args()
