@@ -375,11 +375,10 @@ class LiveLearner:
         shares, total = self.votes.vote_shares(rows, label_of, c)
         lam = total / (total + self.config.tau)
         probe = self._probe(label_of, c, pseudo)
-        choice = self._choose(label_of, probe, c) if label_of else None
-        mix, cache = (choice.mix, choice.cache) if choice else (self.config.mix, True)
+        choice = self._choose(label_of, probe, c)
+        mix, cache = choice.mix, choice.cache
         lam_used = lam if cache else np.zeros_like(lam)
-        # nobody voted (a fresh project): the cache says nothing, and a million rows need no arithmetic
-        knn = zero_shot if not label_of else (1 - lam_used)[:, None] * zero_shot + lam_used[:, None] * shares
+        knn = (1 - lam_used)[:, None] * zero_shot + lam_used[:, None] * shares
         if probe is None:
             probabilities, learned = knn, shares
         else:
@@ -388,7 +387,7 @@ class LiveLearner:
             probe_blend = trust * probe_rows + (1 - trust) * zero_shot
             probabilities = (1 - mix) * knn + mix * probe_blend
             learned = (1 - self.config.mix) * shares + self.config.mix * probe_rows
-        if choice is not None and choice.temperature != 1.0:
+        if choice.temperature != 1.0:
             uncalibrated = _without_rejected(probabilities.copy(), item_ids, rejected).astype(np.float32)
             probabilities = _without_rejected(_tempered(probabilities, choice.temperature), item_ids, rejected)
             probabilities = probabilities.astype(np.float32)

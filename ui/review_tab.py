@@ -93,7 +93,6 @@ class ReviewTab:
         if first is not None:
             lead = next((c for c in cards if c.item.id == first), None) or self.state.reviewer().card(first)
             cards = [lead] + [c for c in cards if c.item.id != first][: BATCH - 1]
-        notice = notice or self.state.reviewer().index_problem() or ""
         return self.show(cards, notice, filtered=views.filter_text(label, *views.parse_range(span)))
 
     def choose_batch(self, order, label, span, *, learn, left_out=frozenset()):
@@ -107,20 +106,21 @@ class ReviewTab:
     def prepare_next(self, order, label, span, left_out) -> Prepared:
         cards = self.choose_batch(order, label, span, learn=True, left_out=left_out)
         filtered = views.filter_text(label, *views.parse_range(span))
-        notice = self.state.reviewer().index_problem() or ""
-        return Prepared(views.render_cards(cards, self._labels(), self.state.image_url, notice=notice,
-                                           filtered=filtered), cards)
+        return Prepared(self._html(cards, filtered=filtered), cards)
 
     def show(self, cards, notice="", html_text=None, filtered=""):
         self.state.cards = {c.item.id: c for c in cards}
         if html_text is None:
-            html_text = views.render_cards(cards, self._labels(), self.state.image_url, notice=notice,
-                                           filtered=filtered)
+            html_text = self._html(cards, notice, filtered)
         return html_text, [c.item.id for c in cards]
 
     def render(self, ids, notice):
-        return views.render_cards(self.state.cards_for(ids), self._labels(), self.state.image_url,
-                                  notice=notice), ids
+        return self._html(self.state.cards_for(ids), notice), ids
+
+    def _html(self, cards, notice="", filtered=""):
+        """The cards as HTML; with no other notice, a failed index rebuild's (the panel's one word on it)."""
+        notice = notice or self.state.reviewer().index_problem() or ""
+        return views.render_cards(cards, self._labels(), self.state.image_url, notice=notice, filtered=filtered)
 
     def next_key(self, order, label, span):
         """What a prepared next batch must have been prepared for."""
